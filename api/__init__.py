@@ -1,0 +1,1 @@
+"""HTTP only: the native v1 router and thin compat routers over one core task service."""

@@ -1,0 +1,41 @@
+"""FastAPI dependencies: settings, a request-scoped DB session, storage and the core service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy.orm import Session
+
+from api.service import DetectService
+from db.engine import get_sessionmaker
+from facequeue.settings import Settings, get_settings
+from facequeue.storage import get_storage
+
+
+def get_session() -> Iterator[Session]:
+    session = get_sessionmaker()()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_detect_service(session: SessionDep, settings: SettingsDep) -> DetectService:
+    return DetectService(session, settings, get_storage(settings))
+
+
+DetectServiceDep = Annotated[DetectService, Depends(get_detect_service)]
+
+
+def current_tenant() -> str | None:
+    """The caller's tenant; every request is tenant-less until API keys exist."""
+    return None
+
+
+TenantDep = Annotated[str | None, Depends(current_tenant)]

@@ -1,0 +1,92 @@
+"""Request and response models of the native v1 API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from db.models import DetectTask, TaskStatus
+from facequeue.schemas import DetectResult
+
+
+class DetectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, description="Image or video URL; wins over img when both are given")
+    img: str | None = Field(None, description="Base64 image or video bytes, plain or as a data URI")
+    media_type: Literal["auto", "image", "video"] = Field("auto", description="auto: decided by sniffing the bytes")
+    num_frames: int = Field(5, ge=1, le=100, description="Frames sampled evenly over a video")
+    single_face: bool = Field(False, description="Keep only the largest face per frame")
+    max_side: int | None = Field(None, ge=64, le=8192, description="Detector working long side (downscale only)")
+
+
+class DetectAccepted(BaseModel):
+    detect_task_id: str
+    status: TaskStatus
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+
+
+class DetectTaskView(BaseModel):
+    detect_task_id: str
+    status: TaskStatus
+    kind: str | None
+    progress: Progress
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+    timings: dict[str, float]
+    detector: str | None
+    model_version: str | None
+    result: DetectResult | None
+    error: TaskError | None
+
+    @classmethod
+    def of(cls, task: DetectTask) -> DetectTaskView:
+        return cls(
+            detect_task_id=task.id,
+            status=task.status,
+            kind=task.kind,
+            progress=Progress(done=task.progress_done, total=task.progress_total),
+            attempts=task.attempts,
+            created_at=task.created_at,
+            started_at=task.started_at,
+            heartbeat_at=task.heartbeat_at,
+            finished_at=task.finished_at,
+            timings=task.timings or {},
+            detector=task.detector,
+            model_version=task.model_version,
+            result=task.result,
+            error=TaskError(code=task.error_code, message=task.error_msg or "") if task.error_code else None,
+        )
+
+
+class DetectTaskSummary(BaseModel):
+    detect_task_id: str
+    status: TaskStatus
+    kind: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, task: DetectTask) -> DetectTaskSummary:
+        return cls(
+            detect_task_id=task.id, status=task.status, kind=task.kind, created_at=task.created_at, finished_at=task.finished_at
+        )
+
+
+class DetectTaskPage(BaseModel):
+    items: list[DetectTaskSummary]
+    next_cursor: str | None

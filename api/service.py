@@ -1,0 +1,184 @@
+"""The one core task service: every router (native and compat) submits, reads and cancels through it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.errors import IdempotencyConflict, InvalidInput, InvalidUrl, MissingInput, NotFound, PayloadTooLarge
+from db import queries
+from db.models import DetectTask, TaskStatus, new_task_id
+from facequeue.settings import Settings
+from facequeue.storage import MediaStorage, task_prefix, upload_key
+from workers.celery_app import publish_detect
+from workers.media.sniff import kind_from_extension
+
+log = structlog.get_logger(__name__)
+
+MediaType = Literal["auto", "image", "video"]
+DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
+
+MISSING_INPUT_MESSAGE = "Either 'url' or 'img' parameter must be provided"
+INVALID_URL_MESSAGE = "Invalid URL format"
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    media_type: MediaType = "auto"
+    num_frames: int = 5
+    single_face: bool = False
+    max_side: int | None = None
+
+
+@dataclass(frozen=True)
+class DetectSubmission:
+    url: str | None = None
+    img: str | None = None
+    params: DetectParams = field(default_factory=DetectParams)
+    queue: str = "default"
+    tenant_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class DetectService:
+    def __init__(self, session: Session, settings: Settings, storage: MediaStorage) -> None:
+        self.session = session
+        self.settings = settings
+        self.storage = storage
+
+    # --- submit ------------------------------------------------------------
+    def submit(self, submission: DetectSubmission) -> tuple[DetectTask, bool]:
+        """Store the task, then publish it. Returns (task, created); created is False for an idempotent replay."""
+        url, image_bytes = self._validated_input(submission)
+        request_hash = _request_hash(url, image_bytes, submission.params)
+        if submission.idempotency_key:
+            existing = self._idempotent_replay(submission, request_hash)
+            if existing is not None:
+                return existing, False
+
+        task = DetectTask(
+            id=new_task_id(),
+            tenant_id=submission.tenant_id,
+            kind=_kind_hint(submission.params.media_type, url, image_bytes),
+            source_url=url,
+            params=asdict(submission.params),
+            queue=submission.queue,
+            status=TaskStatus.QUEUED,
+            progress_total=0,
+            idempotency_key=submission.idempotency_key,
+            request_hash=request_hash,
+        )
+        if image_bytes is not None:
+            task.upload_key = upload_key(task.id)
+            self.storage.put_bytes(task.upload_key, image_bytes)
+        self.session.add(task)
+        try:
+            self.session.commit()
+        except IntegrityError:
+            # Lost a race on the same idempotency key: the other request's task is the answer.
+            self.session.rollback()
+            self.storage.delete_prefix(task_prefix(task.id))
+            existing = self._idempotent_replay(submission, request_hash)
+            if existing is None:
+                raise
+            return existing, False
+        self.publish(task)
+        return task, True
+
+    def publish(self, task: DetectTask) -> None:
+        try:
+            publish_detect(task.id, task.queue, task.kind, self.settings)
+        except Exception:  # the row is committed: the reaper publishes it later, nothing is lost
+            log.exception("publish_failed", task_id=task.id)
+            return
+        queries.mark_published(self.session, task.id)
+        self.session.commit()
+
+    def _validated_input(self, submission: DetectSubmission) -> tuple[str | None, bytes | None]:
+        if submission.url:  # url wins over img
+            return validate_url(submission.url), None
+        if submission.img:
+            return None, self._decode_image_data(submission.img)
+        raise MissingInput(MISSING_INPUT_MESSAGE, field="url")
+
+    def _decode_image_data(self, img: str) -> bytes:
+        payload = DATA_URI.sub("", img.strip(), count=1)
+        if len(payload) * 3 // 4 > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(f"img is larger than {self.settings.max_upload_bytes} bytes", field="img")
+        try:
+            data = base64.b64decode(re.sub(r"\s+", "", payload), validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise InvalidInput(f"img is not valid base64: {error}", field="img") from error
+        if not data:
+            raise InvalidInput("img is empty", field="img")
+        return data
+
+    def _idempotent_replay(self, submission: DetectSubmission, request_hash: str) -> DetectTask | None:
+        existing = queries.find_by_idempotency_key(self.session, submission.tenant_id, submission.idempotency_key)
+        if existing is not None and existing.request_hash != request_hash:
+            raise IdempotencyConflict(
+                "Idempotency-Key was already used with a different request body", field="Idempotency-Key"
+            )
+        return existing
+
+    # --- read --------------------------------------------------------------
+    def get(self, task_id: str, tenant_id: str | None) -> DetectTask:
+        task = queries.get_task(self.session, task_id, tenant_id)
+        if task is None:
+            raise NotFound(f"detect task {task_id} not found", field="detect_task_id")
+        return task
+
+    def list(
+        self, tenant_id: str | None, status: str | None, cursor: str | None, limit: int
+    ) -> tuple[Sequence[DetectTask], str | None]:
+        try:
+            return queries.list_tasks(self.session, tenant_id, status, cursor, limit)
+        except ValueError as error:
+            raise InvalidInput("cursor is malformed", field="cursor") from error
+
+    # --- cancel / delete ---------------------------------------------------
+    def cancel_or_purge(self, task_id: str, tenant_id: str | None) -> DetectTask:
+        """Cancel a live task; for a finished one, delete its result and stored media."""
+        task = self.get(task_id, tenant_id)
+        if not queries.cancel_task(self.session, task.id):
+            queries.purge_result(self.session, task.id)
+        self.session.commit()
+        if TaskStatus(task.status).is_final:
+            self.storage.delete_prefix(task_prefix(task.id))
+        self.session.refresh(task)
+        return task
+
+
+def validate_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidUrl(INVALID_URL_MESSAGE, field="url")
+    return url.strip()
+
+
+def _kind_hint(media_type: MediaType, url: str | None, image_bytes: bytes | None) -> str | None:
+    if media_type != "auto":
+        return media_type
+    if url is not None:
+        return kind_from_extension(url)
+    return None
+
+
+def _request_hash(url: str | None, image_bytes: bytes | None, params: DetectParams) -> str:
+    body = {
+        "url": url,
+        "img_sha256": hashlib.sha256(image_bytes).hexdigest() if image_bytes is not None else None,
+        "params": asdict(params),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

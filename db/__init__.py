@@ -1,0 +1,1 @@
+"""Task store: SQLAlchemy models, engine/session setup and the queries the API and workers share."""

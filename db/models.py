@@ -1,0 +1,102 @@
+"""The detection task table."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, TypeDecorator, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite drops the zone on write)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_task_id() -> str:
+    # 18 random bytes -> 24 URL-safe characters: unguessable, and safe in paths and query strings.
+    return secrets.token_urlsafe(18)
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED})
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DetectTask(Base):
+    __tablename__ = "detect_tasks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_task_id)
+    tenant_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    kind: Mapped[str | None] = mapped_column(String(8))  # image | video; null until known
+    source_url: Mapped[str | None] = mapped_column(Text)
+    upload_key: Mapped[str | None] = mapped_column(String(255))  # storage key of uploaded bytes
+    params: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    queue: Mapped[str] = mapped_column(String(32), default="default")
+
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.QUEUED)
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_msg: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    detector: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    timings: Mapped[dict[str, float]] = mapped_column(JSONDocument, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_detect_tasks_status_created", "status", "created_at"),
+        Index("ix_detect_tasks_created_id", "created_at", "id"),
+        # One idempotency key per tenant; coalesce so tasks without a tenant are scoped together.
+        Index(
+            "uq_detect_tasks_tenant_idempotency",
+            func.coalesce(tenant_id, ""),
+            idempotency_key,
+            unique=True,
+        ),
+    )

@@ -1,0 +1,178 @@
+"""Every read and write of detect_tasks.
+
+State changes are single conditional UPDATEs, so the API, many workers and the reaper can
+race on one row and exactly one of them wins. A worker run is fenced by `attempts`: a run
+that lost its claim (reaped and re-queued) can no longer write.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.models import FINAL_STATUSES, DetectTask, TaskStatus, utcnow
+
+
+def get_task(session: Session, task_id: str, tenant_id: str | None = None) -> DetectTask | None:
+    task = session.get(DetectTask, task_id)
+    if task is None or task.tenant_id != tenant_id:
+        return None
+    return task
+
+
+def find_by_idempotency_key(session: Session, tenant_id: str | None, key: str) -> DetectTask | None:
+    return session.scalar(
+        select(DetectTask).where(
+            func.coalesce(DetectTask.tenant_id, "") == (tenant_id or ""), DetectTask.idempotency_key == key
+        )
+    )
+
+
+def encode_cursor(task: DetectTask) -> str:
+    return base64.urlsafe_b64encode(f"{task.created_at.isoformat()}|{task.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    created, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+    return datetime.fromisoformat(created), task_id
+
+
+def list_tasks(
+    session: Session, tenant_id: str | None, status: str | None, cursor: str | None, limit: int
+) -> tuple[Sequence[DetectTask], str | None]:
+    """Newest first; the cursor is the last row's (created_at, id)."""
+    query = select(DetectTask).where(func.coalesce(DetectTask.tenant_id, "") == (tenant_id or ""))
+    if status:
+        query = query.where(DetectTask.status == status)
+    if cursor:
+        created, task_id = decode_cursor(cursor)
+        query = query.where(
+            or_(DetectTask.created_at < created, and_(DetectTask.created_at == created, DetectTask.id < task_id))
+        )
+    rows = session.scalars(query.order_by(DetectTask.created_at.desc(), DetectTask.id.desc()).limit(limit + 1)).all()
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def mark_published(session: Session, task_id: str) -> None:
+    session.execute(update(DetectTask).where(DetectTask.id == task_id).values(published_at=utcnow()))
+
+
+def cancel_task(session: Session, task_id: str) -> bool:
+    """Cancel a queued or processing task; the worker notices at its next heartbeat."""
+    now = utcnow()
+    result = session.execute(
+        update(DetectTask)
+        .where(DetectTask.id == task_id, DetectTask.status.in_([TaskStatus.QUEUED, TaskStatus.PROCESSING]))
+        .values(status=TaskStatus.CANCELED, finished_at=now, error_code=None, error_msg=None)
+    )
+    return result.rowcount == 1
+
+
+def purge_result(session: Session, task_id: str) -> None:
+    session.execute(
+        update(DetectTask)
+        .where(DetectTask.id == task_id, DetectTask.status.in_(list(FINAL_STATUSES)))
+        .values(result=None, purged_at=utcnow())
+    )
+
+
+def claim_task(session: Session, task_id: str) -> DetectTask | None:
+    """queued -> processing for exactly one worker run; None when someone else has it or it is final."""
+    now = utcnow()
+    claimed = session.execute(
+        update(DetectTask)
+        .where(DetectTask.id == task_id, DetectTask.status == TaskStatus.QUEUED)
+        .values(
+            status=TaskStatus.PROCESSING,
+            attempts=DetectTask.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            progress_done=0,
+        )
+        .returning(DetectTask.id)
+    ).first()
+    if claimed is None:
+        return None
+    session.commit()
+    task = session.get(DetectTask, task_id, populate_existing=True)
+    return task
+
+
+def _owned(task_id: str, attempt: int):
+    return and_(DetectTask.id == task_id, DetectTask.status == TaskStatus.PROCESSING, DetectTask.attempts == attempt)
+
+
+def heartbeat(session: Session, task_id: str, attempt: int, **values: Any) -> bool:
+    """Refresh the heartbeat (and any progress/metadata); False once the run no longer owns the task."""
+    result = session.execute(update(DetectTask).where(_owned(task_id, attempt)).values(heartbeat_at=utcnow(), **values))
+    return result.rowcount == 1
+
+
+def finish_task(session: Session, task_id: str, attempt: int, status: TaskStatus, **values: Any) -> bool:
+    """Write a final status once; a second or stale run changes nothing."""
+    result = session.execute(
+        update(DetectTask).where(_owned(task_id, attempt)).values(status=status, finished_at=utcnow(), **values)
+    )
+    return result.rowcount == 1
+
+
+def fail_queued_task(session: Session, task_id: str, error_code: str, error_msg: str) -> bool:
+    result = session.execute(
+        update(DetectTask)
+        .where(DetectTask.id == task_id, DetectTask.status == TaskStatus.QUEUED)
+        .values(status=TaskStatus.FAILED, finished_at=utcnow(), error_code=error_code, error_msg=error_msg)
+    )
+    return result.rowcount == 1
+
+
+def stale_processing_tasks(session: Session, stale_after: float, limit: int = 500) -> Sequence[DetectTask]:
+    cutoff = utcnow() - timedelta(seconds=stale_after)
+    return session.scalars(
+        select(DetectTask)
+        .where(DetectTask.status == TaskStatus.PROCESSING, DetectTask.heartbeat_at < cutoff)
+        .limit(limit)
+    ).all()
+
+
+def requeue_stale_task(session: Session, task: DetectTask) -> bool:
+    """processing (stale) -> queued, only if nobody touched the row since it was read."""
+    result = session.execute(
+        update(DetectTask)
+        .where(_owned(task.id, task.attempts), DetectTask.heartbeat_at == task.heartbeat_at)
+        .values(status=TaskStatus.QUEUED, published_at=None, heartbeat_at=None)
+    )
+    return result.rowcount == 1
+
+
+def fail_stale_task(session: Session, task: DetectTask, error_code: str, error_msg: str) -> bool:
+    result = session.execute(
+        update(DetectTask)
+        .where(_owned(task.id, task.attempts), DetectTask.heartbeat_at == task.heartbeat_at)
+        .values(status=TaskStatus.FAILED, finished_at=utcnow(), error_code=error_code, error_msg=error_msg)
+    )
+    return result.rowcount == 1
+
+
+def queued_tasks_to_republish(
+    session: Session, unpublished_after: float, republish_after: float, limit: int = 1000
+) -> Sequence[DetectTask]:
+    """Queued rows whose publish never happened, or happened so long ago the message may be lost."""
+    now = utcnow()
+    return session.scalars(
+        select(DetectTask)
+        .where(
+            DetectTask.status == TaskStatus.QUEUED,
+            or_(
+                and_(DetectTask.published_at.is_(None), DetectTask.created_at < now - timedelta(seconds=unpublished_after)),
+                DetectTask.published_at < now - timedelta(seconds=republish_after),
+            ),
+        )
+        .order_by(DetectTask.created_at)
+        .limit(limit)
+    ).all()

@@ -1,0 +1,3 @@
+from facequeue.cli import app
+
+app()

@@ -1,0 +1,184 @@
+"""The `facequeue` command: run the service (embedded or as separate parts) and talk to it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+from facequeue.settings import get_settings
+
+app = typer.Typer(help="facequeue: asynchronous face detection", no_args_is_help=True)
+console = Console(stderr=True)
+
+FINAL = {"succeeded", "failed", "canceled"}
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    from db.migrate import upgrade_to_head
+
+    settings = get_settings()
+    upgrade_to_head(settings.resolved_database_url)
+    console.print(f"database at [bold]{_redact(settings.resolved_database_url)}[/] is up to date")
+
+
+@app.command()
+def api(host: str = "127.0.0.1", port: int = 8000, migrate_first: bool = typer.Option(False, "--migrate")) -> None:
+    """Run the HTTP API only (distributed form)."""
+    import uvicorn
+
+    if migrate_first:
+        migrate()
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="pool processes; default FACEQUEUE_WORKER_CONCURRENCY")] = None,
+    queues: str = "interactive,default,batch",
+    name: str = "facequeue@%h",
+) -> None:
+    """Run a Celery worker (distributed form)."""
+    from facequeue.logs import configure_logging
+    from workers.celery_app import get_celery
+
+    settings = get_settings()
+    configure_logging(settings)
+    get_celery().worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.log_level}",
+            f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--queues={queues}",
+            f"--hostname={name}",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    demo: Annotated[bool, typer.Option(help="once up, detect faces in a generated demo video and print the result")] = False,
+) -> None:
+    """Run everything on one machine: migrations, API, a worker pool (embedded default: SQLite + filesystem broker)."""
+    import uvicorn
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate()
+    console.print(
+        f"data lives in [bold]{settings.data_dir.resolve()}[/]: database {_redact(settings.resolved_database_url)}, "
+        f"broker {settings.resolved_broker_url}{' ' + str(settings.broker_folder) if settings.is_embedded else ''}, "
+        f"media {settings.media_dir}"
+    )
+    worker_process = subprocess.Popen([sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h"])
+    demo_process = None
+    if demo:
+        demo_process = subprocess.Popen([sys.executable, "-m", "facequeue", "demo", "--server", f"http://{host}:{port}"])
+    try:
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="warning")
+    finally:
+        for process in (demo_process, worker_process):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+
+
+@app.command()
+def reap() -> None:
+    """Run the reaper once: re-publish lost messages, re-queue or fail tasks whose worker died."""
+    from db.engine import session_scope
+    from workers.reaper import reap as reap_once
+
+    with session_scope() as session:
+        report = reap_once(session, get_settings())
+    console.print(vars(report))
+
+
+@app.command()
+def detect(
+    path_or_url: str,
+    server: str = typer.Option("http://127.0.0.1:8000", envvar="FACEQUEUE_SERVER"),
+    num_frames: int = 5,
+    single_face: bool = False,
+    timeout: float = 600.0,
+) -> None:
+    """Submit an image or video (local path or URL), wait, and print the result JSON."""
+    body: dict = {"num_frames": num_frames, "single_face": single_face}
+    if path_or_url.startswith(("http://", "https://")):
+        body["url"] = path_or_url
+    else:
+        body["img"] = base64.b64encode(Path(path_or_url).read_bytes()).decode()
+    task = _submit_and_wait(server, body, timeout)
+    print(json.dumps(task, indent=2))
+    if task["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(server: str = "http://127.0.0.1:8000", timeout: float = 300.0) -> None:
+    """Detect faces in a generated clip of a real face moving across the frame."""
+    from facequeue.demo import write_demo_video
+
+    video = write_demo_video(get_settings().data_dir / "demo.mp4")
+    _wait_until_ready(server, timeout=60)
+    console.print(f"submitting demo video [bold]{video}[/]")
+    task = _submit_and_wait(server, {"img": base64.b64encode(video.read_bytes()).decode(), "num_frames": 5}, timeout)
+    print(json.dumps(task, indent=2))
+
+
+def _wait_until_ready(server: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{server}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise typer.Exit(f"{server} did not become ready within {timeout:.0f}s")
+
+
+def _submit_and_wait(server: str, body: dict, timeout: float) -> dict:
+    with httpx.Client(base_url=server, timeout=30) as client:
+        response = client.post("/v1/detect", json=body)
+        if response.status_code != 202:
+            console.print(f"[red]submit failed ({response.status_code}):[/] {response.text}")
+            raise typer.Exit(1)
+        task_id = response.json()["detect_task_id"]
+        console.print(f"task [bold]{task_id}[/] queued")
+        deadline = time.monotonic() + timeout
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), console=console) as bar:
+            progress = bar.add_task("queued", total=None)
+            while time.monotonic() < deadline:
+                task = client.get(f"/v1/detect/{task_id}").json()
+                bar.update(
+                    progress, description=task["status"], completed=task["progress"]["done"], total=task["progress"]["total"] or None
+                )
+                if task["status"] in FINAL:
+                    return task
+                time.sleep(0.25)
+    console.print(f"[red]task {task_id} did not finish within {timeout:.0f}s[/]")
+    raise typer.Exit(1)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,102 @@
+"""One settings class for every process; every field is read from a ``FACEQUEUE_`` environment variable."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+HostOrNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network | str
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEQUEUE_", env_file=".env", extra="ignore")
+
+    # --- where things live -------------------------------------------------
+    data_dir: Path = Field(Path(".facequeue"), description="Embedded default: SQLite file, broker folder, stored media")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
+    broker_url: str | None = Field(None, description="Celery broker URL; default: kombu filesystem transport in data_dir")
+    public_base_url: str | None = Field(None, description="Base URL used in links the API hands out; default: the request's")
+
+    # --- fetching ----------------------------------------------------------
+    allowed_hosts: Annotated[list[HostOrNetwork], NoDecode] = Field(
+        default_factory=list, description="Comma-separated hosts or CIDRs that may be fetched even if private (e.g. 127.0.0.1)"
+    )
+    fetch_connect_timeout: float = 5.0
+    fetch_read_timeout: float = 15.0
+    fetch_total_timeout: float = 120.0
+    fetch_max_redirects: int = 3
+    max_download_bytes: int = 200 * 1024 * 1024
+    max_upload_bytes: int = 25 * 1024 * 1024
+
+    # --- decoding limits ---------------------------------------------------
+    max_image_pixels: int = 64_000_000
+    max_video_seconds: float = 3 * 3600.0
+    max_video_side: int = 4096
+    max_num_frames: int = 100
+
+    # --- detection ---------------------------------------------------------
+    detector_max_side: int = Field(1280, description="Frames are downscaled (never upscaled) to this long side")
+    detector_score_threshold: float = 0.6
+    detector_nms_threshold: float = 0.3
+    detector_top_k: int = 5000
+
+    # --- worker reliability -----------------------------------------------
+    worker_concurrency: int = 2
+    heartbeat_interval: float = 5.0
+    heartbeat_stale_after: float = 60.0
+    max_attempts: int = 3
+    reaper_interval: float = 15.0
+    republish_queued_after: float = Field(900.0, description="Re-publish a queued task whose message may be lost")
+    image_soft_time_limit: float = 60.0
+    image_time_limit: float = 90.0
+    video_soft_time_limit: float = 900.0
+    video_time_limit: float = 960.0
+
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [_host_or_network(item) if isinstance(item, str) else item for item in value]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'facequeue.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+    @property
+    def media_dir(self) -> Path:
+        return (self.data_dir / "media").resolve()
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.resolved_broker_url.startswith("filesystem://")
+
+
+def _host_or_network(item: str) -> HostOrNetwork:
+    try:
+        return ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        return item.lower()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

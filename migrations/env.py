@@ -1,0 +1,30 @@
+"""Alembic environment: the URL comes from the caller's config or from the settings."""
+
+from alembic import context
+from sqlalchemy import pool
+
+from db.engine import build_engine
+from db.models import Base
+from facequeue.settings import get_settings
+
+config = context.config
+url = config.get_main_option("sqlalchemy.url") or get_settings().resolved_database_url
+
+
+def run_migrations() -> None:
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=Base.metadata, literal_binds=True, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = build_engine(url)
+    engine.pool = pool.NullPool(engine.pool._creator)
+    with engine.connect() as connection:
+        # batch mode lets later ALTERs run on SQLite too
+        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations()

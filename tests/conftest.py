@@ -1,0 +1,197 @@
+"""Test environment: real Postgres, Redis and Celery worker processes, real HTTP servers on 127.0.0.1.
+
+Environment variables are set here, before any project module reads its settings, so the
+in-process API and the worker subprocesses share one configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import REDIS_URL
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
+PG_ADMIN_DSN = os.environ.get("FACEQUEUE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_DB_NAME = f"facequeue_test_{os.getpid()}"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+DATA_DIR = Path(tempfile.mkdtemp(prefix="facequeue-test-"))
+TEST_ENV = {
+    "FACEQUEUE_DATA_DIR": str(DATA_DIR),
+    "FACEQUEUE_DATABASE_URL": PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    + f"/{TEST_DB_NAME}",
+    "FACEQUEUE_BROKER_URL": REDIS_URL,
+    "FACEQUEUE_ALLOWED_HOSTS": "127.0.0.1/32",
+    "FACEQUEUE_HEARTBEAT_INTERVAL": "0.5",
+    "FACEQUEUE_HEARTBEAT_STALE_AFTER": "3",
+    "FACEQUEUE_REAPER_INTERVAL": "0",  # tests run the reaper explicitly, so its effects are deterministic
+    "FACEQUEUE_LOG_LEVEL": "INFO",
+}
+os.environ.update(TEST_ENV)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if SHARED_TESTDATA.is_dir() or IN_CI:
+        return  # in CI a missing folder must fail loudly, not skip
+    skip = pytest.mark.skip(reason=f"needs the shared real-face data at {SHARED_TESTDATA} (absent in a fresh clone)")
+    for item in items:
+        if "testdata" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def services() -> None:
+    """Postgres and Redis must be up; outside CI their absence skips the integration tests."""
+    missing = [name for name, port in (("Postgres", 5432), ("Redis", 6379)) if not _reachable("127.0.0.1", port)]
+    if missing:
+        if IN_CI:
+            pytest.fail(f"{' and '.join(missing)} not reachable on 127.0.0.1 (.ci/run should have started them)")
+        pytest.skip(f"{' and '.join(missing)} not reachable on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def database(services: None) -> Iterator[str]:
+    import psycopg
+
+    from db.migrate import upgrade_to_head
+
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{TEST_DB_NAME}"')
+    upgrade_to_head(TEST_ENV["FACEQUEUE_DATABASE_URL"])
+    yield TEST_ENV["FACEQUEUE_DATABASE_URL"]
+    from db.engine import get_engine
+
+    get_engine().dispose()
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
+
+
+@pytest.fixture
+def clean_state(database: str) -> Iterator[None]:
+    """Empty task table and broker before each integration test."""
+    import redis
+    from sqlalchemy import text
+
+    from db.engine import get_engine
+
+    with get_engine().begin() as connection:
+        connection.execute(text("TRUNCATE detect_tasks"))
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    yield
+
+
+@pytest.fixture
+def api_client(clean_state: None):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    with TestClient(create_app()) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    return ("127.0.0.1", 0)
+
+
+class WorkerProcess:
+    def __init__(self, name: str, log_path: Path, env: dict[str, str], concurrency: int) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "facequeue", "worker", "--name", f"{name}@%h", "--concurrency", str(concurrency)],
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a kill reaches the pool children too
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "worker_ready" in self.log():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited early:\n{self.log()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"worker {self.name} not ready after {timeout}s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children): nothing gets to clean up."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(clean_state: None, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real Celery worker processes against the test Postgres and Redis."""
+    workers: list[WorkerProcess] = []
+
+    def start(name: str = "worker", concurrency: int = 1, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(f"{name}{len(workers)}", tmp_path / f"{name}{len(workers)}.log", env, concurrency)
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def worker(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
+    return start_worker()
+
+
+@pytest.fixture
+def media_server() -> Iterator:
+    """A real, threaded HTTP server on 127.0.0.1 that serves test media (slow handlers don't block others)."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()

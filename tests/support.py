@@ -1,0 +1,20 @@
+"""Helpers the tests share."""
+
+from __future__ import annotations
+
+import os
+import time
+
+REDIS_URL = os.environ.get("FACEQUEUE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+FINAL_STATUSES = {"succeeded", "failed", "canceled"}
+
+
+def wait_for_final(client, task_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = client.get(f"/v1/detect/{task_id}").json()
+        if task["status"] in FINAL_STATUSES:
+            return task
+        time.sleep(0.1)
+    raise TimeoutError(f"task {task_id} not final after {timeout}s: {task}")

@@ -1,0 +1,101 @@
+"""YuNet behind the detector protocol, on real faces that ship with scikit-image."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facequeue.demo import Placement, astronaut_bgr, compose
+from workers.detectors.base import detect_faces, largest_face, working_scale
+from workers.detectors.model_files import YUNET_2023MAR_INT8BQ, ModelFile, ModelFileError
+from workers.detectors.registry import get_detector
+from workers.results import face_frame, landmarks_str, six_points
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return get_detector()
+
+
+def test_astronaut_has_one_face_with_landmarks_in_seed_order(detector) -> None:
+    faces = detect_faces(detector, astronaut_bgr(), max_side=1280)
+    assert len(faces) == 1
+    (face,) = faces
+    x, y, w, h = face.box
+    assert 150 <= x <= 200 and 40 <= y <= 90 and 70 <= w <= 110 and 90 <= h <= 140
+    left_eye, right_eye, nose, mouth_centre, mouth_left, mouth_right = six_points(face)
+    assert left_eye[0] < nose[0] < right_eye[0]  # image-left eye first
+    assert left_eye[1] < nose[1] < mouth_centre[1]
+    assert mouth_left[0] < mouth_centre[0] < mouth_right[0]
+    # rounding each point separately can move the midpoint by at most one pixel
+    assert abs(mouth_centre[0] - (mouth_left[0] + mouth_right[0]) / 2) <= 1
+    assert abs(mouth_centre[1] - (mouth_left[1] + mouth_right[1]) / 2) <= 1
+    for px, py in (left_eye, right_eye, nose, mouth_centre):
+        assert x <= px <= x + w and y <= py <= y + h
+
+
+def test_composite_of_four_real_faces_gives_four(detector) -> None:
+    placements = [Placement(x=20 + 180 * k, y=60 + 20 * (k % 2), height=160, mirrored=k % 2 == 0) for k in range(4)]
+    image = compose(760, 300, placements)
+    faces = detect_faces(detector, image, max_side=1280)
+    assert len(faces) == 4
+    centres = sorted(face.box[0] + face.box[2] / 2 for face in faces)
+    for centre, place in zip(centres, sorted(placements, key=lambda p: p.x), strict=True):
+        assert place.x < centre < place.x + 160
+
+
+def test_no_face_in_a_plain_gradient(detector) -> None:
+    image = np.tile(np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None], (480, 1, 3))
+    assert detect_faces(detector, image, max_side=1280) == []
+
+
+def test_large_frame_is_downscaled_and_mapped_back(detector) -> None:
+    big = cv2.resize(astronaut_bgr(), (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    small_faces = detect_faces(detector, astronaut_bgr(), max_side=1280)
+    big_faces = detect_faces(detector, big, max_side=640)  # works at 640, answers in 2048-pixel coordinates
+    assert len(big_faces) == 1
+    for small, large in zip(small_faces[0].box, big_faces[0].box, strict=True):
+        assert abs(large - 4 * small) <= 0.08 * 2048
+    assert np.abs(big_faces[0].landmarks - 4 * small_faces[0].landmarks).max() < 0.03 * 2048
+
+
+def test_working_scale_never_upscales() -> None:
+    assert working_scale(320, 200, 1280) == 1.0
+    assert working_scale(2560, 1440, 1280) == 0.5
+
+
+def test_largest_face_keeps_the_biggest(detector) -> None:
+    image = compose(700, 360, [Placement(20, 40, 120), Placement(300, 20, 300, mirrored=True)])
+    faces = detect_faces(detector, image, max_side=1280)
+    assert len(faces) == 2
+    (largest,) = largest_face(faces)
+    assert largest.box[0] > 250
+    assert largest_face([]) == []
+
+
+def test_face_frame_matches_seed_shape(detector) -> None:
+    faces = detect_faces(detector, astronaut_bgr(), max_side=1280)
+    frame = face_frame(faces, None).model_dump()
+    assert list(frame) == ["landmarks", "landmarks_str", "region", "removed", "frame_time"]
+    assert len(frame["landmarks"][0]) == 6 and all(len(p) == 2 and all(isinstance(v, int) for v in p) for p in frame["landmarks"][0])
+    assert frame["landmarks_str"] == [landmarks_str(frame["landmarks"][0])]
+    assert len(frame["landmarks_str"][0].split(":")) == 4
+    assert len(frame["region"][0]) == 4 and all(isinstance(v, int) for v in frame["region"][0])
+    assert frame["removed"] == [] and frame["frame_time"] is None
+
+
+def test_landmarks_str_format() -> None:
+    assert landmarks_str([[120, 85], [180, 88], [150, 130], [150, 165], [125, 165], [175, 168]]) == "120,85:180,88:150,130:150,165"
+
+
+def test_model_file_hash_is_verified() -> None:
+    assert YUNET_2023MAR_INT8BQ.path().is_file()
+    tampered = ModelFile(YUNET_2023MAR_INT8BQ.package, YUNET_2023MAR_INT8BQ.relative_path, "0" * 64)
+    with pytest.raises(ModelFileError, match="expected 0000"):
+        tampered.path()
+
+
+def test_missing_model_package_names_the_package() -> None:
+    with pytest.raises(ModelFileError, match="PyPI package 'no_such_face_models'"):
+        ModelFile("no_such_face_models", "m.onnx", "0" * 64).path()

@@ -1,0 +1,275 @@
+"""submit -> queue -> detect -> poll with real Celery worker processes on Postgres and Redis."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+
+import cv2
+import pytest
+from werkzeug import Response
+
+from facequeue.demo import Placement, astronaut_bgr, compose, moving_face_frames, write_video
+from tests.support import wait_for_final
+
+pytestmark = pytest.mark.integration
+
+
+def jpeg(image) -> bytes:
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def png(image) -> bytes:
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="module")
+def two_face_video(tmp_path_factory) -> bytes:
+    path = write_video(tmp_path_factory.mktemp("video") / "two_faces.mp4", moving_face_frames(count=75, faces=2))
+    return path.read_bytes()
+
+
+def test_image_url_comes_back_in_seed_000_shape(api_client, worker, media_server) -> None:
+    media_server.expect_request("/astronaut.jpg").respond_with_data(jpeg(astronaut_bgr()), content_type="image/jpeg")
+    task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/astronaut.jpg")}).json()["detect_task_id"]
+    task = wait_for_final(api_client, task_id)
+    assert task["status"] == "succeeded", task["error"]
+    assert task["attempts"] == 1 and task["progress"] == {"done": 1, "total": 1}
+    assert set(task["timings"]) == {"download", "decode", "detect", "total"}
+    assert task["detector"] == "yunet" and task["model_version"] == "face_detection_yunet_2023mar_int8bq"
+    result = task["result"]
+    assert list(result["faces_obj"]) == ["0"]
+    frame = result["faces_obj"]["0"]
+    assert list(frame) == ["landmarks", "landmarks_str", "region", "removed", "frame_time"]
+    assert len(frame["landmarks"]) == len(frame["region"]) == len(frame["landmarks_str"]) == 1
+    assert len(frame["landmarks"][0]) == 6
+    assert frame["removed"] == [] and frame["frame_time"] is None
+    assert result["media"] == {"kind": "image", "mime": "image/jpeg", "width": 512, "height": 512, "duration": None, "fps": None, "frame_count": None}
+    assert result["detector"]["max_side"] == 1280
+    assert 0.6 <= result["scores"]["0"][0] <= 1.0
+
+
+def test_base64_group_image_counts_every_face(api_client, worker) -> None:
+    group = compose(900, 320, [Placement(20 + 220 * k, 60, 180, mirrored=k % 2 == 1) for k in range(4)])
+    task_id = api_client.post("/v1/detect", json={"img": "data:image/png;base64," + b64(png(group))}).json()["detect_task_id"]
+    task = wait_for_final(api_client, task_id)
+    assert task["status"] == "succeeded", task["error"]
+    assert len(task["result"]["faces_obj"]["0"]["region"]) == 4
+    single = api_client.post("/v1/detect", json={"img": b64(png(group)), "single_face": True}).json()["detect_task_id"]
+    assert len(wait_for_final(api_client, single)["result"]["faces_obj"]["0"]["region"]) == 1
+
+
+def test_video_samples_real_frame_indices_and_times(api_client, worker, two_face_video) -> None:
+    task_id = api_client.post("/v1/detect", json={"img": b64(two_face_video), "num_frames": 5}).json()["detect_task_id"]
+    task = wait_for_final(api_client, task_id)
+    assert task["status"] == "succeeded", task["error"]
+    assert task["kind"] == "video" and task["progress"] == {"done": 5, "total": 5}
+    faces_obj = task["result"]["faces_obj"]
+    assert list(faces_obj) == ["0", "15", "30", "45", "60"]
+    assert [faces_obj[k]["frame_time"] for k in faces_obj] == [0.0, 0.6, 1.2, 1.8, 2.4]
+    assert all(len(faces_obj[k]["region"]) == 2 for k in faces_obj)
+    # the heads slide right: each sampled frame's leftmost face is further right than the last
+    lefts = [min(box[0] for box in faces_obj[k]["region"]) for k in faces_obj]
+    assert lefts == sorted(lefts) and lefts[-1] > lefts[0]
+    media = task["result"]["media"]
+    assert (media["kind"], media["width"], media["height"], media["fps"], media["frame_count"]) == ("video", 640, 360, 25.0, 75)
+    assert media["duration"] == pytest.approx(3.0, abs=0.05)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_bad_input_fails_precisely_and_the_worker_survives(api_client, start_worker, media_server, two_face_video) -> None:
+    worker = start_worker(FACEQUEUE_MAX_DOWNLOAD_BYTES=str(2 * 1024 * 1024))
+    good = jpeg(astronaut_bgr())
+    media_server.expect_request("/truncated.jpg").respond_with_data(good[: len(good) // 3], content_type="image/jpeg")
+    media_server.expect_request("/empty.jpg").respond_with_data(b"", content_type="image/jpeg")
+    media_server.expect_request("/text.jpg").respond_with_data(b"hello, I am text\n" * 20, content_type="image/jpeg")
+    media_server.expect_request("/truncated.mp4").respond_with_data(two_face_video[:2000], content_type="video/mp4")
+    media_server.expect_request("/huge.jpg").respond_with_data(b"\xff\xd8" + b"0" * (3 * 1024 * 1024), content_type="image/jpeg")
+    media_server.expect_request("/to-internal").respond_with_data("", status=302, headers={"Location": "http://10.0.0.1/a.jpg"})
+    media_server.expect_request("/missing.jpg").respond_with_data("nope", status=404)
+    cases = {
+        media_server.url_for("/truncated.jpg"): ("corrupt_media", "Media could not be decoded"),
+        media_server.url_for("/empty.jpg"): ("corrupt_media", "Media could not be decoded"),
+        media_server.url_for("/text.jpg"): ("unsupported_media", "Unsupported media type"),
+        media_server.url_for("/truncated.mp4"): ("corrupt_media", "Media could not be decoded"),
+        media_server.url_for("/huge.jpg"): ("media_too_large", "Failed to download media from URL"),
+        media_server.url_for("/missing.jpg"): ("download_failed", "Failed to download media from URL: HTTP 404"),
+        media_server.url_for("/to-internal"): ("url_forbidden", "Failed to download media from URL"),
+        f"http://127.0.0.1:{_closed_port()}/a.jpg": ("download_failed", "Failed to download media from URL"),
+        "http://10.0.0.1/a.jpg": ("url_forbidden", "Failed to download media from URL"),
+        "http://169.254.169.254/latest/meta-data": ("url_forbidden", "Failed to download media from URL"),
+        "http://127.0.0.2/a.jpg": ("url_forbidden", "Failed to download media from URL"),
+        "http://no-such-host.invalid/a.jpg": ("download_failed", "Failed to download media from URL"),
+    }
+    submitted = {url: api_client.post("/v1/detect", json={"url": url}).json()["detect_task_id"] for url in cases}
+    for url, (code, message) in cases.items():
+        task = wait_for_final(api_client, submitted[url])
+        assert task["status"] == "failed", (url, task)
+        assert task["error"]["code"] == code, (url, task["error"])
+        assert task["error"]["message"].startswith(message), (url, task["error"])
+        assert task["result"] is None
+    forbidden = wait_for_final(api_client, submitted["http://169.254.169.254/latest/meta-data"])
+    assert "169.254.169.254" in forbidden["error"]["message"]
+    redirected = wait_for_final(api_client, submitted[media_server.url_for("/to-internal")])
+    assert "10.0.0.1" in redirected["error"]["message"]
+
+    # same worker process, still healthy: the next good task succeeds
+    assert worker.process.poll() is None
+    media_server.expect_request("/good.jpg").respond_with_data(good, content_type="image/jpeg")
+    ok = api_client.post("/v1/detect", json={"url": media_server.url_for("/good.jpg")}).json()["detect_task_id"]
+    assert wait_for_final(api_client, ok)["status"] == "succeeded"
+
+
+def _slow_media(data: bytes, release: threading.Event):
+    """A handler that sends headers, then holds the body until `release` is set."""
+
+    def handler(_request):
+        def body():
+            yield data[:100]
+            release.wait(timeout=60)
+            yield data[100:]
+
+        return Response(body(), content_type="image/jpeg", headers={"Content-Length": str(len(data))})
+
+    return handler
+
+
+def _wait_status(api_client, task_id: str, status: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = api_client.get(f"/v1/detect/{task_id}").json()
+        if task["status"] == status:
+            return task
+        time.sleep(0.05)
+    raise TimeoutError(f"{task_id} never reached {status}: {task}")
+
+
+def test_cancel_while_processing_is_honoured(api_client, worker, media_server) -> None:
+    release = threading.Event()
+    media_server.expect_request("/slow.jpg").respond_with_handler(_slow_media(jpeg(astronaut_bgr()), release))
+    task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/slow.jpg")}).json()["detect_task_id"]
+    _wait_status(api_client, task_id, "processing")
+    assert api_client.delete(f"/v1/detect/{task_id}").json()["status"] == "canceled"
+    release.set()
+    # the worker finishes its download, sees it lost the task, and writes nothing
+    media_server.expect_request("/next.jpg").respond_with_data(jpeg(astronaut_bgr()), content_type="image/jpeg")
+    next_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/next.jpg")}).json()["detect_task_id"]
+    assert wait_for_final(api_client, next_id)["status"] == "succeeded"
+    task = api_client.get(f"/v1/detect/{task_id}").json()
+    assert task["status"] == "canceled" and task["result"] is None and task["error"] is None
+    assert "detect_abandoned" in worker.log()
+
+
+def test_finished_task_delete_purges_result_and_media(api_client, worker) -> None:
+    from facequeue.settings import get_settings
+    from facequeue.storage import upload_key
+
+    task_id = api_client.post("/v1/detect", json={"img": b64(png(astronaut_bgr()))}).json()["detect_task_id"]
+    assert wait_for_final(api_client, task_id)["status"] == "succeeded"
+    stored = get_settings().media_dir / upload_key(task_id)
+    assert stored.is_file()
+    purged = api_client.delete(f"/v1/detect/{task_id}").json()
+    assert purged["status"] == "succeeded" and purged["result"] is None
+    assert not stored.exists()
+
+
+def test_sigkilled_worker_task_is_reaped_and_finishes_once(api_client, start_worker, media_server) -> None:
+    from db.engine import session_scope
+    from facequeue.settings import get_settings
+    from workers.reaper import reap
+
+    release = threading.Event()
+    data = jpeg(astronaut_bgr())
+    media_server.expect_request("/hold.jpg").respond_with_handler(_slow_media(data, release))
+    doomed = start_worker("doomed")
+    task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/hold.jpg")}).json()["detect_task_id"]
+    _wait_status(api_client, task_id, "processing")
+    doomed.kill()
+    release.set()
+
+    survivor = start_worker("survivor")
+    settings = get_settings()
+    time.sleep(settings.heartbeat_stale_after + 0.5)
+    with session_scope() as session:
+        report = reap(session, settings)
+    assert report.requeued == 1
+    task = wait_for_final(api_client, task_id)
+    assert task["status"] == "succeeded" and task["attempts"] == 2
+    assert len(task["result"]["faces_obj"]["0"]["region"]) == 1
+    assert survivor.process.poll() is None
+    with session_scope() as session:
+        assert reap(session, settings).requeued == 0  # nothing left to recover
+
+
+def test_reaper_gives_up_after_max_attempts(api_client, database) -> None:
+    from sqlalchemy import update
+
+    from db.engine import session_scope
+    from db.models import DetectTask, utcnow
+    from facequeue.settings import get_settings
+    from workers.reaper import reap
+
+    settings = get_settings()
+    task_id = api_client.post("/v1/detect", json={"url": "https://example.com/a.jpg"}).json()["detect_task_id"]
+    with session_scope() as session:
+        session.execute(
+            update(DetectTask)
+            .where(DetectTask.id == task_id)
+            .values(status="processing", attempts=settings.max_attempts, heartbeat_at=utcnow().replace(year=2000))
+        )
+    with session_scope() as session:
+        assert reap(session, settings).failed == 1
+    task = api_client.get(f"/v1/detect/{task_id}").json()
+    assert task["status"] == "failed" and task["error"]["code"] == "worker_lost"
+    assert task["error"]["message"] == "Task was abandoned by its workers too many times: heartbeat lost on each of 3 attempts"
+
+
+def test_lost_message_is_republished_and_duplicates_run_once(api_client, start_worker, media_server) -> None:
+    import redis
+    from sqlalchemy import update
+
+    from db.engine import session_scope
+    from db.models import DetectTask, utcnow
+    from facequeue.settings import get_settings
+    from tests.support import REDIS_URL
+    from workers.celery_app import publish_detect
+    from workers.reaper import reap
+
+    settings = get_settings()
+    media_server.expect_request("/a.jpg").respond_with_data(jpeg(astronaut_bgr()), content_type="image/jpeg")
+    task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/a.jpg")}).json()["detect_task_id"]
+    redis.Redis.from_url(REDIS_URL).delete("default")  # no worker yet: the broker loses the message
+    with session_scope() as session:
+        session.execute(update(DetectTask).where(DetectTask.id == task_id).values(published_at=utcnow().replace(year=2000)))
+    with session_scope() as session:
+        assert reap(session, settings).republished == 1
+    publish_detect(task_id, "default", "image", settings)  # and a stray duplicate on top
+
+    worker = start_worker()
+    task = wait_for_final(api_client, task_id)
+    assert task["status"] == "succeeded" and task["attempts"] == 1
+    deadline = time.monotonic() + 10
+    while "detect_skipped" not in worker.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "detect_skipped" in worker.log()  # the duplicate found the task taken and did nothing
+
+
+def test_two_workers_share_a_burst(api_client, start_worker, media_server) -> None:
+    first, second = start_worker("a"), start_worker("b")
+    media_server.expect_request("/a.jpg").respond_with_data(jpeg(astronaut_bgr()), content_type="image/jpeg")
+    ids = [api_client.post("/v1/detect", json={"url": media_server.url_for("/a.jpg"), "max_side": 640 + i}).json()["detect_task_id"] for i in range(8)]
+    tasks = [wait_for_final(api_client, task_id) for task_id in ids]
+    assert [task["status"] for task in tasks] == ["succeeded"] * 8
+    assert all(len(task["result"]["faces_obj"]["0"]["region"]) == 1 for task in tasks)
+    assert "detect_finished" in first.log() and "detect_finished" in second.log()

@@ -1,0 +1,1 @@
+"""Celery workers and the detection pipeline they run: media -> detectors -> results."""

@@ -1,0 +1,68 @@
+"""The Celery application and how detection work is published to it.
+
+The embedded default uses kombu's filesystem transport (no broker server); the distributed
+form sets FACEQUEUE_BROKER_URL=redis://... The code path is the same. The API imports this
+module only to publish: task code is loaded by workers (`include`), never by the API.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+from kombu import Queue
+
+from facequeue.settings import Settings, get_settings
+
+DETECT_TASK_NAME = "facequeue.detect"
+QUEUES = ("interactive", "default", "batch")
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("facequeue", broker=settings.resolved_broker_url, include=["workers.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        task_default_queue="default",
+        task_queues=[Queue(name, routing_key=name) for name in QUEUES],
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_concurrency=settings.worker_concurrency,
+        # Redis redelivers an unacked message after this; the reaper usually acts long before.
+        broker_transport_options=_transport_options(settings),
+    )
+    return app
+
+
+def _transport_options(settings: Settings) -> dict:
+    if not settings.is_embedded:
+        return {"visibility_timeout": int(settings.video_time_limit * 2)}
+    folder = settings.broker_folder
+    for sub in ("queue", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),
+        "polling_interval": 0.1,
+    }
+
+
+@lru_cache
+def get_celery() -> Celery:
+    return create_celery(get_settings())
+
+
+def publish_detect(task_id: str, queue: str, kind: str | None, settings: Settings) -> None:
+    """Send one detect message; time limits follow the media kind (video when still unknown)."""
+    soft, hard = (
+        (settings.image_soft_time_limit, settings.image_time_limit)
+        if kind == "image"
+        else (settings.video_soft_time_limit, settings.video_time_limit)
+    )
+    get_celery().send_task(
+        DETECT_TASK_NAME, args=[task_id], queue=queue, routing_key=queue, soft_time_limit=soft, time_limit=hard
+    )

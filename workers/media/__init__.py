@@ -1,0 +1,1 @@
+"""Media layer: safe fetching, type sniffing, image decoding and video frame sampling."""

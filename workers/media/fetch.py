@@ -1,0 +1,208 @@
+"""Download a URL to a file: SSRF-checked on every hop, size-capped, and bounded by a wall-clock deadline."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+
+from facequeue.errors import ErrorCode, TaskError
+from facequeue.settings import Settings
+from workers.media.ssrf import CheckedURL, check_url
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+CHUNK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FetchedMedia:
+    path: Path
+    size_bytes: int
+    final_url: str
+    content_type: str | None
+
+
+def fetch_to_file(url: str, dest_dir: Path, settings: Settings) -> FetchedMedia:
+    """Fetch ``url`` into a new file in ``dest_dir``; every failure is a TaskError and leaves no file."""
+    deadline = Deadline(settings.fetch_total_timeout)
+    target = check_url(url, settings)
+    redirects = 0
+    with _new_client() as client:
+        while True:
+            with _download_errors(target, deadline), _send(client, target, settings, deadline) as response:
+                location = _redirect_location(response)
+                if location is None:
+                    _raise_for_status(response, target)
+                    return _save_body(response, target, dest_dir, settings, deadline)
+            if redirects == settings.fetch_max_redirects:
+                raise TaskError(
+                    ErrorCode.DOWNLOAD_FAILED, f"too many redirects (more than {settings.fetch_max_redirects})"
+                )
+            redirects += 1
+            # Every hop is checked (and pinned) afresh: a public URL may redirect to an internal one.
+            target = check_url(str(target.url.join(location)), settings)
+
+
+class Deadline:
+    """Wall-clock budget for the whole download, across redirects, slow reads and stalls."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._ends_at = time.monotonic() + seconds
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self._ends_at
+
+    def error(self) -> TaskError:
+        return TaskError(ErrorCode.DOWNLOAD_FAILED, f"download did not finish within {self.seconds:g} s")
+
+    def remaining(self) -> float:
+        left = self._ends_at - time.monotonic()
+        if left <= 0:
+            raise self.error()
+        return left
+
+    def timeout(self, settings: Settings) -> httpx.Timeout:
+        """Per-phase timeouts, none reaching past the deadline (covers connect and waiting for headers)."""
+        left = self.remaining()
+        connect = min(settings.fetch_connect_timeout, left)
+        read = min(settings.fetch_read_timeout, left)
+        return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+
+    @contextmanager
+    def watch(self, response: httpx.Response) -> Iterator[None]:
+        """Cut the connection when the deadline passes, so a trickling body cannot outlive it."""
+        network_stream = response.extensions.get("network_stream")
+        sock = network_stream.get_extra_info("socket") if network_stream is not None else None
+        if sock is None:
+            yield
+            return
+        # socket.socket.shutdown acts on the descriptor, also beneath TLS; the blocked read then fails or ends.
+        timer = threading.Timer(self.remaining(), _shutdown_quietly, args=(sock,))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+
+def _shutdown_quietly(sock: socket.socket) -> None:
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: the download ended on its own
+
+
+def _new_client() -> httpx.Client:
+    return httpx.Client(
+        follow_redirects=False,
+        # Proxies from the environment would resolve the host themselves and defeat the pinning.
+        trust_env=False,
+        # No connection reuse: a kept-alive connection to one pinned IP must not serve another host.
+        limits=httpx.Limits(max_keepalive_connections=0),
+        headers={"User-Agent": "facequeue", "Accept-Encoding": "identity"},
+    )
+
+
+@contextmanager
+def _send(client: httpx.Client, target: CheckedURL, settings: Settings, deadline: Deadline) -> Iterator[httpx.Response]:
+    """GET the checked IP directly, naming the original host in the Host header and for TLS."""
+    pinned_url = target.url.copy_with(host=str(target.ip))
+    headers = {"Host": target.url.netloc.decode("ascii")}
+    extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else None
+    with client.stream(
+        "GET", pinned_url, headers=headers, extensions=extensions, timeout=deadline.timeout(settings)
+    ) as response:
+        yield response
+
+
+@contextmanager
+def _download_errors(target: CheckedURL, deadline: Deadline) -> Iterator[None]:
+    """Translate transport failures into DOWNLOAD_FAILED with what exactly went wrong."""
+    where = f"{target.host} ({target.ip}) port {target.port}"
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        if deadline.expired:
+            raise deadline.error() from exc
+        raise TaskError(ErrorCode.DOWNLOAD_FAILED, f"{_describe_transport_error(exc)} {where}") from exc
+
+
+def _describe_transport_error(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "timed out connecting to"
+    if isinstance(exc, httpx.ReadTimeout):
+        return "timed out waiting for data from"
+    if isinstance(exc, httpx.ConnectError):
+        return f"could not connect ({exc or 'connection failed'}) to"
+    return f"{type(exc).__name__} ({exc or 'no detail'}) talking to"
+
+
+def _redirect_location(response: httpx.Response) -> str | None:
+    if response.status_code not in REDIRECT_STATUSES:
+        return None
+    location = response.headers.get("location")
+    if not location:
+        raise TaskError(ErrorCode.DOWNLOAD_FAILED, f"HTTP {response.status_code} redirect without a Location header")
+    return location
+
+
+def _raise_for_status(response: httpx.Response, target: CheckedURL) -> None:
+    if not response.is_success:
+        reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+        raise TaskError(ErrorCode.DOWNLOAD_FAILED, f"HTTP {response.status_code}{reason} from {target.host}")
+
+
+def _save_body(
+    response: httpx.Response, target: CheckedURL, dest_dir: Path, settings: Settings, deadline: Deadline
+) -> FetchedMedia:
+    _check_declared_length(response, settings.max_download_bytes)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest_dir, prefix="download-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, deadline.watch(response):
+            size = _copy_capped(response, out, settings.max_download_bytes)
+        # A body delimited by connection close just "ends" when the watchdog cuts it.
+        if deadline.expired:
+            raise deadline.error()
+        if size == 0:
+            raise TaskError(ErrorCode.CORRUPT_MEDIA, "empty file: the server sent 0 bytes")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FetchedMedia(
+        path=path, size_bytes=size, final_url=str(target.url), content_type=response.headers.get("content-type")
+    )
+
+
+def _check_declared_length(response: httpx.Response, limit: int) -> None:
+    try:
+        declared = int(response.headers.get("content-length", ""))
+    except ValueError:
+        return  # absent or malformed: the streaming count still enforces the limit
+    if declared > limit:
+        raise TaskError(
+            ErrorCode.MEDIA_TOO_LARGE, f"Content-Length {declared} bytes exceeds the limit of {limit} bytes"
+        )
+
+
+def _copy_capped(response: httpx.Response, out: BinaryIO, limit: int) -> int:
+    size = 0
+    for chunk in response.iter_bytes(CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            raise TaskError(ErrorCode.MEDIA_TOO_LARGE, f"download exceeds the limit of {limit} bytes")
+        out.write(chunk)
+    return size

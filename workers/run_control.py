@@ -1,0 +1,69 @@
+"""Heartbeat, progress and cancellation for one worker run of a task.
+
+A background thread refreshes the heartbeat so long downloads and slow frames never look
+stale to the reaper. Every write is fenced by the run's attempt number: when it stops
+matching (task canceled, or reaped and handed to another worker), the run is told to stop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from db import queries
+from db.engine import session_scope
+
+log = structlog.get_logger(__name__)
+
+PROGRESS_WRITE_INTERVAL = 0.5  # seconds; keeps per-frame progress from becoming per-frame UPDATEs
+
+
+class TaskAbandoned(Exception):
+    """This run no longer owns its task: it was canceled or re-queued."""
+
+
+class RunControl:
+    def __init__(self, task_id: str, attempt: int, heartbeat_interval: float) -> None:
+        self.task_id = task_id
+        self.attempt = attempt
+        self.heartbeat_interval = heartbeat_interval
+        self._lost = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat_forever, name=f"heartbeat-{task_id}", daemon=True)
+        self._last_progress_write = 0.0
+
+    def __enter__(self) -> RunControl:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=self.heartbeat_interval + 5)
+
+    def _beat_forever(self) -> None:
+        while not self._stopped.wait(self.heartbeat_interval):
+            self._write()
+
+    def _write(self, **values: object) -> None:
+        try:
+            with session_scope() as session:
+                if not queries.heartbeat(session, self.task_id, self.attempt, **values):
+                    self._lost.set()
+        except SQLAlchemyError as error:
+            # A missed beat is survivable; the next one (or the reaper) settles it.
+            log.warning("heartbeat_failed", task_id=self.task_id, error=str(error))
+
+    def check(self) -> None:
+        if self._lost.is_set():
+            raise TaskAbandoned(self.task_id)
+
+    def report(self, force: bool = False, **values: object) -> None:
+        """Write progress or metadata (throttled unless forced), then honour cancellation."""
+        now = time.monotonic()
+        if force or now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL:
+            self._last_progress_write = now
+            self._write(**values)
+        self.check()
