@@ -112,7 +112,8 @@ class BodySizeLimit:
 
     async def _reject(self, send) -> None:
         response = JSONResponse(
-            _error_body("payload_too_large", f"request body is larger than {self.max_bytes} bytes", None), status_code=413
+            _error_body("payload_too_large", f"request body is larger than {self.max_bytes} bytes", None),
+            status_code=413,
         )
         await response({"type": "http"}, None, send)
 

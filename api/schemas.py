@@ -83,7 +83,11 @@ class DetectTaskSummary(BaseModel):
     @classmethod
     def of(cls, task: DetectTask) -> DetectTaskSummary:
         return cls(
-            detect_task_id=task.id, status=task.status, kind=task.kind, created_at=task.created_at, finished_at=task.finished_at
+            detect_task_id=task.id,
+            status=task.status,
+            kind=task.kind,
+            created_at=task.created_at,
+            finished_at=task.finished_at,
         )
 
 

@@ -169,7 +169,10 @@ def queued_tasks_to_republish(
         .where(
             DetectTask.status == TaskStatus.QUEUED,
             or_(
-                and_(DetectTask.published_at.is_(None), DetectTask.created_at < now - timedelta(seconds=unpublished_after)),
+                and_(
+                    DetectTask.published_at.is_(None),
+                    DetectTask.created_at < now - timedelta(seconds=unpublished_after),
+                ),
                 DetectTask.published_at < now - timedelta(seconds=republish_after),
             ),
         )

@@ -46,7 +46,9 @@ def api(host: str = "127.0.0.1", port: int = 8000, migrate_first: bool = typer.O
 
 @app.command()
 def worker(
-    concurrency: Annotated[int | None, typer.Option(help="pool processes; default FACEQUEUE_WORKER_CONCURRENCY")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="pool processes; default FACEQUEUE_WORKER_CONCURRENCY")
+    ] = None,
     queues: str = "interactive,default,batch",
     name: str = "facequeue@%h",
 ) -> None:
@@ -74,7 +76,9 @@ def worker(
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
-    demo: Annotated[bool, typer.Option(help="once up, detect faces in a generated demo video and print the result")] = False,
+    demo: Annotated[
+        bool, typer.Option(help="once up, detect faces in a generated demo video and print the result")
+    ] = False,
 ) -> None:
     """Run everything on one machine: migrations, API, a worker pool (embedded default: SQLite + filesystem broker)."""
     import uvicorn
@@ -90,7 +94,9 @@ def serve(
     worker_process = subprocess.Popen([sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h"])
     demo_process = None
     if demo:
-        demo_process = subprocess.Popen([sys.executable, "-m", "facequeue", "demo", "--server", f"http://{host}:{port}"])
+        demo_process = subprocess.Popen(
+            [sys.executable, "-m", "facequeue", "demo", "--server", f"http://{host}:{port}"]
+        )
     try:
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="warning")
     finally:
@@ -169,7 +175,10 @@ def _submit_and_wait(server: str, body: dict, timeout: float) -> dict:
             while time.monotonic() < deadline:
                 task = client.get(f"/v1/detect/{task_id}").json()
                 bar.update(
-                    progress, description=task["status"], completed=task["progress"]["done"], total=task["progress"]["total"] or None
+                    progress,
+                    description=task["status"],
+                    completed=task["progress"]["done"],
+                    total=task["progress"]["total"] or None,
                 )
                 if task["status"] in FINAL:
                     return task

@@ -80,7 +80,9 @@ def moving_face_frames(count: int = 75, width: int = 640, height: int = 360, fac
     frames = []
     for i in range(count):
         shift = round(i * (width - 160 * faces) / max(1, count - 1)) // faces
-        placements = [Placement(x=shift + k * 160, y=100, height=head_height, mirrored=k % 2 == 1) for k in range(faces)]
+        placements = [
+            Placement(x=shift + k * 160, y=100, height=head_height, mirrored=k % 2 == 1) for k in range(faces)
+        ]
         frames.append(compose(width, height, placements))
     return frames
 

@@ -19,12 +19,14 @@ class Settings(BaseSettings):
     # --- where things live -------------------------------------------------
     data_dir: Path = Field(Path(".facequeue"), description="Embedded default: SQLite file, broker folder, stored media")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
-    broker_url: str | None = Field(None, description="Celery broker URL; default: kombu filesystem transport in data_dir")
-    public_base_url: str | None = Field(None, description="Base URL used in links the API hands out; default: the request's")
+    broker_url: str | None = Field(
+        None, description="Celery broker URL; default: kombu filesystem transport in data_dir"
+    )
 
     # --- fetching ----------------------------------------------------------
     allowed_hosts: Annotated[list[HostOrNetwork], NoDecode] = Field(
-        default_factory=list, description="Comma-separated hosts or CIDRs that may be fetched even if private (e.g. 127.0.0.1)"
+        default_factory=list,
+        description="Comma-separated hosts or CIDRs that may be fetched even if private (e.g. 127.0.0.1)",
     )
     fetch_connect_timeout: float = 5.0
     fetch_read_timeout: float = 15.0
@@ -37,7 +39,6 @@ class Settings(BaseSettings):
     max_image_pixels: int = 64_000_000
     max_video_seconds: float = 3 * 3600.0
     max_video_side: int = 4096
-    max_num_frames: int = 100
 
     # --- detection ---------------------------------------------------------
     detector_max_side: int = Field(1280, description="Frames are downscaled (never upscaled) to this long side")

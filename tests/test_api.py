@@ -47,9 +47,21 @@ def test_submit_answers_202_and_publishes_one_message(api_client) -> None:
         ({"url": "not a url"}, 422, "Invalid URL format"),
         ({"url": "ftp://example.com/a.jpg"}, 422, "Invalid URL format"),
         ({"img": "@@@not-base64@@@"}, 422, "img is not valid base64"),
-        ({"url": "https://example.com/a.jpg", "num_frames": 0}, 422, "num_frames: Input should be greater than or equal to 1"),
-        ({"url": "https://example.com/a.jpg", "num_frames": 101}, 422, "num_frames: Input should be less than or equal to 100"),
-        ({"url": "https://example.com/a.jpg", "media_type": "audio"}, 422, "media_type: Input should be 'auto', 'image' or 'video'"),
+        (
+            {"url": "https://example.com/a.jpg", "num_frames": 0},
+            422,
+            "num_frames: Input should be greater than or equal to 1",
+        ),
+        (
+            {"url": "https://example.com/a.jpg", "num_frames": 101},
+            422,
+            "num_frames: Input should be less than or equal to 100",
+        ),
+        (
+            {"url": "https://example.com/a.jpg", "media_type": "audio"},
+            422,
+            "media_type: Input should be 'auto', 'image' or 'video'",
+        ),
         ({"url": "https://example.com/a.jpg", "surprise": 1}, 422, "surprise: Extra inputs are not permitted"),
     ],
 )
@@ -67,7 +79,9 @@ def test_malformed_json_is_a_clear_422(api_client) -> None:
 
 
 def test_url_wins_over_img(api_client) -> None:
-    task_id = api_client.post("/v1/detect", json={"url": "https://example.com/v.mp4", "img": _png_b64()}).json()["detect_task_id"]
+    task_id = api_client.post("/v1/detect", json={"url": "https://example.com/v.mp4", "img": _png_b64()}).json()[
+        "detect_task_id"
+    ]
     assert api_client.get(f"/v1/detect/{task_id}").json()["kind"] == "video"
 
 
@@ -110,19 +124,28 @@ def test_idempotency_key_replays_and_conflicts(api_client) -> None:
     conflict = api_client.post("/v1/detect", json={"url": "https://example.com/b.jpg"}, headers=headers)
     assert conflict.status_code == 409
     assert conflict.json()["error"]["message"] == "Idempotency-Key was already used with a different request body"
-    other_key = api_client.post("/v1/detect", json={"url": "https://example.com/a.jpg"}, headers={"Idempotency-Key": "x"})
+    other_key = api_client.post(
+        "/v1/detect", json={"url": "https://example.com/a.jpg"}, headers={"Idempotency-Key": "x"}
+    )
     assert other_key.json()["detect_task_id"] != first.json()["detect_task_id"]
 
 
 def test_unknown_task_is_404(api_client) -> None:
     response = api_client.get("/v1/detect/nope")
     assert response.status_code == 404
-    assert response.json()["error"] == {"code": "not_found", "message": "detect task nope not found", "field": "detect_task_id"}
+    assert response.json()["error"] == {
+        "code": "not_found",
+        "message": "detect task nope not found",
+        "field": "detect_task_id",
+    }
     assert api_client.delete("/v1/detect/nope").status_code == 404
 
 
 def test_list_pages_with_cursor_and_filters_by_status(api_client) -> None:
-    ids = [api_client.post("/v1/detect", json={"url": f"https://example.com/{i}.jpg"}).json()["detect_task_id"] for i in range(5)]
+    ids = [
+        api_client.post("/v1/detect", json={"url": f"https://example.com/{i}.jpg"}).json()["detect_task_id"]
+        for i in range(5)
+    ]
     api_client.delete(f"/v1/detect/{ids[0]}")
     seen, cursor = [], None
     while True:

@@ -78,7 +78,9 @@ def test_face_frame_matches_seed_shape(detector) -> None:
     faces = detect_faces(detector, astronaut_bgr(), max_side=1280)
     frame = face_frame(faces, None).model_dump()
     assert list(frame) == ["landmarks", "landmarks_str", "region", "removed", "frame_time"]
-    assert len(frame["landmarks"][0]) == 6 and all(len(p) == 2 and all(isinstance(v, int) for v in p) for p in frame["landmarks"][0])
+    assert len(frame["landmarks"][0]) == 6 and all(
+        len(p) == 2 and all(isinstance(v, int) for v in p) for p in frame["landmarks"][0]
+    )
     assert frame["landmarks_str"] == [landmarks_str(frame["landmarks"][0])]
     assert len(frame["landmarks_str"][0].split(":")) == 4
     assert len(frame["region"][0]) == 4 and all(isinstance(v, int) for v in frame["region"][0])
@@ -86,7 +88,10 @@ def test_face_frame_matches_seed_shape(detector) -> None:
 
 
 def test_landmarks_str_format() -> None:
-    assert landmarks_str([[120, 85], [180, 88], [150, 130], [150, 165], [125, 165], [175, 168]]) == "120,85:180,88:150,130:150,165"
+    assert (
+        landmarks_str([[120, 85], [180, 88], [150, 130], [150, 165], [125, 165], [175, 168]])
+        == "120,85:180,88:150,130:150,165"
+    )
 
 
 def test_model_file_hash_is_verified() -> None:

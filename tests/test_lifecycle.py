@@ -37,7 +37,9 @@ def two_face_video(tmp_path_factory) -> bytes:
 
 def test_image_url_comes_back_in_seed_000_shape(api_client, worker, media_server) -> None:
     media_server.expect_request("/astronaut.jpg").respond_with_data(jpeg(astronaut_bgr()), content_type="image/jpeg")
-    task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/astronaut.jpg")}).json()["detect_task_id"]
+    task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/astronaut.jpg")}).json()[
+        "detect_task_id"
+    ]
     task = wait_for_final(api_client, task_id)
     assert task["status"] == "succeeded", task["error"]
     assert task["attempts"] == 1 and task["progress"] == {"done": 1, "total": 1}
@@ -50,14 +52,24 @@ def test_image_url_comes_back_in_seed_000_shape(api_client, worker, media_server
     assert len(frame["landmarks"]) == len(frame["region"]) == len(frame["landmarks_str"]) == 1
     assert len(frame["landmarks"][0]) == 6
     assert frame["removed"] == [] and frame["frame_time"] is None
-    assert result["media"] == {"kind": "image", "mime": "image/jpeg", "width": 512, "height": 512, "duration": None, "fps": None, "frame_count": None}
+    assert result["media"] == {
+        "kind": "image",
+        "mime": "image/jpeg",
+        "width": 512,
+        "height": 512,
+        "duration": None,
+        "fps": None,
+        "frame_count": None,
+    }
     assert result["detector"]["max_side"] == 1280
     assert 0.6 <= result["scores"]["0"][0] <= 1.0
 
 
 def test_base64_group_image_counts_every_face(api_client, worker) -> None:
     group = compose(900, 320, [Placement(20 + 220 * k, 60, 180, mirrored=k % 2 == 1) for k in range(4)])
-    task_id = api_client.post("/v1/detect", json={"img": "data:image/png;base64," + b64(png(group))}).json()["detect_task_id"]
+    task_id = api_client.post("/v1/detect", json={"img": "data:image/png;base64," + b64(png(group))}).json()[
+        "detect_task_id"
+    ]
     task = wait_for_final(api_client, task_id)
     assert task["status"] == "succeeded", task["error"]
     assert len(task["result"]["faces_obj"]["0"]["region"]) == 4
@@ -78,7 +90,13 @@ def test_video_samples_real_frame_indices_and_times(api_client, worker, two_face
     lefts = [min(box[0] for box in faces_obj[k]["region"]) for k in faces_obj]
     assert lefts == sorted(lefts) and lefts[-1] > lefts[0]
     media = task["result"]["media"]
-    assert (media["kind"], media["width"], media["height"], media["fps"], media["frame_count"]) == ("video", 640, 360, 25.0, 75)
+    assert (media["kind"], media["width"], media["height"], media["fps"], media["frame_count"]) == (
+        "video",
+        640,
+        360,
+        25.0,
+        75,
+    )
     assert media["duration"] == pytest.approx(3.0, abs=0.05)
 
 
@@ -88,15 +106,21 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_bad_input_fails_precisely_and_the_worker_survives(api_client, start_worker, media_server, two_face_video) -> None:
+def test_bad_input_fails_precisely_and_the_worker_survives(
+    api_client, start_worker, media_server, two_face_video
+) -> None:
     worker = start_worker(FACEQUEUE_MAX_DOWNLOAD_BYTES=str(2 * 1024 * 1024))
     good = jpeg(astronaut_bgr())
     media_server.expect_request("/truncated.jpg").respond_with_data(good[: len(good) // 3], content_type="image/jpeg")
     media_server.expect_request("/empty.jpg").respond_with_data(b"", content_type="image/jpeg")
     media_server.expect_request("/text.jpg").respond_with_data(b"hello, I am text\n" * 20, content_type="image/jpeg")
     media_server.expect_request("/truncated.mp4").respond_with_data(two_face_video[:2000], content_type="video/mp4")
-    media_server.expect_request("/huge.jpg").respond_with_data(b"\xff\xd8" + b"0" * (3 * 1024 * 1024), content_type="image/jpeg")
-    media_server.expect_request("/to-internal").respond_with_data("", status=302, headers={"Location": "http://10.0.0.1/a.jpg"})
+    media_server.expect_request("/huge.jpg").respond_with_data(
+        b"\xff\xd8" + b"0" * (3 * 1024 * 1024), content_type="image/jpeg"
+    )
+    media_server.expect_request("/to-internal").respond_with_data(
+        "", status=302, headers={"Location": "http://10.0.0.1/a.jpg"}
+    )
     media_server.expect_request("/missing.jpg").respond_with_data("nope", status=404)
     cases = {
         media_server.url_for("/truncated.jpg"): ("corrupt_media", "Media could not be decoded"),
@@ -232,7 +256,10 @@ def test_reaper_gives_up_after_max_attempts(api_client, database) -> None:
         assert reap(session, settings).failed == 1
     task = api_client.get(f"/v1/detect/{task_id}").json()
     assert task["status"] == "failed" and task["error"]["code"] == "worker_lost"
-    assert task["error"]["message"] == "Task was abandoned by its workers too many times: heartbeat lost on each of 3 attempts"
+    assert (
+        task["error"]["message"]
+        == "Task was abandoned by its workers too many times: heartbeat lost on each of 3 attempts"
+    )
 
 
 def test_lost_message_is_republished_and_duplicates_run_once(api_client, start_worker, media_server) -> None:
@@ -251,7 +278,9 @@ def test_lost_message_is_republished_and_duplicates_run_once(api_client, start_w
     task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/a.jpg")}).json()["detect_task_id"]
     redis.Redis.from_url(REDIS_URL).delete("default")  # no worker yet: the broker loses the message
     with session_scope() as session:
-        session.execute(update(DetectTask).where(DetectTask.id == task_id).values(published_at=utcnow().replace(year=2000)))
+        session.execute(
+            update(DetectTask).where(DetectTask.id == task_id).values(published_at=utcnow().replace(year=2000))
+        )
     with session_scope() as session:
         assert reap(session, settings).republished == 1
     publish_detect(task_id, "default", "image", settings)  # and a stray duplicate on top
@@ -268,7 +297,12 @@ def test_lost_message_is_republished_and_duplicates_run_once(api_client, start_w
 def test_two_workers_share_a_burst(api_client, start_worker, media_server) -> None:
     first, second = start_worker("a"), start_worker("b")
     media_server.expect_request("/a.jpg").respond_with_data(jpeg(astronaut_bgr()), content_type="image/jpeg")
-    ids = [api_client.post("/v1/detect", json={"url": media_server.url_for("/a.jpg"), "max_side": 640 + i}).json()["detect_task_id"] for i in range(8)]
+    ids = [
+        api_client.post("/v1/detect", json={"url": media_server.url_for("/a.jpg"), "max_side": 640 + i}).json()[
+            "detect_task_id"
+        ]
+        for i in range(8)
+    ]
     tasks = [wait_for_final(api_client, task_id) for task_id in ids]
     assert [task["status"] for task in tasks] == ["succeeded"] * 8
     assert all(len(task["result"]["faces_obj"]["0"]["region"]) == 1 for task in tasks)

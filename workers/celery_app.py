@@ -30,6 +30,7 @@ def create_celery(settings: Settings) -> Celery:
         task_queues=[Queue(name, routing_key=name) for name in QUEUES],
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         worker_concurrency=settings.worker_concurrency,
         # Redis redelivers an unacked message after this; the reaper usually acts long before.
         broker_transport_options=_transport_options(settings),

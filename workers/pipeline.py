@@ -127,8 +127,13 @@ def detect_media(
         info = probe_video(path, settings)
         indices = plan_sample_indices(info.frame_count, int(params.get("num_frames", 5)))
         media = MediaInfo(
-            kind="video", mime=sniffed.mime, width=info.width, height=info.height,
-            duration=info.duration_s, fps=info.fps, frame_count=info.frame_count,
+            kind="video",
+            mime=sniffed.mime,
+            width=info.width,
+            height=info.height,
+            duration=info.duration_s,
+            fps=info.fps,
+            frame_count=info.frame_count,
         )
         frames = sample_frames(path, info, indices, settings)
         total = len(indices)

@@ -21,7 +21,9 @@ def healthz() -> dict[str, str]:
 def readyz() -> JSONResponse:
     checks = {"database": _check_database(), "broker": _check_broker()}
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 def _check_database() -> str:

@@ -8,7 +8,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -33,7 +33,7 @@ class FetchedMedia:
 
 def fetch_to_file(url: str, dest_dir: Path, settings: Settings) -> FetchedMedia:
     """Fetch ``url`` into a new file in ``dest_dir``; every failure is a TaskError and leaves no file."""
-    deadline = Deadline(settings.fetch_total_timeout)
+    deadline = _Deadline(settings.fetch_total_timeout)
     target = check_url(url, settings)
     redirects = 0
     with _new_client() as client:
@@ -52,7 +52,7 @@ def fetch_to_file(url: str, dest_dir: Path, settings: Settings) -> FetchedMedia:
             target = check_url(str(target.url.join(location)), settings)
 
 
-class Deadline:
+class _Deadline:
     """Wall-clock budget for the whole download, across redirects, slow reads and stalls."""
 
     def __init__(self, seconds: float) -> None:
@@ -115,20 +115,20 @@ def _new_client() -> httpx.Client:
     )
 
 
-@contextmanager
-def _send(client: httpx.Client, target: CheckedURL, settings: Settings, deadline: Deadline) -> Iterator[httpx.Response]:
+def _send(
+    client: httpx.Client, target: CheckedURL, settings: Settings, deadline: _Deadline
+) -> AbstractContextManager[httpx.Response]:
     """GET the checked IP directly, naming the original host in the Host header and for TLS."""
     pinned_url = target.url.copy_with(host=str(target.ip))
     headers = {"Host": target.url.netloc.decode("ascii")}
     extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else None
-    with client.stream(
+    return client.stream(
         "GET", pinned_url, headers=headers, extensions=extensions, timeout=deadline.timeout(settings)
-    ) as response:
-        yield response
+    )
 
 
 @contextmanager
-def _download_errors(target: CheckedURL, deadline: Deadline) -> Iterator[None]:
+def _download_errors(target: CheckedURL, deadline: _Deadline) -> Iterator[None]:
     """Translate transport failures into DOWNLOAD_FAILED with what exactly went wrong."""
     where = f"{target.host} ({target.ip}) port {target.port}"
     try:
@@ -160,12 +160,13 @@ def _redirect_location(response: httpx.Response) -> str | None:
 
 def _raise_for_status(response: httpx.Response, target: CheckedURL) -> None:
     if not response.is_success:
-        reason = f" {response.reason_phrase}" if response.reason_phrase else ""
-        raise TaskError(ErrorCode.DOWNLOAD_FAILED, f"HTTP {response.status_code}{reason} from {target.host}")
+        # The standard phrase, not the server's: it is shown to clients and should read the same everywhere.
+        status = f"HTTP {response.status_code} {httpx.codes.get_reason_phrase(response.status_code)}".rstrip()
+        raise TaskError(ErrorCode.DOWNLOAD_FAILED, f"{status} from {target.host}")
 
 
 def _save_body(
-    response: httpx.Response, target: CheckedURL, dest_dir: Path, settings: Settings, deadline: Deadline
+    response: httpx.Response, target: CheckedURL, dest_dir: Path, settings: Settings, deadline: _Deadline
 ) -> FetchedMedia:
     _check_declared_length(response, settings.max_download_bytes)
     dest_dir.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,8 @@ def _load_upright(image: Image.Image) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise TaskError(ErrorCode.MEDIA_LIMIT_EXCEEDED, str(exc)) from exc
     except _DECODE_ERRORS as exc:
-        raise TaskError(ErrorCode.CORRUPT_MEDIA, f"{image.format or 'image'} data is truncated or corrupt: {exc}") from exc
+        detail = f"{image.format or 'image'} data is truncated or corrupt: {exc}"
+        raise TaskError(ErrorCode.CORRUPT_MEDIA, detail) from exc
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -58,6 +58,8 @@ def parse_url(url: str) -> httpx.URL:
         raise TaskError(ErrorCode.INVALID_URL, f"scheme {parsed.scheme!r} is not allowed, only http and https")
     if not parsed.host:
         raise TaskError(ErrorCode.INVALID_URL, f"{url!r} has no host")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise TaskError(ErrorCode.INVALID_URL, f"port {parsed.port} is out of range")
     return parsed
 
 

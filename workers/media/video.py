@@ -25,10 +25,10 @@ from facequeue.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A seek flushes the decoder and its frame-thread pipeline and re-reads from a keyframe. Measured on
-# 160x120 to 640x360 H.264, that costs about as much as decoding ~SEEK_PENALTY_FRAMES frames, so a
-# seek is only worth it when it skips more frames than that.
-SEEK_PENALTY_FRAMES = 32
+# A seek flushes the decoder and its frame-thread pipeline and restarts demuxing at a keyframe.
+# Measured on 640x360 H.264 with threaded decoding, that costs about as much as decoding 10-20
+# frames, so a seek is only planned when it skips more frames than this.
+SEEK_PENALTY_FRAMES = 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +71,8 @@ def probe_video(path: Path, settings: Settings) -> VideoInfo:
     span_s = float((int(pts[-1]) - int(pts[0])) * time_base)
     fps = float(average_rate) if average_rate else ((len(pts) - 1) / span_s if span_s > 0 else 0.0)
     duration_s = span_s + (1.0 / fps if fps > 0 else 0.0)
-    _check_duration(duration_s, settings.max_video_seconds)
+    if duration_s > settings.max_video_seconds:
+        raise _too_long(duration_s, settings.max_video_seconds)
     return VideoInfo(
         duration_s=duration_s,
         fps=fps,
@@ -89,9 +90,7 @@ def plan_sample_indices(frame_count: int, num_frames: int) -> list[int]:
     return sorted({i * frame_count // num_frames for i in range(num_frames)}) if num_frames > 0 else []
 
 
-def plan_seeks(
-    keyframe_indices: Sequence[int], wanted: Sequence[int], penalty: int = SEEK_PENALTY_FRAMES
-) -> list[SeekPoint]:
+def plan_seeks(keyframe_indices: Sequence[int], wanted: Sequence[int], penalty: int) -> list[SeekPoint]:
     """Where to jump instead of decoding through: before a wanted frame whose nearest preceding
     keyframe lies more than ``penalty`` frames past the decoder's position.
 
@@ -113,7 +112,7 @@ def sample_frames(path: Path, info: VideoInfo, indices: Sequence[int], settings:
     A wanted frame that cannot be decoded is replaced by the next one that can (its own index reported).
     """
     wanted = _valid_indices(indices, info.frame_count)
-    seek_for = {seek.target: seek.keyframe for seek in plan_seeks(info.keyframe_indices, wanted)}
+    seek_for = {seek.target: seek.keyframe for seek in plan_seeks(info.keyframe_indices, wanted, SEEK_PENALTY_FRAMES)}
     with _open_container(path) as container:
         reader = _FrameReader(container, _video_stream(container), info)
         last_index = -1
@@ -147,12 +146,12 @@ class _FrameReader:
         return next(((index, frame) for index, frame in self._frames if index >= target), None)
 
     def seek_to_keyframe(self, keyframe: int) -> None:
-        if not self._seek(int(self._info.frame_pts[keyframe])):
+        if not self._seek(keyframe):
             return  # not seekable: keep decoding sequentially from where we are
         first = next(self._frames, None)
         if first is None or first[0] > keyframe:
             # Landed past the keyframe (a demuxer that seeks by other timestamps): start over instead.
-            self._seek(int(self._info.frame_pts[0]))
+            self._seek(0)
         else:
             self._frames = itertools.chain([first], self._frames)
 
@@ -161,13 +160,14 @@ class _FrameReader:
             return TaskError(ErrorCode.CORRUPT_MEDIA, f"no frame could be decoded: {self._first_error}")
         return TaskError(ErrorCode.NO_FRAMES, "the video stream decoded to no frames")
 
-    def _seek(self, pts: int) -> bool:
+    def _seek(self, index: int) -> bool:
+        """Jump to the keyframe at frame ``index``; False (and nothing changed) if the container refuses."""
         try:
-            self._container.seek(pts, stream=self._stream, backward=True)
+            self._container.seek(int(self._info.frame_pts[index]), stream=self._stream, backward=True)
         except av.error.FFmpegError as exc:
             log.warning("video seek failed, decoding on sequentially: %s", exc)
             return False
-        self._last_index = -1
+        self._last_index = index - 1
         self._frames = self._indexed_frames()
         return True
 
@@ -197,8 +197,10 @@ class _FrameReader:
         return position if position < len(pts) and pts[position] == frame.pts else None
 
     def _note_error(self, exc: av.error.FFmpegError) -> None:
-        log.warning("skipping undecodable video data: %s", exc)
-        self._first_error = self._first_error or exc
+        # One damaged spot often fails every packet up to the next keyframe: warn once per video.
+        if self._first_error is None:
+            log.warning("skipping undecodable video data: %s", exc)
+            self._first_error = exc
 
 
 def _to_sampled(index: int, frame: av.VideoFrame, info: VideoInfo, settings: Settings) -> SampledFrame:
@@ -214,7 +216,12 @@ def _to_sampled(index: int, frame: av.VideoFrame, info: VideoInfo, settings: Set
 def _open_container(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
+    except av.error.EOFError as exc:
+        # E.g. Matroska/WebM written with a header and no clusters.
+        raise TaskError(ErrorCode.NO_FRAMES, "the file ends before any media data") from exc
     except av.error.FFmpegError as exc:
+        if isinstance(exc, OSError):
+            raise  # missing or unreadable file: the caller's problem, not bad media
         raise TaskError(ErrorCode.CORRUPT_MEDIA, f"not a readable video container: {exc}") from exc
 
 
@@ -244,7 +251,7 @@ def _demux_timestamps(
             if packet.is_keyframe:
                 keyframe_pts.append(timestamp)
             if timestamp - frame_pts[0] > max_span:
-                _check_duration(float((timestamp - frame_pts[0]) * time_base), max_seconds)
+                raise _too_long(float((timestamp - frame_pts[0]) * time_base), max_seconds)
     except av.error.FFmpegError as exc:
         raise TaskError(ErrorCode.CORRUPT_MEDIA, f"damaged video container: {exc}") from exc
     return frame_pts, keyframe_pts
@@ -269,8 +276,7 @@ def _check_side(width: int, height: int, max_side: int) -> None:
         )
 
 
-def _check_duration(duration_s: float, max_seconds: float) -> None:
-    if duration_s > max_seconds:
-        raise TaskError(
-            ErrorCode.MEDIA_LIMIT_EXCEEDED, f"video lasts at least {duration_s:.1f} s, the limit is {max_seconds:g} s"
-        )
+def _too_long(duration_s: float, max_seconds: float) -> TaskError:
+    return TaskError(
+        ErrorCode.MEDIA_LIMIT_EXCEEDED, f"video lasts at least {duration_s:.1f} s, the limit is {max_seconds:g} s"
+    )

@@ -1,0 +1,118 @@
+"""The embedded default end to end: `facequeue serve` on SQLite and the filesystem broker, no servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import pytest
+
+from facequeue.demo import astronaut_bgr, moving_face_frames, write_video
+from tests.conftest import REPO_ROOT
+from tests.support import wait_for_final
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def embedded_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    data_dir = tmp_path_factory.mktemp("embedded")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACEQUEUE_")}
+    env.update(FACEQUEUE_DATA_DIR=str(data_dir), FACEQUEUE_ALLOWED_HOSTS="127.0.0.1/32", FACEQUEUE_REAPER_INTERVAL="1")
+    port = _free_port()
+    log = (data_dir / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facequeue", "serve", "--port", str(port)],
+        cwd=data_dir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{server}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"embedded server did not start:\n{(data_dir / 'serve.log').read_text()}")
+    yield server, data_dir
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def test_embedded_defaults_keep_everything_in_the_data_dir(embedded_server) -> None:
+    _, data_dir = embedded_server
+    assert (data_dir / "facequeue.db").is_file()
+    assert (data_dir / "broker" / "queue").is_dir()
+    log = (data_dir / "serve.log").read_text()
+    assert "data lives in" in log and str(data_dir) in log.replace("\n", "")  # rich may wrap the path
+
+
+def test_embedded_image_and_video(embedded_server, tmp_path) -> None:
+    import base64
+
+    server, _ = embedded_server
+    video = write_video(tmp_path / "clip.mp4", moving_face_frames(count=50, faces=1))
+    image = cv2.imencode(".jpg", astronaut_bgr())[1].tobytes()
+    with httpx.Client(base_url=server, timeout=10) as client:
+        image_id = client.post("/v1/detect", json={"img": base64.b64encode(image).decode()}).json()["detect_task_id"]
+        video_id = client.post(
+            "/v1/detect", json={"img": base64.b64encode(video.read_bytes()).decode(), "num_frames": 10}
+        ).json()["detect_task_id"]
+        image_task = wait_for_final(client, image_id)
+        video_task = wait_for_final(client, video_id)
+    assert image_task["status"] == "succeeded" and len(image_task["result"]["faces_obj"]["0"]["region"]) == 1
+    assert video_task["status"] == "succeeded"
+    faces_obj = video_task["result"]["faces_obj"]
+    assert list(faces_obj) == [str(i * 5) for i in range(10)]
+    assert all(len(frame["region"]) == 1 for frame in faces_obj.values())
+
+
+def test_cli_detect_against_the_embedded_server(embedded_server, tmp_path) -> None:
+    import json
+
+    server, _ = embedded_server
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), astronaut_bgr())
+    done = subprocess.run(
+        [sys.executable, "-m", "facequeue", "detect", str(photo), "--server", server],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    task = json.loads(done.stdout)
+    assert task["status"] == "succeeded" and len(task["result"]["faces_obj"]["0"]["landmarks"]) == 1
+
+
+def test_cli_detect_reports_a_failed_task(embedded_server, tmp_path) -> None:
+    server, _ = embedded_server
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image at all\n" * 10)
+    done = subprocess.run(
+        [sys.executable, "-m", "facequeue", "detect", str(text), "--server", server],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert '"code": "unsupported_media"' in done.stdout
