@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = 64_000_000
     max_video_seconds: float = 3 * 3600.0
     max_video_side: int = 4096
+    max_video_frames: int = 1_000_000
 
     # --- detection ---------------------------------------------------------
     detector_max_side: int = Field(1280, description="Frames are downscaled (never upscaled) to this long side")

@@ -307,3 +307,28 @@ def test_two_workers_share_a_burst(api_client, start_worker, media_server) -> No
     assert [task["status"] for task in tasks] == ["succeeded"] * 8
     assert all(len(task["result"]["faces_obj"]["0"]["region"]) == 1 for task in tasks)
     assert "detect_finished" in first.log() and "detect_finished" in second.log()
+
+
+def test_soft_time_limit_fails_the_task_and_keeps_the_worker(api_client, start_worker, media_server) -> None:
+    import redis
+
+    from facequeue.settings import Settings
+    from tests.support import REDIS_URL
+    from workers.celery_app import publish_detect
+
+    release = threading.Event()
+    media_server.expect_request("/stuck.jpg").respond_with_handler(_slow_media(jpeg(astronaut_bgr()), release))
+    task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/stuck.jpg")}).json()["detect_task_id"]
+    redis.Redis.from_url(REDIS_URL).delete("default")
+    publish_detect(task_id, "default", "image", Settings(image_soft_time_limit=1.0, image_time_limit=10.0))
+    worker = start_worker()
+    try:
+        task = wait_for_final(api_client, task_id, timeout=30)
+    finally:
+        release.set()
+    assert task["status"] == "failed"
+    assert task["error"] == {"code": "time_limit_exceeded", "message": "Task exceeded its time limit"}
+    media_server.expect_request("/after.jpg").respond_with_data(jpeg(astronaut_bgr()), content_type="image/jpeg")
+    after = api_client.post("/v1/detect", json={"url": media_server.url_for("/after.jpg")}).json()["detect_task_id"]
+    assert wait_for_final(api_client, after)["status"] == "succeeded"
+    assert worker.process.poll() is None

@@ -128,6 +128,21 @@ def test_every_redirect_hop_is_resolved_and_checked_again(
     assert resolver.lookups == 2
 
 
+def test_falls_back_to_the_next_checked_address(server: HTTPServer, tmp_path: Path, make_settings, monkeypatch) -> None:
+    # Nothing listens on 127.0.0.3 (the server is bound to 127.0.0.1), like an IPv6 answer without an IPv6 route.
+    real = socket.getaddrinfo
+
+    def dual_stack(host, port, *args, **kwargs):
+        answers = ["127.0.0.3", "127.0.0.1"] if host == "dual.example" else [host]
+        return [info for ip in answers for info in real(ip, port, *args, **kwargs)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", dual_stack)
+    server.expect_request("/photo.jpg").respond_with_data(b"second address")
+    url = f"http://dual.example:{server.port}/photo.jpg"
+    fetched = fetch_to_file(url, tmp_path, make_settings(allowed_hosts=["dual.example"]))
+    assert fetched.path.read_bytes() == b"second address"
+
+
 def test_http_error_status_fails_the_download(server: HTTPServer, tmp_path: Path, make_settings) -> None:
     server.expect_request("/missing.jpg").respond_with_data(b"nope", status=404)
     error = _fetch_error(server.url_for("/missing.jpg"), tmp_path, make_settings(allowed_hosts=LOCAL_ONLY))

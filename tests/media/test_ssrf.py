@@ -51,7 +51,7 @@ def test_malformed_urls_are_invalid(make_settings, url: str, detail: str) -> Non
 
 def test_allow_listed_network_admits_loopback(make_settings) -> None:
     checked = check_url("http://127.0.0.1:8000/a.jpg", make_settings(allowed_hosts=["127.0.0.1/32"]))
-    assert checked.ip == ipaddress.ip_address("127.0.0.1")
+    assert checked.ips == (ipaddress.ip_address("127.0.0.1"),)
     assert checked.port == 8000
 
 
@@ -64,12 +64,12 @@ def test_allow_listed_network_does_not_admit_its_neighbours(make_settings) -> No
 
 def test_allow_listed_hostname_admits_whatever_it_resolves_to(make_settings) -> None:
     checked = check_url("http://LocalHost:8000/", make_settings(allowed_hosts=["localhost"]))
-    assert checked.ip.is_loopback
+    assert all(ip.is_loopback for ip in checked.ips)
 
 
 def test_public_address_is_returned_for_pinning(make_settings) -> None:
     checked = check_url("https://93.184.216.34/a.jpg", make_settings())
-    assert checked.ip == ipaddress.ip_address("93.184.216.34")
+    assert checked.ips == (ipaddress.ip_address("93.184.216.34"),)
     assert checked.port == 443
 
 

@@ -8,7 +8,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -17,7 +17,7 @@ import httpx
 
 from facequeue.errors import ErrorCode, TaskError
 from facequeue.settings import Settings
-from workers.media.ssrf import CheckedURL, check_url
+from workers.media.ssrf import CheckedURL, IPAddress, check_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHUNK_BYTES = 64 * 1024
@@ -38,7 +38,7 @@ def fetch_to_file(url: str, dest_dir: Path, settings: Settings) -> FetchedMedia:
     redirects = 0
     with _new_client() as client:
         while True:
-            with _download_errors(target, deadline), _send(client, target, settings, deadline) as response:
+            with _download_errors(target, deadline), closing(_send(client, target, settings, deadline)) as response:
                 location = _redirect_location(response)
                 if location is None:
                     _raise_for_status(response, target)
@@ -115,22 +115,31 @@ def _new_client() -> httpx.Client:
     )
 
 
-def _send(
-    client: httpx.Client, target: CheckedURL, settings: Settings, deadline: _Deadline
-) -> AbstractContextManager[httpx.Response]:
-    """GET the checked IP directly, naming the original host in the Host header and for TLS."""
-    pinned_url = target.url.copy_with(host=str(target.ip))
+def _send(client: httpx.Client, target: CheckedURL, settings: Settings, deadline: _Deadline) -> httpx.Response:
+    """GET from the checked addresses only, trying them in the resolver's order until one accepts the
+    connection, with the original host named in the Host header and for TLS."""
     headers = {"Host": target.url.netloc.decode("ascii")}
-    extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else None
-    return client.stream(
-        "GET", pinned_url, headers=headers, extensions=extensions, timeout=deadline.timeout(settings)
-    )
+    extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
+
+    def send_to(ip: IPAddress) -> httpx.Response:
+        pinned_url = target.url.copy_with(host=str(ip))
+        timeout = deadline.timeout(settings)
+        request = client.build_request("GET", pinned_url, headers=headers, extensions=extensions, timeout=timeout)
+        return client.send(request, stream=True)
+
+    *earlier, last = target.ips
+    for ip in earlier:
+        try:
+            return send_to(ip)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            continue  # e.g. an IPv6 answer without an IPv6 route: try the next address
+    return send_to(last)
 
 
 @contextmanager
 def _download_errors(target: CheckedURL, deadline: _Deadline) -> Iterator[None]:
     """Translate transport failures into DOWNLOAD_FAILED with what exactly went wrong."""
-    where = f"{target.host} ({target.ip}) port {target.port}"
+    where = f"{target.host} ({', '.join(map(str, target.ips))}) port {target.port}"
     try:
         yield
     except httpx.HTTPError as exc:

@@ -1,7 +1,8 @@
 """SSRF guard: decide whether a URL may be fetched, and pin the address it resolved to.
 
-The fetcher connects to the returned ``CheckedURL.ip`` instead of resolving the host again,
-so a DNS answer that changes between check and connect (DNS rebinding) cannot redirect it.
+The fetcher connects only to the addresses in the returned ``CheckedURL.ips`` instead of
+resolving the host again, so a DNS answer that changes between check and connect (DNS
+rebinding) cannot redirect it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ _NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
 
 @dataclass(frozen=True)
 class CheckedURL:
-    """A URL that passed the guard, with the one address the fetcher must connect to."""
+    """A URL that passed the guard, with the addresses the fetcher may connect to, in preference order."""
 
     url: httpx.URL
-    ip: IPAddress
+    ips: tuple[IPAddress, ...]
 
     @property
     def host(self) -> str:
@@ -44,7 +45,7 @@ def check_url(url: str, settings: Settings) -> CheckedURL:
     if parsed.host not in _allowed_hostnames(settings):
         for ip in addresses:
             _refuse_if_forbidden(ip, settings)
-    return CheckedURL(url=parsed, ip=addresses[0])
+    return CheckedURL(url=parsed, ips=tuple(addresses))
 
 
 def parse_url(url: str) -> httpx.URL:

@@ -47,7 +47,7 @@ class VideoInfo:
 @dataclass(frozen=True, eq=False)
 class SampledFrame:
     index: int
-    time_s: float
+    time_s: float | None  # None only for a still image passed along as a frame
     image_bgr: np.ndarray = field(repr=False)
 
 
@@ -63,7 +63,7 @@ def probe_video(path: Path, settings: Settings) -> VideoInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         _check_side(width, height, settings.max_video_side)
         time_base = stream.time_base or Fraction(1, 1)
-        frame_pts, keyframe_pts = _demux_timestamps(container, stream, time_base, settings.max_video_seconds)
+        frame_pts, keyframe_pts = _demux_timestamps(container, stream, time_base, settings)
         average_rate = stream.average_rate
     if not frame_pts:
         raise TaskError(ErrorCode.NO_FRAMES, "the video stream has no frames")
@@ -235,9 +235,10 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
 
 
 def _demux_timestamps(
-    container: av.container.InputContainer, stream: av.VideoStream, time_base: Fraction, max_seconds: float
+    container: av.container.InputContainer, stream: av.VideoStream, time_base: Fraction, settings: Settings
 ) -> tuple[list[int], list[int]]:
-    """Presentation timestamps of all frames and of the keyframes, stopping early once over the limit."""
+    """Presentation timestamps of all frames and of the keyframes, stopping early once over a limit."""
+    max_seconds = settings.max_video_seconds
     max_span = max_seconds / time_base
     frame_pts: list[int] = []
     keyframe_pts: list[int] = []
@@ -252,6 +253,11 @@ def _demux_timestamps(
                 keyframe_pts.append(timestamp)
             if timestamp - frame_pts[0] > max_span:
                 raise _too_long(float((timestamp - frame_pts[0]) * time_base), max_seconds)
+            if len(frame_pts) > settings.max_video_frames:
+                # tiny packets could otherwise fill memory while staying under the duration limit
+                raise TaskError(
+                    ErrorCode.MEDIA_LIMIT_EXCEEDED, f"video has more than {settings.max_video_frames} frames"
+                )
     except av.error.FFmpegError as exc:
         raise TaskError(ErrorCode.CORRUPT_MEDIA, f"damaged video container: {exc}") from exc
     return frame_pts, keyframe_pts
