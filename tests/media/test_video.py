@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
-import itertools
 import av
 import numpy as np
 import pytest
