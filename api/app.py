@@ -11,8 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api.compat import validation_error
 from api.errors import ServiceError
-from api.routers import health, v1
+from api.routers import acedata, akool, crun, health, media, v1
 from db.engine import session_scope
 from facequeue.logs import configure_logging
 from facequeue.settings import Settings, get_settings
@@ -27,6 +28,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="facequeue", version="0.1.0", lifespan=_lifespan(settings))
     app.include_router(health.router)
     app.include_router(v1.router)
+    app.include_router(media.router)
+    app.include_router(akool.detect_faces_router)
+    app.include_router(akool.analyze_frames_router)
+    app.include_router(crun.router)
+    app.include_router(acedata.router)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodySizeLimit, max_bytes=_max_body_bytes(settings))
@@ -68,11 +74,8 @@ async def _service_error(_request: Request, error: ServiceError) -> JSONResponse
     return JSONResponse(_error_body(error.code, error.message, error.field), status_code=error.status_code)
 
 
-async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"] if part != "body") or None
-    message = f"{field}: {first['msg']}" if field else first["msg"]
-    return JSONResponse(_error_body("validation_error", message, field), status_code=422)
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    return await _service_error(request, validation_error(error))
 
 
 def _max_body_bytes(settings: Settings) -> int:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from api.rendering import LinkFn, link_maker
 from api.service import DetectService
 from db.engine import get_sessionmaker
 from facequeue.settings import Settings, get_settings
-from facequeue.storage import get_storage
+from facequeue.storage import MediaStorage, get_storage
 
 
 def get_session() -> Iterator[Session]:
@@ -26,8 +27,22 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_detect_service(session: SessionDep, settings: SettingsDep) -> DetectService:
-    return DetectService(session, settings, get_storage(settings))
+def storage_dependency(settings: SettingsDep) -> MediaStorage:
+    return get_storage(settings)
+
+
+StorageDep = Annotated[MediaStorage, Depends(storage_dependency)]
+
+
+def get_detect_service(session: SessionDep, settings: SettingsDep, storage: StorageDep) -> DetectService:
+    return DetectService(session, settings, storage)
+
+
+def get_link_maker(storage: StorageDep, settings: SettingsDep, request: Request) -> LinkFn:
+    return link_maker(storage, settings, request)
+
+
+LinkDep = Annotated[LinkFn, Depends(get_link_maker)]
 
 
 DetectServiceDep = Annotated[DetectService, Depends(get_detect_service)]

@@ -39,3 +39,23 @@ class NotFound(ServiceError):
 class IdempotencyConflict(ServiceError):
     status_code = 409
     code = "idempotency_conflict"
+
+
+class SyncTimeout(ServiceError):
+    """A synchronous compat call waited its limit; the task itself keeps running."""
+
+    status_code = 504
+    code = "sync_timeout"
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        super().__init__(
+            f"Detection did not finish within {timeout:g}s; it is still running as detect_task_id {task_id} "
+            f"(poll GET /v1/detect/{task_id})",
+            field="detect_task_id",
+        )
+        self.task_id = task_id
+
+
+class InternalError(ServiceError):
+    status_code = 500
+    code = "internal_error"

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from db.models import DetectTask, TaskStatus
-from facequeue.schemas import DetectResult
+from facequeue.schemas import Appearance, Corners, DetectorInfo, FaceFrame, FaceShape, MediaInfo
 
 
 class DetectCreate(BaseModel):
@@ -16,10 +16,17 @@ class DetectCreate(BaseModel):
 
     url: str | None = Field(None, description="Image or video URL; wins over img when both are given")
     img: str | None = Field(None, description="Base64 image or video bytes, plain or as a data URI")
+    frame_urls: list[str] | None = Field(None, description="Several still frames (analyze_frames input)")
+    timestamps: list[float] | None = Field(None, description="Seconds per frame_urls entry; default 0.0, 1.0, ...")
     media_type: Literal["auto", "image", "video"] = Field("auto", description="auto: decided by sniffing the bytes")
     num_frames: int = Field(5, ge=1, le=100, description="Frames sampled evenly over a video")
     single_face: bool = Field(False, description="Keep only the largest face per frame")
     max_side: int | None = Field(None, ge=64, le=8192, description="Detector working long side (downscale only)")
+    return_face_url: bool = Field(False, description="Crop every face and return links, crop_region, crop_landmarks")
+    expand_ratio: float = Field(0.3, ge=0, le=1, description="Crop expansion on each side, as a share of the box")
+    landmarks: Literal["6", "90"] = Field("6", description='"90" adds the Tencent-style 90-point face_shape_set')
+    persons: bool = Field(False, description="Group faces into persons across frames (tracking + embeddings)")
+    need_rotate_detection: bool = Field(False, description="Try 90/180/270 degrees when no upright face is found")
 
 
 class DetectAccepted(BaseModel):
@@ -37,6 +44,27 @@ class TaskError(BaseModel):
     message: str
 
 
+class PersonView(BaseModel):
+    person_id: str
+    index: int
+    face_url: str | None
+    bbox: Corners
+    confidence: float
+    appearances: list[Appearance]
+    first_seen: float
+    last_seen: float
+
+
+class DetectResultView(BaseModel):
+    faces_obj: dict[str, FaceFrame]
+    scores: dict[str, list[float]]
+    media: MediaInfo
+    detector: DetectorInfo
+    frame_count: int
+    face_shape_set: dict[str, list[FaceShape]] | None
+    persons: list[PersonView] | None
+
+
 class DetectTaskView(BaseModel):
     detect_task_id: str
     status: TaskStatus
@@ -50,11 +78,11 @@ class DetectTaskView(BaseModel):
     timings: dict[str, float]
     detector: str | None
     model_version: str | None
-    result: DetectResult | None
+    result: DetectResultView | None
     error: TaskError | None
 
     @classmethod
-    def of(cls, task: DetectTask) -> DetectTaskView:
+    def of(cls, task: DetectTask, result: DetectResultView | None) -> DetectTaskView:
         return cls(
             detect_task_id=task.id,
             status=task.status,
@@ -68,7 +96,7 @@ class DetectTaskView(BaseModel):
             timings=task.timings or {},
             detector=task.detector,
             model_version=task.model_version,
-            result=task.result,
+            result=result,
             error=TaskError(code=task.error_code, message=task.error_msg or "") if task.error_code else None,
         )
 

@@ -7,8 +7,10 @@ import binascii
 import hashlib
 import json
 import re
+import secrets
+import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -29,16 +31,26 @@ log = structlog.get_logger(__name__)
 MediaType = Literal["auto", "image", "video"]
 DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 
+SYNC_POLL_SECONDS = 0.05
 MISSING_INPUT_MESSAGE = "Either 'url' or 'img' parameter must be provided"
 INVALID_URL_MESSAGE = "Invalid URL format"
 
 
 @dataclass(frozen=True)
 class DetectParams:
+    """What the worker does with the media; stored with the task as JSON."""
+
     media_type: MediaType = "auto"
     num_frames: int = 5
     single_face: bool = False
     max_side: int | None = None
+    return_face_url: bool = False
+    expand_ratio: float = 0.3
+    landmarks: Literal["6", "90"] = "6"
+    persons: bool = False
+    need_rotate_detection: bool = False
+    frame_urls: tuple[str, ...] = ()
+    timestamps: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,8 @@ class DetectSubmission:
     queue: str = "default"
     tenant_id: str | None = None
     idempotency_key: str | None = None
+    with_detect_id: bool = False
+    callback_url: str | None = None
 
 
 class DetectService:
@@ -60,8 +74,8 @@ class DetectService:
     # --- submit ------------------------------------------------------------
     def submit(self, submission: DetectSubmission) -> tuple[DetectTask, bool]:
         """Store the task, then publish it. Returns (task, created); created is False for an idempotent replay."""
-        url, image_bytes = self._validated_input(submission)
-        request_hash = _request_hash(url, image_bytes, submission.params)
+        url, image_bytes, params = self._validated_input(submission)
+        request_hash = _request_hash(url, image_bytes, params)
         if submission.idempotency_key:
             existing = self._idempotent_replay(submission, request_hash)
             if existing is not None:
@@ -70,14 +84,16 @@ class DetectService:
         task = DetectTask(
             id=new_task_id(),
             tenant_id=submission.tenant_id,
-            kind=_kind_hint(submission.params.media_type, url, image_bytes),
+            kind=_kind_hint(params, url),
             source_url=url,
-            params=asdict(submission.params),
+            params=asdict(params),
             queue=submission.queue,
             status=TaskStatus.QUEUED,
             progress_total=0,
             idempotency_key=submission.idempotency_key,
             request_hash=request_hash,
+            detect_id=new_detect_id() if submission.with_detect_id else None,
+            callback_url=submission.callback_url,
         )
         if image_bytes is not None:
             task.upload_key = upload_key(task.id)
@@ -105,11 +121,14 @@ class DetectService:
         queries.mark_published(self.session, task.id)
         self.session.commit()
 
-    def _validated_input(self, submission: DetectSubmission) -> tuple[str | None, bytes | None]:
+    def _validated_input(self, submission: DetectSubmission) -> tuple[str | None, bytes | None, DetectParams]:
+        params = submission.params
+        if params.frame_urls:
+            return None, None, validate_frames(params)
         if submission.url:  # url wins over img
-            return validate_url(submission.url), None
+            return validate_url(submission.url), None, params
         if submission.img:
-            return None, self._decode_image_data(submission.img)
+            return None, self._decode_image_data(submission.img), params
         raise MissingInput(MISSING_INPUT_MESSAGE, field="url")
 
     def _decode_image_data(self, img: str) -> bytes:
@@ -147,6 +166,18 @@ class DetectService:
         except ValueError as error:
             raise InvalidInput("cursor is malformed", field="cursor") from error
 
+    def wait_until_final(self, task: DetectTask, timeout: float) -> bool:
+        """Block until the task is final (for the synchronous compat APIs); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.session.refresh(task)
+            if TaskStatus(task.status).is_final:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self.session.rollback()  # end the read transaction so the next refresh sees the worker's commit
+            time.sleep(SYNC_POLL_SECONDS)
+
     # --- cancel / delete ---------------------------------------------------
     def cancel_or_purge(self, task_id: str, tenant_id: str | None) -> DetectTask:
         """Cancel a live task; for a finished one, delete its result and stored media."""
@@ -167,9 +198,24 @@ def validate_url(url: str) -> str:
     return url.strip()
 
 
-def _kind_hint(media_type: MediaType, url: str | None, image_bytes: bytes | None) -> str | None:
-    if media_type != "auto":
-        return media_type
+def validate_frames(params: DetectParams) -> DetectParams:
+    """frame_urls input (analyze_frames): every URL valid; timestamps default to 0.0, 1.0, ..."""
+    urls = tuple(validate_url(url) for url in params.frame_urls)
+    timestamps = params.timestamps or tuple(float(i) for i in range(len(urls)))
+    if len(timestamps) != len(urls):
+        raise InvalidInput(
+            f"timestamps length ({len(timestamps)}) must match frame_urls length ({len(urls)})", field="timestamps"
+        )
+    return replace(params, frame_urls=urls, timestamps=timestamps, media_type="image")
+
+
+def new_detect_id() -> str:
+    return secrets.token_urlsafe(8)
+
+
+def _kind_hint(params: DetectParams, url: str | None) -> str | None:
+    if params.media_type != "auto":
+        return params.media_type
     if url is not None:
         return kind_from_extension(url)
     return None

@@ -79,6 +79,8 @@ class DetectTask(Base):
     timings: Mapped[dict[str, float]] = mapped_column(JSONDocument, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
+    detect_id: Mapped[str | None] = mapped_column(String(32))  # crun's handle for a finished detection
+    callback_url: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
 
@@ -92,6 +94,7 @@ class DetectTask(Base):
     __table_args__ = (
         Index("ix_detect_tasks_status_created", "status", "created_at"),
         Index("ix_detect_tasks_created_id", "created_at", "id"),
+        Index("uq_detect_tasks_detect_id", "detect_id", unique=True),
         # One idempotency key per tenant; coalesce so tasks without a tenant are scoped together.
         Index(
             "uq_detect_tasks_tenant_idempotency",

@@ -1,7 +1,8 @@
-"""Result schemas written by the workers and served by the API.
+"""Result schemas written by the workers and rendered by the API.
 
-`FaceFrame` is seed 000's per-frame object, field for field; everything facequeue adds
-lives beside `faces_obj`, never inside it.
+`FaceFrame` is seed 000's per-frame object, field for field; everything facequeue adds lives
+beside `faces_obj`, never inside it. Stored results name crops by storage key (`crop_keys`,
+`Person.face_key`); the API turns keys into expiring links when it answers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pydantic import BaseModel, Field
 
 Point = list[int]  # [x, y]
 Region = list[int]  # [x, y, w, h]
+Corners = list[int]  # [x1, y1, x2, y2]
 
 
 class FaceFrame(BaseModel):
@@ -20,10 +22,14 @@ class FaceFrame(BaseModel):
     )
     landmarks_str: list[str] = Field(description="first 4 landmarks of each face as 'x1,y1:x2,y2:x3,y3:x4,y4'")
     region: list[Region] = Field(description="face boxes as [x, y, width, height]")
-    removed: list = Field(
-        default_factory=list, description="faces of the previous sampled frame no longer visible (video)"
+    removed: list[Region] = Field(
+        default_factory=list,
+        description="video: regions (in the previous sampled frame) of faces that are no longer visible",
     )
     frame_time: float | None = Field(description="seconds from the start (video); null for images")
+    face_urls: list[str] | None = Field(None, description="cropped face links when return_face_url is set")
+    crop_region: list[Region] | None = Field(None, description="crop boxes in image coordinates")
+    crop_landmarks: list[str] | None = Field(None, description="landmarks_str relative to each crop")
 
 
 class MediaInfo(BaseModel):
@@ -42,6 +48,27 @@ class DetectorInfo(BaseModel):
     max_side: int
 
 
+class Appearance(BaseModel):
+    timestamp: float
+    frame_idx: int
+    bbox: Corners
+
+
+class Person(BaseModel):
+    person_id: str
+    index: int = Field(description="left-to-right order by x of the first appearance")
+    face_key: str | None = Field(None, description="storage key of the representative crop")
+    bbox: Corners
+    confidence: float
+    appearances: list[Appearance]
+    first_seen: float
+    last_seen: float
+
+
+ShapePoint = dict[str, int]  # {"x": .., "y": ..}
+FaceShape = dict[str, list[ShapePoint]]  # Tencent 90-point groups
+
+
 class DetectResult(BaseModel):
     faces_obj: dict[str, FaceFrame]
     scores: dict[str, list[float]] = Field(
@@ -49,3 +76,7 @@ class DetectResult(BaseModel):
     )
     media: MediaInfo
     detector: DetectorInfo
+    frame_count: int = Field(description="frames analysed")
+    crop_keys: dict[str, list[str]] | None = None
+    face_shape_set: dict[str, list[FaceShape]] | None = Field(None, description="90-point shapes per frame")
+    persons: list[Person] | None = None

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 HostOrNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network | str
@@ -22,6 +22,21 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         None, description="Celery broker URL; default: kombu filesystem transport in data_dir"
     )
+
+    public_base_url: str | None = Field(None, description="Base URL in links the API hands out; default: the request's")
+
+    # --- stored media (uploads, face crops) ----------------------------------
+    storage_backend: Literal["local", "s3"] = "local"
+    media_url_ttl: int = Field(3600, description="Seconds a crop link stays valid")
+    signing_secret: SecretStr | None = Field(
+        None, description="HMAC key for local media links; default: kept in data_dir"
+    )
+    s3_bucket: str = "facequeue"
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
 
     # --- fetching ----------------------------------------------------------
     allowed_hosts: Annotated[list[HostOrNetwork], NoDecode] = Field(
@@ -46,6 +61,11 @@ class Settings(BaseSettings):
     detector_score_threshold: float = 0.6
     detector_nms_threshold: float = 0.3
     detector_top_k: int = 5000
+
+    # --- compat APIs ----------------------------------------------------------
+    sync_timeout: float = Field(60.0, description="How long detect_faces, analyze_frames and face/analyze wait")
+    detect_id_ttl: float = Field(3600.0, description="Seconds a crun detect_id stays valid after the task finishes")
+    person_match_threshold: float = Field(0.363, description="SFace cosine at or above which two faces are one person")
 
     # --- worker reliability -----------------------------------------------
     worker_concurrency: int = 2

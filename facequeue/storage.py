@@ -1,63 +1,161 @@
-"""Where uploaded media (and later crops) live, shared by the API (writes) and workers (read).
+"""Where uploaded media and face crops live, shared by the API (writes uploads, serves links) and workers.
 
-The embedded default and single-host deployments use the local filesystem under the data
-directory; a multi-host deployment points `data_dir` at a shared volume.
+Two backends behind one protocol:
+- local filesystem under the data directory (the default); the API serves its files under
+  HMAC-signed, expiring URLs (`/v1/media/...`);
+- S3-compatible object storage through boto3, linked by presigned URLs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import shutil
+import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote, urlencode
 
 from facequeue.settings import Settings
 
 
 class MediaStorage(Protocol):
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
 
-    def local_path(self, key: str) -> Path: ...
+    def fetch_to(self, key: str, workdir: Path) -> Path:
+        """A local file with the object's bytes (the stored file itself where possible)."""
+        ...
 
     def delete_prefix(self, prefix: str) -> None: ...
 
+    def url_for(self, key: str, base_url: str) -> str:
+        """An unguessable link to the object that expires after the configured TTL."""
+        ...
+
 
 class LocalStorage:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, signing_key: bytes, url_ttl: int) -> None:
         self.root = root
+        self.signing_key = signing_key
+        self.url_ttl = url_ttl
 
-    def _path(self, key: str) -> Path:
+    def path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if self.root.resolve() not in path.parents:
             raise ValueError(f"storage key escapes the storage root: {key!r}")
         return path
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        path = self._path(key)
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".part")
+        tmp = path.with_name(path.name + ".part")
         tmp.write_bytes(data)
         tmp.replace(path)
 
-    def local_path(self, key: str) -> Path:
-        path = self._path(key)
+    def fetch_to(self, key: str, workdir: Path) -> Path:
+        path = self.path(key)
         if not path.is_file():
             raise FileNotFoundError(f"stored media {key!r} is missing")
         return path
 
     def delete_prefix(self, prefix: str) -> None:
-        target = self._path(prefix)
+        target = self.path(prefix)
         if target.is_dir():
             shutil.rmtree(target, ignore_errors=True)
         elif target.exists():
             target.unlink()
 
+    def url_for(self, key: str, base_url: str) -> str:
+        expires = int(time.time()) + self.url_ttl
+        query = urlencode({"expires": expires, "sig": self.signature(key, expires)})
+        return f"{base_url.rstrip('/')}/v1/media/{quote(key)}?{query}"
+
+    def signature(self, key: str, expires: int) -> str:
+        return hmac.new(self.signing_key, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def verify(self, key: str, expires: int, signature: str) -> bool:
+        return expires >= time.time() and hmac.compare_digest(self.signature(key, expires), signature)
+
+
+class S3Storage:
+    def __init__(self, client, bucket: str, prefix: str, url_ttl: int) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url_ttl = url_ttl
+
+    def _object(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._object(key), Body=data, ContentType=content_type)
+
+    def fetch_to(self, key: str, workdir: Path) -> Path:
+        from botocore.exceptions import ClientError
+
+        target = workdir / Path(key).name
+        try:
+            self.client.download_file(self.bucket, self._object(key), str(target))
+        except ClientError as error:
+            raise FileNotFoundError(f"stored media {key!r} is missing: {error}") from error
+        return target
+
+    def delete_prefix(self, prefix: str) -> None:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._object(prefix)):
+            objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if objects:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects})
+
+    def url_for(self, key: str, base_url: str) -> str:
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._object(key)}, ExpiresIn=self.url_ttl
+        )
+
 
 def get_storage(settings: Settings) -> MediaStorage:
-    return LocalStorage(settings.media_dir)
+    if settings.storage_backend == "s3":
+        secret = settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+        client = _s3_client(settings.s3_endpoint_url, settings.s3_region, settings.s3_access_key_id, secret)
+        return S3Storage(client, settings.s3_bucket, settings.s3_prefix, settings.media_url_ttl)
+    return LocalStorage(settings.media_dir, signing_key(settings), settings.media_url_ttl)
+
+
+@lru_cache
+def _s3_client(endpoint_url: str | None, region: str | None, access_key_id: str | None, secret: str | None):
+    # boto3 clients are thread-safe and slow to build: one per configuration and process
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret,
+    )
+
+
+def signing_key(settings: Settings) -> bytes:
+    """The configured secret, or one kept in the data directory (fine for one host; set it when there are several)."""
+    if settings.signing_secret is not None:
+        return settings.signing_secret.get_secret_value().encode()
+    path = settings.data_dir / "signing.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"signing.key.{secrets.token_hex(4)}")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.rename(path) if not path.exists() else tmp.unlink()
+    return path.read_text().strip().encode()
 
 
 def upload_key(task_id: str) -> str:
     return f"tasks/{task_id}/upload"
+
+
+def crop_key(task_id: str, name: str) -> str:
+    return f"tasks/{task_id}/crops/{name}.jpg"
 
 
 def task_prefix(task_id: str) -> str:

@@ -1,9 +1,8 @@
 """Alembic environment: the URL comes from the caller's config or from the settings."""
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import create_engine, pool
 
-from db.engine import build_engine
 from db.models import Base
 from facequeue.settings import get_settings
 
@@ -17,8 +16,7 @@ def run_migrations() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = build_engine(url)
-    engine.pool = pool.NullPool(engine.pool._creator)
+    engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         # batch mode lets later ALTERs run on SQLite too
         context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

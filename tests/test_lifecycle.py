@@ -48,7 +48,17 @@ def test_image_url_comes_back_in_seed_000_shape(api_client, worker, media_server
     result = task["result"]
     assert list(result["faces_obj"]) == ["0"]
     frame = result["faces_obj"]["0"]
-    assert list(frame) == ["landmarks", "landmarks_str", "region", "removed", "frame_time"]
+    assert list(frame) == [
+        "landmarks",
+        "landmarks_str",
+        "region",
+        "removed",
+        "frame_time",
+        "face_urls",
+        "crop_region",
+        "crop_landmarks",
+    ]
+    assert frame["face_urls"] is frame["crop_region"] is frame["crop_landmarks"] is None
     assert len(frame["landmarks"]) == len(frame["region"]) == len(frame["landmarks_str"]) == 1
     assert len(frame["landmarks"][0]) == 6
     assert frame["removed"] == [] and frame["frame_time"] is None
@@ -62,6 +72,7 @@ def test_image_url_comes_back_in_seed_000_shape(api_client, worker, media_server
         "frame_count": None,
     }
     assert result["detector"]["max_side"] == 1280
+    assert result["frame_count"] == 1 and result["persons"] is None and result["face_shape_set"] is None
     assert 0.6 <= result["scores"]["0"][0] <= 1.0
 
 

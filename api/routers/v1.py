@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from api.deps import DetectServiceDep, TenantDep
+from api.deps import DetectServiceDep, LinkDep, TenantDep
+from api.rendering import LinkFn, result_view
 from api.schemas import DetectAccepted, DetectCreate, DetectTaskPage, DetectTaskSummary, DetectTaskView
 from api.service import DetectParams, DetectSubmission
-from db.models import TaskStatus
+from db.models import DetectTask, TaskStatus
+from facequeue.schemas import DetectResult
 
 router = APIRouter(prefix="/v1", tags=["detect"])
 
@@ -31,6 +33,13 @@ def submit_detect(
                 num_frames=body.num_frames,
                 single_face=body.single_face,
                 max_side=body.max_side,
+                return_face_url=body.return_face_url,
+                expand_ratio=body.expand_ratio,
+                landmarks=body.landmarks,
+                persons=body.persons,
+                need_rotate_detection=body.need_rotate_detection,
+                frame_urls=tuple(body.frame_urls or ()),
+                timestamps=tuple(body.timestamps or ()),
             ),
             tenant_id=tenant_id,
             idempotency_key=idempotency_key,
@@ -42,8 +51,8 @@ def submit_detect(
 
 
 @router.get("/detect/{detect_task_id}", response_model=DetectTaskView)
-def get_detect(detect_task_id: str, service: DetectServiceDep, tenant_id: TenantDep) -> DetectTaskView:
-    return DetectTaskView.of(service.get(detect_task_id, tenant_id))
+def get_detect(detect_task_id: str, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep) -> DetectTaskView:
+    return task_view(service.get(detect_task_id, tenant_id), link)
 
 
 @router.get("/detect", response_model=DetectTaskPage)
@@ -59,5 +68,12 @@ def list_detect(
 
 
 @router.delete("/detect/{detect_task_id}", response_model=DetectTaskView)
-def cancel_detect(detect_task_id: str, service: DetectServiceDep, tenant_id: TenantDep) -> DetectTaskView:
-    return DetectTaskView.of(service.cancel_or_purge(detect_task_id, tenant_id))
+def cancel_detect(
+    detect_task_id: str, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
+) -> DetectTaskView:
+    return task_view(service.cancel_or_purge(detect_task_id, tenant_id), link)
+
+
+def task_view(task: DetectTask, link: LinkFn) -> DetectTaskView:
+    result = result_view(DetectResult.model_validate(task.result), link) if task.result else None
+    return DetectTaskView.of(task, result)

@@ -1,4 +1,4 @@
-"""One loaded detector per worker process, keyed by name."""
+"""The models a worker process loads once and reuses for every task."""
 
 from __future__ import annotations
 
@@ -21,3 +21,14 @@ def get_detector(name: str = "yunet") -> FaceDetector:
     )
     detector.load()
     return detector
+
+
+@cache
+def get_landmarkers():
+    """FaceMesh and Iris for 90-point shapes; loaded on first use, since most tasks never need them."""
+    from workers.landmarks.facemesh import FaceMesh, Iris
+
+    mesh, iris = FaceMesh(), Iris()
+    mesh.load()
+    iris.load()
+    return mesh, iris

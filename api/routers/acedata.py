@@ -1,0 +1,86 @@
+"""AceData's face/analyze (seed 002, Tencent AnalyzeFace style): 90 points per face, synchronous.
+
+Errors are `{"success": false, "error": {"code", "message"}, "trace_id"}`: 400
+token_mismatched for bad parameters, 400 api_not_implemented for an unknown
+face_model_version, 500 api_error for everything that fails while processing (a failed
+download is "fetch failed", as in the seed's example).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.compat import shaped_route
+from api.deps import DetectServiceDep, SettingsDep, TenantDep
+from api.errors import InvalidInput, ServiceError
+from api.routers.akool import DOWNLOAD_CODES, INTERACTIVE, run_sync
+from api.service import DetectParams, DetectSubmission
+from db.models import TaskStatus
+from facequeue.errors import ErrorCode
+from facequeue.schemas import DetectResult
+
+FACE_MODEL_VERSIONS = ("2.0", "3.0")
+
+
+class NotImplementedVersion(InvalidInput):
+    status_code = 400
+    code = "api_not_implemented"
+
+
+def acedata_error(status: int, code: str, message: str) -> JSONResponse:
+    body = {"success": False, "error": {"code": code, "message": message}, "trace_id": str(uuid.uuid4())}
+    return JSONResponse(body, status_code=status)
+
+
+def _render_error(error: ServiceError) -> JSONResponse:
+    if isinstance(error, NotImplementedVersion):
+        return acedata_error(400, error.code, error.message)
+    if error.status_code >= 500:
+        return acedata_error(500, "api_error", error.message)
+    return acedata_error(400, "token_mismatched", error.message)
+
+
+router = APIRouter(prefix="/face", tags=["acedata"], route_class=shaped_route(_render_error))
+
+
+class FaceAnalyzeRequest(BaseModel):
+    image_url: str
+    mode: Literal[0, 1] = Field(0, description="0: every face; 1: the largest face")
+    face_model_version: str = "3.0"
+    need_rotate_detection: Literal[0, 1] = 0
+
+
+@router.post("/analyze")
+def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: TenantDep, settings: SettingsDep):
+    if body.face_model_version not in FACE_MODEL_VERSIONS:
+        raise NotImplementedVersion(
+            f"face_model_version {body.face_model_version} is not implemented "
+            f"(supported: {', '.join(FACE_MODEL_VERSIONS)})",
+            field="face_model_version",
+        )
+    params = DetectParams(
+        media_type="image",
+        landmarks="90",
+        single_face=body.mode == 1,
+        need_rotate_detection=bool(body.need_rotate_detection),
+    )
+    task = run_sync(
+        service, DetectSubmission(url=body.image_url, params=params, queue=INTERACTIVE, tenant_id=tenant_id), settings
+    )
+    if task.status != TaskStatus.SUCCEEDED:
+        download_failed = task.error_code in DOWNLOAD_CODES or task.error_code == ErrorCode.INVALID_URL
+        return acedata_error(
+            500, "api_error", "fetch failed" if download_failed else task.error_msg or "analysis failed"
+        )
+    result = DetectResult.model_validate(task.result)
+    return {
+        "image_width": result.media.width,
+        "image_height": result.media.height,
+        "face_model_version": body.face_model_version,
+        "face_shape_set": (result.face_shape_set or {}).get("0", []),
+    }

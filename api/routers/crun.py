@@ -1,0 +1,125 @@
+"""crun's asynchronous face-detection tasks (seed 004), translated onto the core task service.
+
+Every answer is `{"code", "message", "data"}`; the HTTP status mirrors `code`. A finished
+task's `result.id` is its detect_id, valid for FACEQUEUE_DETECT_ID_TTL seconds; after that
+the task and its result stay readable and `result.error` says the detect_id expired.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.compat import shaped_route
+from api.deps import DetectServiceDep, LinkDep, SettingsDep, TenantDep
+from api.errors import ServiceError
+from api.rendering import LinkFn, person_view
+from api.service import DetectParams, DetectSubmission, validate_url
+from db.models import DetectTask, TaskStatus
+from facequeue.schemas import DetectResult
+from facequeue.settings import Settings
+
+CRUN_MESSAGES = {
+    401: "Unauthorized",
+    402: "Insufficient Credits",
+    404: "Not Found",
+    422: "Validation Error",
+    429: "Rate Limited",
+    455: "Service Unavailable",
+    500: "Server Error",
+    501: "Generation Failed",
+    505: "Feature Disabled",
+}
+STATUS_NAMES = {
+    TaskStatus.QUEUED: "starting",
+    TaskStatus.PROCESSING: "processing",
+    TaskStatus.SUCCEEDED: "succeeded",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.CANCELED: "failed",
+}
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def crun_response(code: int, message: str, data: dict | None) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, "data": data}, status_code=code)
+
+
+def _crun_error(error: ServiceError) -> JSONResponse:
+    code = error.status_code if error.status_code in CRUN_MESSAGES else (500 if error.status_code >= 500 else 422)
+    return crun_response(code, error.message, None)
+
+
+router = APIRouter(prefix="/api/v1/client/job", tags=["crun"], route_class=shaped_route(_crun_error))
+
+
+class ImageTaskRequest(BaseModel):
+    image_url: str = Field(description="Image to detect faces in")
+    callback_url: str | None = None
+
+
+class VideoTaskRequest(BaseModel):
+    video_url: str = Field(description="Video or animated GIF to detect faces in")
+    num_frames: int = Field(5, ge=1, le=100)
+    callback_url: str | None = None
+
+
+def _submit(service, tenant_id: str | None, url: str, params: DetectParams, callback_url: str | None) -> JSONResponse:
+    if callback_url is not None:
+        validate_url(callback_url)
+    task, _ = service.submit(
+        DetectSubmission(url=url, params=params, tenant_id=tenant_id, with_detect_id=True, callback_url=callback_url)
+    )
+    return crun_response(200, "success", {"detect_task_id": task.id})
+
+
+@router.post("/detect-face-image")
+def create_image_task(body: ImageTaskRequest, service: DetectServiceDep, tenant_id: TenantDep) -> JSONResponse:
+    return _submit(
+        service, tenant_id, body.image_url, DetectParams(media_type="image", persons=True), body.callback_url
+    )
+
+
+@router.post("/detect-face-video")
+def create_video_task(body: VideoTaskRequest, service: DetectServiceDep, tenant_id: TenantDep) -> JSONResponse:
+    params = DetectParams(num_frames=body.num_frames, persons=True)
+    return _submit(service, tenant_id, body.video_url, params, body.callback_url)
+
+
+@router.get("/detect-face-result")
+def get_result(
+    detect_task_id: Annotated[str, Query(min_length=1)],
+    service: DetectServiceDep,
+    tenant_id: TenantDep,
+    link: LinkDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    task = service.get(detect_task_id, tenant_id)
+    status = STATUS_NAMES[TaskStatus(task.status)]
+    data = {"detect_task_id": task.id, "status": status, "error": None, "result": None}
+    if task.status == TaskStatus.SUCCEEDED:
+        data["result"] = _result(task, link, settings)
+        return crun_response(200, "success", data)
+    if status == "failed":
+        data["error"] = task.error_msg if task.status == TaskStatus.FAILED else "Task was canceled"
+        return crun_response(501, CRUN_MESSAGES[501], data)
+    return crun_response(200, "success", data)
+
+
+def _result(task: DetectTask, link: LinkFn, settings: Settings) -> dict:
+    result = DetectResult.model_validate(task.result)
+    persons = sorted(result.persons or [], key=lambda person: person.index)
+    expired = task.finished_at + timedelta(seconds=settings.detect_id_ttl) < datetime.now(UTC)
+    return {
+        "id": task.detect_id,
+        "status": "succeed",
+        "type": "face_detect",
+        "hair_id": None,
+        "faces": [{"id": number, "link": person_view(person, link).face_url} for number, person in enumerate(persons)],
+        "started_at": task.started_at.strftime(TIME_FORMAT),
+        "finished_at": task.finished_at.strftime(TIME_FORMAT),
+        "error": "detect_id expired" if expired else None,
+    }

@@ -1,0 +1,1 @@
+"""Face shape: MediaPipe FaceMesh + Iris turned into Tencent AnalyzeFace's 90 points."""
