@@ -22,7 +22,7 @@ def _facequeue_commands(text: str) -> set[str]:
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
-    documented = set(re.findall(r"`(FACEQUEUE_[A-Z_]+)`", readme))
+    documented = set(re.findall(r"`(FACEQUEUE_[A-Z0-9_]+)`", readme))
     assert SETTING_NAMES <= documented, SETTING_NAMES - documented
     assert documented <= SETTING_NAMES, documented - SETTING_NAMES
 
@@ -49,7 +49,7 @@ def test_compose_uses_real_settings_and_commands() -> None:
 
 def test_env_example_and_systemd_units_name_real_settings_and_commands() -> None:
     example = (REPO_ROOT / "deploy" / "facequeue.env.example").read_text()
-    assert set(re.findall(r"^(FACEQUEUE_[A-Z_]+)=", example, re.M)) <= SETTING_NAMES
+    assert set(re.findall(r"^(FACEQUEUE_[A-Z0-9_]+)=", example, re.M)) <= SETTING_NAMES
     for unit in REPO_ROOT.glob("deploy/*.service"):
         assert _facequeue_commands(unit.read_text()) <= CLI_COMMANDS, unit.name
 
