@@ -65,8 +65,23 @@ class Person(BaseModel):
     last_seen: float
 
 
-ShapePoint = dict[str, int]  # {"x": .., "y": ..}
-FaceShape = dict[str, list[ShapePoint]]  # Tencent 90-point groups
+class ShapePoint(BaseModel):
+    x: int
+    y: int
+
+
+class FaceShape(BaseModel):
+    """Tencent AnalyzeFace's 90 points, groups in the seed's order (JSONB storage reorders keys; this restores it)."""
+
+    face_profile: list[ShapePoint] = Field(min_length=21, max_length=21)
+    left_eye: list[ShapePoint] = Field(min_length=8, max_length=8)
+    right_eye: list[ShapePoint] = Field(min_length=8, max_length=8)
+    left_eye_brow: list[ShapePoint] = Field(min_length=8, max_length=8)
+    right_eye_brow: list[ShapePoint] = Field(min_length=8, max_length=8)
+    mouth: list[ShapePoint] = Field(min_length=22, max_length=22)
+    nose: list[ShapePoint] = Field(min_length=13, max_length=13)
+    left_pupil: list[ShapePoint] = Field(min_length=1, max_length=1)
+    right_pupil: list[ShapePoint] = Field(min_length=1, max_length=1)
 
 
 class DetectResult(BaseModel):

@@ -82,5 +82,5 @@ def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: Tena
         "image_width": result.media.width,
         "image_height": result.media.height,
         "face_model_version": body.face_model_version,
-        "face_shape_set": (result.face_shape_set or {}).get("0", []),
+        "face_shape_set": [shape.model_dump() for shape in (result.face_shape_set or {}).get("0", [])],
     }
