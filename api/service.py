@@ -11,7 +11,6 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
 from urllib.parse import urlsplit
 
 import structlog
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from api.errors import IdempotencyConflict, InvalidInput, InvalidUrl, MissingInput, NotFound, PayloadTooLarge
 from db import queries
 from db.models import DetectTask, TaskStatus, new_task_id
+from facequeue.schemas import DetectOptions
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, task_prefix, upload_key
 from workers.celery_app import publish_detect
@@ -28,7 +28,6 @@ from workers.media.sniff import kind_from_extension
 
 log = structlog.get_logger(__name__)
 
-MediaType = Literal["auto", "image", "video"]
 DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 
 SYNC_POLL_SECONDS = 0.05
@@ -37,27 +36,10 @@ INVALID_URL_MESSAGE = "Invalid URL format"
 
 
 @dataclass(frozen=True)
-class DetectParams:
-    """What the worker does with the media; stored with the task as JSON."""
-
-    media_type: MediaType = "auto"
-    num_frames: int = 5
-    single_face: bool = False
-    max_side: int | None = None
-    return_face_url: bool = False
-    expand_ratio: float = 0.3
-    landmarks: Literal["6", "90"] = "6"
-    persons: bool = False
-    need_rotate_detection: bool = False
-    frame_urls: tuple[str, ...] = ()
-    timestamps: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
 class DetectSubmission:
     url: str | None = None
     img: str | None = None
-    params: DetectParams = field(default_factory=DetectParams)
+    params: DetectOptions = field(default_factory=DetectOptions)
     queue: str = "default"
     tenant_id: str | None = None
     idempotency_key: str | None = None
@@ -121,7 +103,7 @@ class DetectService:
         queries.mark_published(self.session, task.id)
         self.session.commit()
 
-    def _validated_input(self, submission: DetectSubmission) -> tuple[str | None, bytes | None, DetectParams]:
+    def _validated_input(self, submission: DetectSubmission) -> tuple[str | None, bytes | None, DetectOptions]:
         params = submission.params
         if params.frame_urls:
             return None, None, validate_frames(params)
@@ -198,7 +180,7 @@ def validate_url(url: str) -> str:
     return url.strip()
 
 
-def validate_frames(params: DetectParams) -> DetectParams:
+def validate_frames(params: DetectOptions) -> DetectOptions:
     """frame_urls input (analyze_frames): every URL valid; timestamps default to 0.0, 1.0, ..."""
     urls = tuple(validate_url(url) for url in params.frame_urls)
     timestamps = params.timestamps or tuple(float(i) for i in range(len(urls)))
@@ -213,7 +195,7 @@ def new_detect_id() -> str:
     return secrets.token_urlsafe(8)
 
 
-def _kind_hint(params: DetectParams, url: str | None) -> str | None:
+def _kind_hint(params: DetectOptions, url: str | None) -> str | None:
     if params.media_type != "auto":
         return params.media_type
     if url is not None:
@@ -221,7 +203,7 @@ def _kind_hint(params: DetectParams, url: str | None) -> str | None:
     return None
 
 
-def _request_hash(url: str | None, image_bytes: bytes | None, params: DetectParams) -> str:
+def _request_hash(url: str | None, image_bytes: bytes | None, params: DetectOptions) -> str:
     body = {
         "url": url,
         "img_sha256": hashlib.sha256(image_bytes).hexdigest() if image_bytes is not None else None,

@@ -7,13 +7,39 @@ beside `faces_obj`, never inside it. Stored results name crops by storage key (`
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 Point = list[int]  # [x, y]
 Region = list[int]  # [x, y, w, h]
 Corners = list[int]  # [x1, y1, x2, y2]
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """What a worker does with a task's media. The API writes it into the task row; the worker reads it back."""
+
+    media_type: Literal["auto", "image", "video"] = "auto"
+    num_frames: int = 5
+    single_face: bool = False
+    max_side: int | None = None
+    return_face_url: bool = False
+    expand_ratio: float = 0.3
+    landmarks: Literal["6", "90"] = "6"
+    persons: bool = False
+    need_rotate_detection: bool = False
+    frame_urls: tuple[str, ...] = ()
+    timestamps: tuple[float, ...] = ()
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> DetectOptions:
+        """From the stored JSON (lists back to tuples; keys of older rows that no longer exist are ignored)."""
+        known = {field.name: params[field.name] for field in fields(cls) if field.name in params}
+        for name in ("frame_urls", "timestamps"):
+            known[name] = tuple(known.get(name) or ())
+        return cls(**known)
 
 
 class FaceFrame(BaseModel):

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         None, description="Celery broker URL; default: kombu filesystem transport in data_dir"
     )
-
+    broker_key_prefix: str = Field("", description="Prefix of every Redis key, so deployments can share one Redis")
     public_base_url: str | None = Field(None, description="Base URL in links the API hands out; default: the request's")
 
     # --- stored media (uploads, face crops) ----------------------------------

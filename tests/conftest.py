@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REDIS_URL
+from tests.support import BROKER_KEY_PREFIX, REDIS_URL
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
@@ -33,6 +33,7 @@ TEST_ENV = {
     "FACEQUEUE_DATABASE_URL": PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
     + f"/{TEST_DB_NAME}",
     "FACEQUEUE_BROKER_URL": REDIS_URL,
+    "FACEQUEUE_BROKER_KEY_PREFIX": BROKER_KEY_PREFIX,  # two suites on one machine must not share queues
     "FACEQUEUE_ALLOWED_HOSTS": "127.0.0.1/32",
     "FACEQUEUE_HEARTBEAT_INTERVAL": "0.5",
     "FACEQUEUE_HEARTBEAT_STALE_AFTER": "3",
@@ -101,7 +102,9 @@ def clean_state(database: str) -> Iterator[None]:
 
     with get_engine().begin() as connection:
         connection.execute(text("TRUNCATE detect_tasks"))
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"{BROKER_KEY_PREFIX}*"):
+        client.delete(key)
     yield
 
 

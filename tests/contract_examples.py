@@ -18,21 +18,18 @@ AKOOL_DETECT_FACES = {
 }
 
 AKOOL_DETECT_FACES_WITH_CROPS = {
-    "error_code": 0,
-    "error_msg": "SUCCESS",
+    **AKOOL_DETECT_FACES,
     "faces_obj": {
         "0": {
-            "landmarks": [[[120, 85], [180, 88], [150, 130], [150, 165], [125, 165], [175, 168]]],
-            "landmarks_str": ["120,85:180,88:150,130:150,165"],
-            "region": [[80, 50, 150, 180]],
-            "removed": [],
-            "frame_time": None,
+            **AKOOL_DETECT_FACES["faces_obj"]["0"],
             "face_urls": ["https://s3.example.com/faces/face_detect_0.jpg"],
             "crop_region": [[30, 0, 250, 280]],
             "crop_landmarks": ["90,85:150,88:120,130:120,165"],
         }
     },
 }
+
+SEED_FRAME_KEYS = list(AKOOL_DETECT_FACES["faces_obj"]["0"])
 
 AKOOL_ANALYZE_FRAMES = {
     "success": True,

@@ -6,6 +6,13 @@ import os
 import time
 
 REDIS_URL = os.environ.get("FACEQUEUE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+BROKER_KEY_PREFIX = f"facequeue-test-{os.getpid()}:"
+
+
+def queue_key(queue: str) -> str:
+    """The Redis list behind a Celery queue in this test run."""
+    return BROKER_KEY_PREFIX + queue
+
 
 FINAL_STATUSES = {"succeeded", "failed", "canceled"}
 

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from facequeue.demo import astronaut_bgr
-from tests.support import REDIS_URL
+from tests.support import REDIS_URL, queue_key
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ def _png_b64() -> str:
 
 
 def _queued_messages(queue: str = "default") -> list[dict]:
-    return [json.loads(raw) for raw in redis.Redis.from_url(REDIS_URL).lrange(queue, 0, -1)]
+    return [json.loads(raw) for raw in redis.Redis.from_url(REDIS_URL).lrange(queue_key(queue), 0, -1)]
 
 
 def test_submit_answers_202_and_publishes_one_message(api_client) -> None:

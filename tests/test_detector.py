@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from facequeue.demo import Placement, astronaut_bgr, compose
+from tests.contract_examples import SEED_FRAME_KEYS
 from workers.detectors.base import detect_faces, largest_face, working_scale
 from workers.detectors.model_files import YUNET_2023MAR_INT8BQ, ModelFile, ModelFileError
 from workers.detectors.registry import get_detector
@@ -77,16 +78,7 @@ def test_largest_face_keeps_the_biggest(detector) -> None:
 def test_face_frame_matches_seed_shape(detector) -> None:
     faces = detect_faces(detector, astronaut_bgr(), max_side=1280)
     frame = face_frame(faces, None).model_dump()
-    assert list(frame) == [
-        "landmarks",
-        "landmarks_str",
-        "region",
-        "removed",
-        "frame_time",
-        "face_urls",
-        "crop_region",
-        "crop_landmarks",
-    ]
+    assert list(frame) == SEED_FRAME_KEYS
     assert len(frame["landmarks"][0]) == 6 and all(
         len(p) == 2 and all(isinstance(v, int) for v in p) for p in frame["landmarks"][0]
     )

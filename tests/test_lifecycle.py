@@ -12,6 +12,7 @@ import pytest
 from werkzeug import Response
 
 from facequeue.demo import Placement, astronaut_bgr, compose, moving_face_frames, write_video
+from tests.contract_examples import SEED_FRAME_KEYS
 from tests.support import wait_for_final
 
 pytestmark = pytest.mark.integration
@@ -48,16 +49,7 @@ def test_image_url_comes_back_in_seed_000_shape(api_client, worker, media_server
     result = task["result"]
     assert list(result["faces_obj"]) == ["0"]
     frame = result["faces_obj"]["0"]
-    assert list(frame) == [
-        "landmarks",
-        "landmarks_str",
-        "region",
-        "removed",
-        "frame_time",
-        "face_urls",
-        "crop_region",
-        "crop_landmarks",
-    ]
+    assert list(frame) == SEED_FRAME_KEYS
     assert frame["face_urls"] is frame["crop_region"] is frame["crop_landmarks"] is None
     assert len(frame["landmarks"]) == len(frame["region"]) == len(frame["landmarks_str"]) == 1
     assert len(frame["landmarks"][0]) == 6
@@ -280,14 +272,14 @@ def test_lost_message_is_republished_and_duplicates_run_once(api_client, start_w
     from db.engine import session_scope
     from db.models import DetectTask, utcnow
     from facequeue.settings import get_settings
-    from tests.support import REDIS_URL
+    from tests.support import REDIS_URL, queue_key
     from workers.celery_app import publish_detect
     from workers.reaper import reap
 
     settings = get_settings()
     media_server.expect_request("/a.jpg").respond_with_data(jpeg(astronaut_bgr()), content_type="image/jpeg")
     task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/a.jpg")}).json()["detect_task_id"]
-    redis.Redis.from_url(REDIS_URL).delete("default")  # no worker yet: the broker loses the message
+    redis.Redis.from_url(REDIS_URL).delete(queue_key("default"))  # no worker yet: the broker loses the message
     with session_scope() as session:
         session.execute(
             update(DetectTask).where(DetectTask.id == task_id).values(published_at=utcnow().replace(year=2000))
@@ -324,13 +316,13 @@ def test_soft_time_limit_fails_the_task_and_keeps_the_worker(api_client, start_w
     import redis
 
     from facequeue.settings import Settings
-    from tests.support import REDIS_URL
+    from tests.support import REDIS_URL, queue_key
     from workers.celery_app import publish_detect
 
     release = threading.Event()
     media_server.expect_request("/stuck.jpg").respond_with_handler(_slow_media(jpeg(astronaut_bgr()), release))
     task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/stuck.jpg")}).json()["detect_task_id"]
-    redis.Redis.from_url(REDIS_URL).delete("default")
+    redis.Redis.from_url(REDIS_URL).delete(queue_key("default"))
     publish_detect(task_id, "default", "image", Settings(image_soft_time_limit=1.0, image_time_limit=10.0))
     worker = start_worker()
     try:

@@ -32,7 +32,6 @@ def create_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_concurrency=settings.worker_concurrency,
-        # Redis redelivers an unacked message after this; the reaper usually acts long before.
         broker_transport_options=_transport_options(settings),
     )
     return app
@@ -40,7 +39,11 @@ def create_celery(settings: Settings) -> Celery:
 
 def _transport_options(settings: Settings) -> dict:
     if not settings.is_embedded:
-        return {"visibility_timeout": int(settings.video_time_limit * 2)}
+        # Redis redelivers an unacked message after visibility_timeout; the reaper usually acts long before.
+        return {
+            "visibility_timeout": int(settings.video_time_limit * 2),
+            "global_keyprefix": settings.broker_key_prefix,
+        }
     folder = settings.broker_folder
     for sub in ("queue", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)

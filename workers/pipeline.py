@@ -22,7 +22,7 @@ from db import queries
 from db.engine import session_scope
 from db.models import TaskStatus
 from facequeue.errors import ErrorCode, TaskError
-from facequeue.schemas import Appearance, DetectorInfo, DetectResult, MediaInfo, Person
+from facequeue.schemas import Appearance, DetectOptions, DetectorInfo, DetectResult, MediaInfo, Person
 from facequeue.settings import Settings, get_settings
 from facequeue.storage import MediaStorage, crop_key, get_storage
 from workers.crops import crop_jpeg, expanded_region, relative_points
@@ -49,30 +49,6 @@ class StageTimer:
         self.timings[stage] = round(self.timings.get(stage, 0.0) + seconds, 4)
 
 
-@dataclass(frozen=True)
-class TaskOptions:
-    """The stored task params, typed (see api.service.DetectParams, which writes them)."""
-
-    media_type: str = "auto"
-    num_frames: int = 5
-    single_face: bool = False
-    max_side: int | None = None
-    return_face_url: bool = False
-    expand_ratio: float = 0.3
-    landmarks: str = "6"
-    persons: bool = False
-    need_rotate_detection: bool = False
-    frame_urls: tuple[str, ...] = ()
-    timestamps: tuple[float, ...] = ()
-
-    @classmethod
-    def of(cls, params: dict[str, Any]) -> TaskOptions:
-        known = {name: params[name] for name in cls.__dataclass_fields__ if name in params}
-        known["frame_urls"] = tuple(known.get("frame_urls") or ())
-        known["timestamps"] = tuple(known.get("timestamps") or ())
-        return cls(**known)
-
-
 def run_detect_task(task_id: str) -> None:
     """Entry point for the Celery task: claim, process, and write exactly one final status."""
     settings = get_settings()
@@ -88,7 +64,7 @@ def run_detect_task(task_id: str) -> None:
     final: dict[str, Any]
     with RunControl(task_id, attempt, settings.heartbeat_interval) as control:
         try:
-            options = TaskOptions.of(params)
+            options = DetectOptions.from_params(params)
             with tempfile.TemporaryDirectory(prefix="facequeue-") as workdir:
                 paths = obtain_media(source_url, upload_key, options, Path(workdir), settings, timer)
                 result = detect_media(task_id, paths, options, settings, control, timer)
@@ -122,7 +98,7 @@ def run_detect_task(task_id: str) -> None:
 def obtain_media(
     source_url: str | None,
     upload_key: str | None,
-    options: TaskOptions,
+    options: DetectOptions,
     workdir: Path,
     settings: Settings,
     timer: StageTimer,
@@ -156,7 +132,7 @@ class FrameSource:
     total: int
 
 
-def open_frames(paths: list[Path], options: TaskOptions, settings: Settings) -> FrameSource:
+def open_frames(paths: list[Path], options: DetectOptions, settings: Settings) -> FrameSource:
     """Images give one frame each (frame_urls: one per URL); a video gives its sampled frames."""
     sniffed = [sniff(path) for path in paths]
     kind = resolve_kind(options.media_type, sniffed[0])
@@ -200,7 +176,7 @@ def resolve_kind(requested: str, sniffed: SniffedMedia) -> str:
 
 
 def detect_media(
-    task_id: str, paths: list[Path], options: TaskOptions, settings: Settings, control: RunControl, timer: StageTimer
+    task_id: str, paths: list[Path], options: DetectOptions, settings: Settings, control: RunControl, timer: StageTimer
 ) -> DetectResult:
     started = time.perf_counter()
     source = open_frames(paths, options, settings)
@@ -231,7 +207,7 @@ def detect_media(
 class FrameAnalyzer:
     """Detects faces frame by frame and keeps what the result needs; frames themselves are dropped."""
 
-    def __init__(self, task_id: str, options: TaskOptions, settings: Settings, storage: MediaStorage, video: bool):
+    def __init__(self, task_id: str, options: DetectOptions, settings: Settings, storage: MediaStorage, video: bool):
         self.task_id = task_id
         self.options = options
         self.settings = settings

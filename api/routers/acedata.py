@@ -19,10 +19,10 @@ from api.compat import shaped_route
 from api.deps import DetectServiceDep, SettingsDep, TenantDep
 from api.errors import InvalidInput, ServiceError
 from api.routers.akool import DOWNLOAD_CODES, INTERACTIVE, run_sync
-from api.service import DetectParams, DetectSubmission
+from api.service import DetectSubmission
 from db.models import TaskStatus
 from facequeue.errors import ErrorCode
-from facequeue.schemas import DetectResult
+from facequeue.schemas import DetectOptions, DetectResult
 
 FACE_MODEL_VERSIONS = ("2.0", "3.0")
 
@@ -63,7 +63,7 @@ def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: Tena
             f"(supported: {', '.join(FACE_MODEL_VERSIONS)})",
             field="face_model_version",
         )
-    params = DetectParams(
+    params = DetectOptions(
         media_type="image",
         landmarks="90",
         single_face=body.mode == 1,

@@ -17,10 +17,10 @@ from api.compat import shaped_route
 from api.deps import DetectServiceDep, LinkDep, SettingsDep, TenantDep
 from api.errors import InvalidInput, ServiceError, SyncTimeout
 from api.rendering import frames_with_links, person_view
-from api.service import DetectParams, DetectService, DetectSubmission
+from api.service import DetectService, DetectSubmission
 from db.models import DetectTask, TaskStatus
 from facequeue.errors import BASE_MESSAGES, ErrorCode
-from facequeue.schemas import DetectResult
+from facequeue.schemas import DetectOptions, DetectResult
 from facequeue.settings import Settings
 
 INTERACTIVE = "interactive"
@@ -77,7 +77,7 @@ def run_sync(service: DetectService, submission: DetectSubmission, settings: Set
 def detect_faces(
     body: DetectFacesRequest, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep, settings: SettingsDep
 ) -> JSONResponse:
-    params = DetectParams(
+    params = DetectOptions(
         num_frames=body.num_frames, single_face=body.single_face, return_face_url=body.return_face_url
     )
     submission = DetectSubmission(url=body.url, img=body.img, params=params, queue=INTERACTIVE, tenant_id=tenant_id)
@@ -102,7 +102,7 @@ def analyze_frames(
 ) -> JSONResponse:
     if not body.frame_urls:
         raise InvalidInput(FRAME_URLS_REQUIRED, field="frame_urls")
-    params = DetectParams(
+    params = DetectOptions(
         frame_urls=tuple(body.frame_urls),
         timestamps=tuple(body.timestamps or ()),
         expand_ratio=body.expand_ratio,

@@ -18,9 +18,9 @@ from api.compat import shaped_route
 from api.deps import DetectServiceDep, LinkDep, SettingsDep, TenantDep
 from api.errors import ServiceError
 from api.rendering import LinkFn, person_view
-from api.service import DetectParams, DetectSubmission, validate_url
+from api.service import DetectSubmission, validate_url
 from db.models import DetectTask, TaskStatus
-from facequeue.schemas import DetectResult
+from facequeue.schemas import DetectOptions, DetectResult
 from facequeue.settings import Settings
 
 CRUN_MESSAGES = {
@@ -67,7 +67,7 @@ class VideoTaskRequest(BaseModel):
     callback_url: str | None = None
 
 
-def _submit(service, tenant_id: str | None, url: str, params: DetectParams, callback_url: str | None) -> JSONResponse:
+def _submit(service, tenant_id: str | None, url: str, params: DetectOptions, callback_url: str | None) -> JSONResponse:
     if callback_url is not None:
         validate_url(callback_url)
     task, _ = service.submit(
@@ -79,13 +79,13 @@ def _submit(service, tenant_id: str | None, url: str, params: DetectParams, call
 @router.post("/detect-face-image")
 def create_image_task(body: ImageTaskRequest, service: DetectServiceDep, tenant_id: TenantDep) -> JSONResponse:
     return _submit(
-        service, tenant_id, body.image_url, DetectParams(media_type="image", persons=True), body.callback_url
+        service, tenant_id, body.image_url, DetectOptions(media_type="image", persons=True), body.callback_url
     )
 
 
 @router.post("/detect-face-video")
 def create_video_task(body: VideoTaskRequest, service: DetectServiceDep, tenant_id: TenantDep) -> JSONResponse:
-    params = DetectParams(num_frames=body.num_frames, persons=True)
+    params = DetectOptions(num_frames=body.num_frames, persons=True)
     return _submit(service, tenant_id, body.video_url, params, body.callback_url)
 
 

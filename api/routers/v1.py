@@ -9,9 +9,9 @@ from fastapi import APIRouter, Header, Query, Response, status
 from api.deps import DetectServiceDep, LinkDep, TenantDep
 from api.rendering import LinkFn, result_view
 from api.schemas import DetectAccepted, DetectCreate, DetectTaskPage, DetectTaskSummary, DetectTaskView
-from api.service import DetectParams, DetectSubmission
+from api.service import DetectSubmission
 from db.models import DetectTask, TaskStatus
-from facequeue.schemas import DetectResult
+from facequeue.schemas import DetectOptions, DetectResult
 
 router = APIRouter(prefix="/v1", tags=["detect"])
 
@@ -28,7 +28,7 @@ def submit_detect(
         DetectSubmission(
             url=body.url,
             img=body.img,
-            params=DetectParams(
+            params=DetectOptions(
                 media_type=body.media_type,
                 num_frames=body.num_frames,
                 single_face=body.single_face,

@@ -6,8 +6,9 @@ import pytest
 
 from facequeue.settings import get_settings
 from workers.detectors.registry import get_detector
-from workers.landmarks.analyze import ALL_FACES, FaceShape, analyze_face_shapes, analyze_faces
+from workers.landmarks.analyze import ALL_FACES, FaceShape, analyze_face_shapes
 from workers.landmarks.facemesh import FaceMesh, Iris
+from workers.landmarks.shape90 import face_shape
 
 
 class Analyzer:
@@ -18,7 +19,8 @@ class Analyzer:
         self.max_side = get_settings().detector_max_side
 
     def faces(self, image_bgr, mode: int = ALL_FACES, need_rotate_detection: bool = False) -> list[dict]:
-        return analyze_faces(image_bgr, self.detector, self.mesh, self.iris, mode, need_rotate_detection, self.max_side)
+        shapes = self.shapes(image_bgr, mode, need_rotate_detection)
+        return [face_shape(shape.mesh.points, shape.pupils) for shape in shapes]
 
     def shapes(self, image_bgr, mode: int = ALL_FACES, need_rotate_detection: bool = False) -> list[FaceShape]:
         return analyze_face_shapes(

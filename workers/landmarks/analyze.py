@@ -9,7 +9,6 @@ import numpy as np
 
 from workers.detectors.base import Face, FaceDetector, detect_faces
 from workers.landmarks.facemesh import FaceMesh, Iris, Mesh
-from workers.landmarks.shape90 import face_shape
 
 ALL_FACES, LARGEST_FACE = 0, 1
 
@@ -32,20 +31,6 @@ class FaceShape:
     face: Face
     mesh: Mesh
     pupils: np.ndarray  # (2, 2): image-left, image-right
-
-
-def analyze_faces(
-    image_bgr: np.ndarray,
-    detector: FaceDetector,
-    mesh: FaceMesh,
-    iris: Iris,
-    mode: int,
-    need_rotate_detection: bool,
-    max_side: int,
-) -> list[dict]:
-    """AnalyzeFace's face_shape_set: one 90-point dict per face (see shape90.face_shape)."""
-    shapes = analyze_face_shapes(image_bgr, detector, mesh, iris, mode, need_rotate_detection, max_side)
-    return [face_shape(shape.mesh.points, shape.pupils) for shape in shapes]
 
 
 def analyze_face_shapes(
