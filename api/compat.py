@@ -37,7 +37,9 @@ def shaped_route(render: ErrorRenderer) -> type[APIRoute]:
                 except RequestValidationError as error:
                     return render(validation_error(error))
                 except ServiceError as error:
-                    return render(error)
+                    response = render(error)
+                    response.headers.update(error.headers)
+                    return response
                 except Exception:  # every answer keeps the API's shape, even a bug's
                     log.exception("compat_handler_crashed", path=request.url.path)
                     return render(InternalError("Internal server error"))

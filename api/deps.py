@@ -8,11 +8,17 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from api.auth import Caller, authenticate
 from api.rendering import LinkFn, link_maker
 from api.service import DetectService
 from db.engine import get_sessionmaker
-from facequeue.settings import Settings, get_settings
+from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, get_storage
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings (tests build apps with their own)."""
+    return request.app.state.settings
 
 
 def get_session() -> Iterator[Session]:
@@ -48,9 +54,15 @@ LinkDep = Annotated[LinkFn, Depends(get_link_maker)]
 DetectServiceDep = Annotated[DetectService, Depends(get_detect_service)]
 
 
-def current_tenant() -> str | None:
-    """The caller's tenant; every request is tenant-less until API keys exist."""
-    return None
+def current_caller(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
+    return authenticate(request, session, settings)
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def current_tenant(caller: CallerDep) -> str | None:
+    return caller.tenant_id
 
 
 TenantDep = Annotated[str | None, Depends(current_tenant)]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Errors that gate a request before any work (auth, credits, rate, maintenance, features): every API
+# answers them with the matching HTTP status, whatever its usual error status is.
+GATE_STATUSES = frozenset({401, 402, 429, 455, 505})
+
 
 class ServiceError(Exception):
     status_code = 400
@@ -11,6 +15,10 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
 
 
 class InvalidInput(ServiceError):
@@ -59,3 +67,36 @@ class SyncTimeout(ServiceError):
 class InternalError(ServiceError):
     status_code = 500
     code = "internal_error"
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class InsufficientCredits(ServiceError):
+    status_code = 402
+    code = "insufficient_credits"
+
+
+class RateLimited(ServiceError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class Maintenance(ServiceError):
+    status_code = 455
+    code = "maintenance"
+
+
+class FeatureDisabled(ServiceError):
+    status_code = 505
+    code = "feature_disabled"

@@ -27,6 +27,9 @@ class DetectCreate(BaseModel):
     landmarks: Literal["6", "90"] = Field("6", description='"90" adds the Tencent-style 90-point face_shape_set')
     persons: bool = Field(False, description="Group faces into persons across frames (tracking + embeddings)")
     need_rotate_detection: bool = Field(False, description="Try 90/180/270 degrees when no upright face is found")
+    detector: Literal["local", "upstream", "auto"] = Field(
+        "local", description="local YuNet, the configured upstream face API, or upstream while it is healthy"
+    )
 
 
 class DetectAccepted(BaseModel):

@@ -17,13 +17,24 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.errors import IdempotencyConflict, InvalidInput, InvalidUrl, MissingInput, NotFound, PayloadTooLarge
-from db import queries
+from api.errors import (
+    FeatureDisabled,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidInput,
+    InvalidUrl,
+    Maintenance,
+    MissingInput,
+    NotFound,
+    PayloadTooLarge,
+)
+from db import queries, tenants
 from db.models import DetectTask, TaskStatus, new_task_id
 from facequeue.schemas import DetectOptions
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, task_prefix, upload_key
 from workers.celery_app import publish_detect
+from workers.finalize import on_task_final
 from workers.media.sniff import kind_from_extension
 
 log = structlog.get_logger(__name__)
@@ -31,6 +42,8 @@ log = structlog.get_logger(__name__)
 DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 
 SYNC_POLL_SECONDS = 0.05
+MAINTENANCE_FLAG = "maintenance"
+MAINTENANCE_MESSAGE = "Service is under maintenance: new tasks are not accepted; polling still works"
 MISSING_INPUT_MESSAGE = "Either 'url' or 'img' parameter must be provided"
 INVALID_URL_MESSAGE = "Invalid URL format"
 
@@ -56,17 +69,20 @@ class DetectService:
     # --- submit ------------------------------------------------------------
     def submit(self, submission: DetectSubmission) -> tuple[DetectTask, bool]:
         """Store the task, then publish it. Returns (task, created); created is False for an idempotent replay."""
+        self._check_open_for(submission.params)
         url, image_bytes, params = self._validated_input(submission)
         request_hash = _request_hash(url, image_bytes, params)
         if submission.idempotency_key:
             existing = self._idempotent_replay(submission, request_hash)
             if existing is not None:
                 return existing, False
+        kind = _kind_hint(params, url)
+        cost = estimated_cost(params, kind, self.settings)
 
         task = DetectTask(
             id=new_task_id(),
             tenant_id=submission.tenant_id,
-            kind=_kind_hint(params, url),
+            kind=kind,
             source_url=url,
             params=asdict(params),
             queue=submission.queue,
@@ -77,6 +93,12 @@ class DetectService:
             detect_id=new_detect_id() if submission.with_detect_id else None,
             callback_url=submission.callback_url,
         )
+        if submission.tenant_id is not None:
+            # reserved in the task's own transaction: both commit, or neither
+            if not tenants.reserve_credits(self.session, submission.tenant_id, cost):
+                self.session.rollback()
+                raise InsufficientCredits(f"Insufficient Credits: this task needs {cost}")
+            task.cost, task.credit_state = cost, "reserved"
         if image_bytes is not None:
             task.upload_key = upload_key(task.id)
             self.storage.put_bytes(task.upload_key, image_bytes)
@@ -94,6 +116,13 @@ class DetectService:
         self.publish(task)
         return task, True
 
+    def _check_open_for(self, options: DetectOptions) -> None:
+        if self.settings.maintenance or tenants.get_flag(self.session, MAINTENANCE_FLAG) == "on":
+            raise Maintenance(MAINTENANCE_MESSAGE)
+        for feature in requested_features(options):
+            if feature in self.settings.disabled_features:
+                raise FeatureDisabled(f"Feature '{feature}' is disabled", field=feature)
+
     def publish(self, task: DetectTask) -> None:
         try:
             publish_detect(task.id, task.queue, task.kind, self.settings)
@@ -105,6 +134,8 @@ class DetectService:
 
     def _validated_input(self, submission: DetectSubmission) -> tuple[str | None, bytes | None, DetectOptions]:
         params = submission.params
+        if params.detector == "upstream" and params.landmarks == "90":
+            raise InvalidInput("90-point landmarks are computed locally: use detector local or auto", field="detector")
         if params.frame_urls:
             return None, None, validate_frames(params)
         if submission.url:  # url wins over img
@@ -164,7 +195,9 @@ class DetectService:
     def cancel_or_purge(self, task_id: str, tenant_id: str | None) -> DetectTask:
         """Cancel a live task; for a finished one, delete its result and stored media."""
         task = self.get(task_id, tenant_id)
-        if not queries.cancel_task(self.session, task.id):
+        if queries.cancel_task(self.session, task.id):
+            on_task_final(self.session, task.id)
+        else:
             queries.purge_result(self.session, task.id)
         self.session.commit()
         if TaskStatus(task.status).is_final:
@@ -189,6 +222,25 @@ def validate_frames(params: DetectOptions) -> DetectOptions:
             f"timestamps length ({len(timestamps)}) must match frame_urls length ({len(urls)})", field="timestamps"
         )
     return replace(params, frame_urls=urls, timestamps=timestamps, media_type="image")
+
+
+def requested_features(options: DetectOptions) -> list[str]:
+    """The switchable features a task would use (FACEQUEUE_DISABLED_FEATURES names)."""
+    wanted = {
+        "upstream": options.detector == "upstream",
+        "landmarks90": options.landmarks == "90",
+        "persons": options.persons,
+        "crops": options.return_face_url,
+    }
+    return [feature for feature, used in wanted.items() if used]
+
+
+def estimated_cost(options: DetectOptions, kind: str | None, settings: Settings) -> int:
+    """Credits reserved on submit: the most the task can cost (an unknown kind may be a video);
+    the worker's outcome settles it and refunds the rest."""
+    frames = len(options.frame_urls) or (1 if kind == "image" else options.num_frames)
+    per_frame = 1 if options.detector == "local" else max(1, settings.upstream_credit_cost)
+    return frames * per_frame
 
 
 def new_detect_id() -> str:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, TypeDecorator, func
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,6 +81,8 @@ class DetectTask(Base):
 
     detect_id: Mapped[str | None] = mapped_column(String(32))  # crun's handle for a finished detection
     callback_url: Mapped[str | None] = mapped_column(Text)
+    cost: Mapped[int] = mapped_column(Integer, default=0)  # credits reserved on submit
+    credit_state: Mapped[str] = mapped_column(String(16), default="none")  # none | reserved | settled | refunded
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
 
@@ -103,3 +105,41 @@ class DetectTask(Base):
             unique=True,
         ),
     )
+
+
+def new_tenant_id() -> str:
+    return "tn_" + secrets.token_urlsafe(12)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_tenant_id)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    credits: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
+    rate_limit: Mapped[str | None] = mapped_column(String(64))  # e.g. "10/second"; None: the default
+    webhook_url: Mapped[str | None] = mapped_column(Text)  # default endpoint for tasks without callback_url
+    webhook_secrets: Mapped[list[str]] = mapped_column(JSONDocument, default=list)  # current first
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: secrets.token_urlsafe(12))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings; the key itself is never stored
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the whole key
+    rate_limit: Mapped[str | None] = mapped_column(String(64))  # overrides the tenant's
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ServiceFlag(Base):
+    """Operator switches shared by every API process (e.g. maintenance)."""
+
+    __tablename__ = "service_flags"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

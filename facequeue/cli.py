@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from facequeue.settings import get_settings
 
 app = typer.Typer(help="facequeue: asynchronous face detection", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create, list, revoke", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 FINAL = {"succeeded", "failed", "canceled"}
@@ -49,7 +52,7 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="pool processes; default FACEQUEUE_WORKER_CONCURRENCY")
     ] = None,
-    queues: str = "interactive,default,batch",
+    queues: str = "interactive,default,batch,webhooks",
     name: str = "facequeue@%h",
 ) -> None:
     """Run a Celery worker (distributed form)."""
@@ -91,11 +94,13 @@ def serve(
         f"broker {settings.resolved_broker_url}{' ' + str(settings.broker_folder) if settings.is_embedded else ''}, "
         f"media {settings.media_dir}"
     )
+    first_key = _first_key(settings)
     worker_process = subprocess.Popen([sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h"])
     demo_process = None
     if demo:
+        demo_env = {**os.environ, **({"FACEQUEUE_API_KEY": first_key} if first_key else {})}
         demo_process = subprocess.Popen(
-            [sys.executable, "-m", "facequeue", "demo", "--server", f"http://{host}:{port}"]
+            [sys.executable, "-m", "facequeue", "demo", "--server", f"http://{host}:{port}"], env=demo_env
         )
     try:
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="warning")
@@ -104,6 +109,107 @@ def serve(
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="tenant name; created when new")],
+    credits: Annotated[int | None, typer.Option(help="set the tenant's credit balance (default: unlimited)")] = None,
+    rate: Annotated[str | None, typer.Option(help="rate limit of this key, e.g. 10/second")] = None,
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from db import tenants
+    from db.engine import session_scope
+
+    if rate is not None:
+        _check_rate(rate)
+    with session_scope() as session:
+        record = tenants.get_or_create_tenant(session, tenant)
+        if credits is not None:
+            record.credits = credits
+        api_key, key = tenants.create_key(session, record, rate)
+        prefix = api_key.prefix
+    console.print(f"key [bold]{prefix}[/] for tenant [bold]{tenant}[/] (shown once, store it now):")
+    print(key)
+
+
+def _check_rate(rate: str) -> None:
+    from limits import parse
+
+    try:
+        parse(rate)
+    except ValueError as error:
+        raise typer.BadParameter(f"{rate!r} is not a rate like 10/second: {error}") from error
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys by display prefix (the keys themselves are not stored)."""
+    from rich.table import Table
+
+    from db import tenants
+    from db.engine import session_scope
+
+    table = Table("prefix", "tenant", "credits", "rate", "created", "revoked")
+    with session_scope() as session:
+        for key, tenant in tenants.list_keys(session):
+            credits = "unlimited" if tenant.credits is None else str(tenant.credits)
+            rate = key.rate_limit or tenant.rate_limit or f"{get_settings().default_rate_limit} (default)"
+            revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
+            table.add_row(key.prefix, tenant.name, credits, rate, key.created_at.isoformat(timespec="seconds"), revoked)
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix_or_id: str) -> None:
+    """Revoke a key by its display prefix or id."""
+    from db import tenants
+    from db.engine import session_scope
+
+    with session_scope() as session:
+        count = tenants.revoke_key(session, prefix_or_id)
+    if count == 0:
+        console.print(f"[red]no active key {prefix_or_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked {count} key(s)")
+
+
+@app.command()
+def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None:
+    """Turn maintenance mode on (new work answers 455; polling still works) or off, for every API process."""
+    from api.service import MAINTENANCE_FLAG
+    from db import tenants
+    from db.engine import session_scope
+
+    if state not in ("on", "off"):
+        raise typer.BadParameter("state must be on or off")
+    with session_scope() as session:
+        tenants.set_flag(session, MAINTENANCE_FLAG, state)
+    console.print(f"maintenance {state}")
+
+
+def _first_key(settings) -> str | None:
+    """On first start with auth on, make a key so the service is usable at once; print it once."""
+    if settings.auth == "off":
+        console.print("[bold red]WARNING: FACEQUEUE_AUTH=off — every request is served without an API key.[/]")
+        return None
+    from db import tenants
+    from db.engine import session_scope
+
+    with session_scope() as session:
+        if tenants.any_key_exists(session):
+            return os.environ.get("FACEQUEUE_API_KEY")
+        _, key = tenants.create_key(session, tenants.get_or_create_tenant(session, "default"))
+    console.print(f"first API key, for tenant 'default' (shown once, store it now): [bold]{key}[/]")
+    return key
+
+
+@app.command("webhook-secret")
+def webhook_secret() -> None:
+    """Print the whsec_ secret that signs webhooks of tasks without a tenant (FACEQUEUE_AUTH=off)."""
+    from facequeue.webhooks import default_secret
+
+    print(default_secret(get_settings()))
 
 
 @app.command()
@@ -121,6 +227,7 @@ def reap() -> None:
 def detect(
     path_or_url: str,
     server: str = typer.Option("http://127.0.0.1:8000", envvar="FACEQUEUE_SERVER"),
+    api_key: str | None = typer.Option(None, envvar="FACEQUEUE_API_KEY", help="sent as Authorization: Bearer"),
     num_frames: int = 5,
     single_face: bool = False,
     timeout: float = 600.0,
@@ -131,21 +238,26 @@ def detect(
         body["url"] = path_or_url
     else:
         body["img"] = base64.b64encode(Path(path_or_url).read_bytes()).decode()
-    task = _submit_and_wait(server, body, timeout)
+    task = _submit_and_wait(server, body, timeout, api_key)
     print(json.dumps(task, indent=2))
     if task["status"] != "succeeded":
         raise typer.Exit(1)
 
 
 @app.command()
-def demo(server: str = "http://127.0.0.1:8000", timeout: float = 300.0) -> None:
+def demo(
+    server: str = "http://127.0.0.1:8000",
+    timeout: float = 300.0,
+    api_key: str | None = typer.Option(None, envvar="FACEQUEUE_API_KEY", help="sent as Authorization: Bearer"),
+) -> None:
     """Detect faces in a generated clip of a real face moving across the frame."""
     from facequeue.demo import write_demo_video
 
     video = write_demo_video(get_settings().data_dir / "demo.mp4")
     _wait_until_ready(server, timeout=60)
     console.print(f"submitting demo video [bold]{video}[/]")
-    task = _submit_and_wait(server, {"img": base64.b64encode(video.read_bytes()).decode(), "num_frames": 5}, timeout)
+    body = {"img": base64.b64encode(video.read_bytes()).decode(), "num_frames": 5}
+    task = _submit_and_wait(server, body, timeout, api_key)
     print(json.dumps(task, indent=2))
 
 
@@ -161,8 +273,9 @@ def _wait_until_ready(server: str, timeout: float) -> None:
     raise typer.Exit(f"{server} did not become ready within {timeout:.0f}s")
 
 
-def _submit_and_wait(server: str, body: dict, timeout: float) -> dict:
-    with httpx.Client(base_url=server, timeout=30) as client:
+def _submit_and_wait(server: str, body: dict, timeout: float, api_key: str | None) -> dict:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=server, timeout=30, headers=headers) as client:
         response = client.post("/v1/detect", json=body)
         if response.status_code != 202:
             console.print(f"[red]submit failed ({response.status_code}):[/] {response.text}")

@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     MEDIA_LIMIT_EXCEEDED = "media_limit_exceeded"
     TIME_LIMIT_EXCEEDED = "time_limit_exceeded"
     WORKER_LOST = "worker_lost"
+    UPSTREAM_FAILED = "upstream_failed"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -34,6 +35,7 @@ BASE_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.MEDIA_LIMIT_EXCEEDED: "Media exceeds the configured limits",
     ErrorCode.TIME_LIMIT_EXCEEDED: "Task exceeded its time limit",
     ErrorCode.WORKER_LOST: "Task was abandoned by its workers too many times",
+    ErrorCode.UPSTREAM_FAILED: "Upstream face API failed",
     ErrorCode.INTERNAL_ERROR: "Internal error while processing the task",
 }
 

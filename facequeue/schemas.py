@@ -32,6 +32,7 @@ class DetectOptions:
     need_rotate_detection: bool = False
     frame_urls: tuple[str, ...] = ()
     timestamps: tuple[float, ...] = ()
+    detector: Literal["local", "upstream", "auto"] = "local"
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> DetectOptions:
@@ -72,6 +73,7 @@ class DetectorInfo(BaseModel):
     name: str
     model_version: str
     max_side: int
+    upstream_frames: int = Field(0, description="frames an upstream face API served (credits cost more)")
 
 
 class Appearance(BaseModel):

@@ -67,6 +67,34 @@ class Settings(BaseSettings):
     detect_id_ttl: float = Field(3600.0, description="Seconds a crun detect_id stays valid after the task finishes")
     person_match_threshold: float = Field(0.363, description="SFace cosine at or above which two faces are one person")
 
+    # --- tenants, limits, credits -------------------------------------------
+    auth: Literal["on", "off"] = Field("on", description="off: no API keys (local development only)")
+    default_rate_limit: str = Field("20/second", description="Per API key, in the `limits` notation")
+    rate_limit_storage_url: str | None = Field(None, description="limits storage; default: Redis broker or memory")
+    maintenance: bool = Field(False, description="Refuse new work with 455; polling still works")
+    disabled_features: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated: upstream, landmarks90, persons, crops"
+    )
+    upstream_credit_cost: int = Field(5, description="Credits an upstream-served image costs")
+
+    # --- webhooks -----------------------------------------------------------
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400],
+        description="Seconds before each retry, comma-separated",
+    )
+    webhook_timeout: float = 15.0
+    webhook_secret: SecretStr | None = Field(None, description="whsec_ secret for tasks without a tenant (auth off)")
+
+    # --- upstream face APIs ---------------------------------------------------
+    upstream_protocol: Literal["akool", "acedata"] = "akool"
+    upstream_url: str | None = Field(None, description="Base URL of the upstream face API")
+    upstream_api_key: SecretStr | None = None
+    upstream_connect_timeout: float = 3.0
+    upstream_read_timeout: float = 20.0
+    upstream_max_attempts: int = 3
+    upstream_breaker_failures: int = Field(5, description="Consecutive failures that open the circuit")
+    upstream_breaker_reset: float = Field(30.0, description="Seconds before an open circuit lets one call try")
+
     # --- worker reliability -----------------------------------------------
     worker_concurrency: int = 2
     heartbeat_interval: float = 5.0
@@ -81,6 +109,13 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
+
+    @field_validator("disabled_features", "webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -39,6 +39,8 @@ TEST_ENV = {
     "FACEQUEUE_HEARTBEAT_STALE_AFTER": "3",
     "FACEQUEUE_REAPER_INTERVAL": "0",  # tests run the reaper explicitly, so its effects are deterministic
     "FACEQUEUE_LOG_LEVEL": "INFO",
+    # API keys are tested with apps of their own (tests/test_tenants.py); elsewhere callers are tenant-less
+    "FACEQUEUE_AUTH": "off",
 }
 os.environ.update(TEST_ENV)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -51,14 +52,22 @@ def embedded_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     else:
         process.kill()
         pytest.fail(f"embedded server did not start:\n{(data_dir / 'serve.log').read_text()}")
-    yield server, data_dir
+    yield server, data_dir, _first_key(data_dir / "serve.log")
     process.terminate()
     process.wait(timeout=30)
     log.close()
 
 
+def _first_key(log: Path) -> str:
+    """serve prints the first API key once, on first start."""
+    text = log.read_text().replace("\n", "")
+    match = re.search(r"first API key, for tenant 'default' \(shown once, store it now\): (fq_[\w-]{40,})", text)
+    assert match, text
+    return match.group(1)
+
+
 def test_embedded_defaults_keep_everything_in_the_data_dir(embedded_server) -> None:
-    _, data_dir = embedded_server
+    _, data_dir, _ = embedded_server
     assert (data_dir / "facequeue.db").is_file()
     assert (data_dir / "broker" / "queue").is_dir()
     log = (data_dir / "serve.log").read_text()
@@ -68,10 +77,11 @@ def test_embedded_defaults_keep_everything_in_the_data_dir(embedded_server) -> N
 def test_embedded_image_and_video(embedded_server, tmp_path) -> None:
     import base64
 
-    server, _ = embedded_server
+    server, _, key = embedded_server
+    assert httpx.post(f"{server}/v1/detect", json={"url": "https://e.com/a.jpg"}).status_code == 401
     video = write_video(tmp_path / "clip.mp4", moving_face_frames(count=50, faces=1))
     image = cv2.imencode(".jpg", astronaut_bgr())[1].tobytes()
-    with httpx.Client(base_url=server, timeout=10) as client:
+    with httpx.Client(base_url=server, timeout=10, headers={"Authorization": f"Bearer {key}"}) as client:
         image_id = client.post("/v1/detect", json={"img": base64.b64encode(image).decode()}).json()["detect_task_id"]
         video_id = client.post(
             "/v1/detect", json={"img": base64.b64encode(video.read_bytes()).decode(), "num_frames": 10}
@@ -88,11 +98,11 @@ def test_embedded_image_and_video(embedded_server, tmp_path) -> None:
 def test_cli_detect_against_the_embedded_server(embedded_server, tmp_path) -> None:
     import json
 
-    server, _ = embedded_server
+    server, _, key = embedded_server
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), astronaut_bgr())
     done = subprocess.run(
-        [sys.executable, "-m", "facequeue", "detect", str(photo), "--server", server],
+        [sys.executable, "-m", "facequeue", "detect", str(photo), "--server", server, "--api-key", key],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -104,11 +114,12 @@ def test_cli_detect_against_the_embedded_server(embedded_server, tmp_path) -> No
 
 
 def test_cli_detect_reports_a_failed_task(embedded_server, tmp_path) -> None:
-    server, _ = embedded_server
+    server, _, key = embedded_server
     text = tmp_path / "notes.jpg"
     text.write_text("not an image at all\n" * 10)
     done = subprocess.run(
         [sys.executable, "-m", "facequeue", "detect", str(text), "--server", server],
+        env={**os.environ, "FACEQUEUE_API_KEY": key},
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

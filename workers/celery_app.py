@@ -15,11 +15,15 @@ from kombu import Queue
 from facequeue.settings import Settings, get_settings
 
 DETECT_TASK_NAME = "facequeue.detect"
-QUEUES = ("interactive", "default", "batch")
+WEBHOOK_TASK_NAME = "facequeue.webhook"
+WEBHOOK_QUEUE = "webhooks"  # its own queue, so slow receivers never hold up detection
+QUEUES = ("interactive", "default", "batch", WEBHOOK_QUEUE)
+# An attempt's hard limit beyond FACEQUEUE_WEBHOOK_TIMEOUT: name resolution has no timeout of its own.
+WEBHOOK_TIME_LIMIT_MARGIN = 30.0
 
 
 def create_celery(settings: Settings) -> Celery:
-    app = Celery("facequeue", broker=settings.resolved_broker_url, include=["workers.tasks"])
+    app = Celery("facequeue", broker=settings.resolved_broker_url, include=["workers.tasks", "workers.webhooks"])
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -69,4 +73,16 @@ def publish_detect(task_id: str, queue: str, kind: str | None, settings: Setting
     )
     get_celery().send_task(
         DETECT_TASK_NAME, args=[task_id], queue=queue, routing_key=queue, soft_time_limit=soft, time_limit=hard
+    )
+
+
+def publish_webhook(event_id: str, attempts: int, countdown: float, settings: Settings) -> None:
+    """Send one webhook attempt message, due in `countdown` seconds; `attempts` fences out stale copies."""
+    get_celery().send_task(
+        WEBHOOK_TASK_NAME,
+        args=[event_id, attempts],
+        queue=WEBHOOK_QUEUE,
+        routing_key=WEBHOOK_QUEUE,
+        countdown=countdown or None,  # None: an ordinary message, not one the worker holds until an ETA
+        time_limit=settings.webhook_timeout + WEBHOOK_TIME_LIMIT_MARGIN,
     )

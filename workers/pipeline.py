@@ -26,8 +26,10 @@ from facequeue.schemas import Appearance, DetectOptions, DetectorInfo, DetectRes
 from facequeue.settings import Settings, get_settings
 from facequeue.storage import MediaStorage, crop_key, get_storage
 from workers.crops import crop_jpeg, expanded_region, relative_points
-from workers.detectors.base import Face, detect_faces, largest_face
+from workers.detectors.base import Face, largest_face
 from workers.detectors.registry import get_detector, get_landmarkers
+from workers.detectors.routing import detector_for
+from workers.finalize import on_task_final
 from workers.identity import persons as identity
 from workers.identity.embedder import get_embedder
 from workers.identity.tracking import FaceTracker, FrameDetections
@@ -67,7 +69,8 @@ def run_detect_task(task_id: str) -> None:
             options = DetectOptions.from_params(params)
             with tempfile.TemporaryDirectory(prefix="facequeue-") as workdir:
                 paths = obtain_media(source_url, upload_key, options, Path(workdir), settings, timer)
-                result = detect_media(task_id, paths, options, settings, control, timer)
+                urls = options.frame_urls or ((source_url,) if source_url else ())
+                result = detect_media(task_id, paths, urls, options, settings, control, timer)
             final = dict(
                 status=TaskStatus.SUCCEEDED,
                 result=result.model_dump(mode="json"),
@@ -92,6 +95,8 @@ def run_detect_task(task_id: str) -> None:
     timer.add("total", time.perf_counter() - started)
     with session_scope() as session:
         written = queries.finish_task(session, task_id, attempt, final.pop("status"), timings=timer.timings, **final)
+        if written:
+            on_task_final(session, task_id)
     log.info("detect_finished", task_id=task_id, attempt=attempt, written=written, error=final.get("error_code"))
 
 
@@ -176,13 +181,21 @@ def resolve_kind(requested: str, sniffed: SniffedMedia) -> str:
 
 
 def detect_media(
-    task_id: str, paths: list[Path], options: DetectOptions, settings: Settings, control: RunControl, timer: StageTimer
+    task_id: str,
+    paths: list[Path],
+    urls: tuple[str, ...],
+    options: DetectOptions,
+    settings: Settings,
+    control: RunControl,
+    timer: StageTimer,
 ) -> DetectResult:
+    """`urls` are where the inputs came from (an upstream API that only takes URLs may use them)."""
     started = time.perf_counter()
     source = open_frames(paths, options, settings)
     timer.add("decode", time.perf_counter() - started)
     control.report(force=True, kind=source.media.kind, progress_total=source.total)
-    analyzer = FrameAnalyzer(task_id, options, settings, get_storage(settings), video=source.media.kind == "video")
+    video = source.media.kind == "video"
+    analyzer = FrameAnalyzer(task_id, options, settings, get_storage(settings), video, () if video else urls)
     done = 0
     while True:
         started = time.perf_counter()
@@ -207,13 +220,24 @@ def detect_media(
 class FrameAnalyzer:
     """Detects faces frame by frame and keeps what the result needs; frames themselves are dropped."""
 
-    def __init__(self, task_id: str, options: DetectOptions, settings: Settings, storage: MediaStorage, video: bool):
+    def __init__(
+        self,
+        task_id: str,
+        options: DetectOptions,
+        settings: Settings,
+        storage: MediaStorage,
+        video: bool,
+        frame_urls: tuple[str, ...],
+    ):
         self.task_id = task_id
         self.options = options
         self.settings = settings
         self.storage = storage
+        self.frame_urls = frame_urls
         self.max_side = options.max_side or settings.detector_max_side
-        self.detector = get_detector()
+        # 90-point shapes need FaceMesh on our own detections, so those tasks always detect locally
+        mode = "local" if options.landmarks == "90" else options.detector
+        self.router = detector_for(mode, settings, local=get_detector())
         self.faces_obj: dict = {}
         self.scores: dict[str, list[float]] = {}
         self.crop_keys: dict[str, list[str]] | None = {} if options.return_face_url else None
@@ -225,7 +249,7 @@ class FrameAnalyzer:
 
     def add(self, frame: SampledFrame) -> None:
         image = frame.image_bgr
-        faces, shapes = self._faces(image)
+        faces, shapes = self._faces(image, self.frame_urls[frame.index] if frame.index < len(self.frame_urls) else None)
         key = str(frame.index)
         entry = face_frame(faces, frame.time_s)
         self.scores[key] = [round(face.score, 4) for face in faces]
@@ -246,9 +270,9 @@ class FrameAnalyzer:
                 self.person_crops[id(face)] = crop_jpeg(image, region)
         self.faces_obj[key] = entry
 
-    def _faces(self, image) -> tuple[list[Face], list | None]:
+    def _faces(self, image, source_url: str | None) -> tuple[list[Face], list | None]:
         if self.options.landmarks != "90":
-            faces = detect_faces(self.detector, image, self.max_side)
+            faces = self.router.detect(image, self.max_side, source_url)
             return (largest_face(faces) if self.options.single_face else faces), None
         from workers.landmarks.analyze import ALL_FACES, LARGEST_FACE, analyze_face_shapes
         from workers.landmarks.shape90 import face_shape
@@ -257,7 +281,7 @@ class FrameAnalyzer:
         mesh, iris = get_landmarkers()
         mode = LARGEST_FACE if self.options.single_face else ALL_FACES
         found = analyze_face_shapes(
-            image, self.detector, mesh, iris, mode, self.options.need_rotate_detection, self.max_side
+            image, self.router.local, mesh, iris, mode, self.options.need_rotate_detection, self.max_side
         )
         # FaceMesh's eyes, nose and mouth are far closer to the truth than YuNet's (NME 0.06 vs 0.15)
         faces = [
@@ -310,7 +334,10 @@ class FrameAnalyzer:
             scores=self.scores,
             media=media,
             detector=DetectorInfo(
-                name=self.detector.name, model_version=self.detector.model_version, max_side=self.max_side
+                name=self.router.served_by,
+                model_version=self.router.model_version,
+                max_side=self.max_side,
+                upstream_frames=self.router.upstream_frames,
             ),
             frame_count=len(self.faces_obj),
             crop_keys=self.crop_keys,

@@ -19,6 +19,8 @@ from db import queries
 from facequeue.errors import ErrorCode, TaskError
 from facequeue.settings import Settings
 from workers.celery_app import publish_detect
+from workers.finalize import on_task_final
+from workers.webhooks import republish_due_deliveries
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +32,7 @@ class ReapReport:
     republished: int = 0
     requeued: int = 0
     failed: int = 0
+    webhooks_republished: int = 0
 
 
 def reap(session: Session, settings: Settings) -> ReapReport:
@@ -38,6 +41,7 @@ def reap(session: Session, settings: Settings) -> ReapReport:
         if task.attempts >= settings.max_attempts:
             error = TaskError(ErrorCode.WORKER_LOST, f"heartbeat lost on each of {task.attempts} attempts")
             if queries.fail_stale_task(session, task, error.code, error.message):
+                on_task_final(session, task.id)
                 report.failed += 1
                 log.warning("task_failed_worker_lost", task_id=task.id, attempts=task.attempts)
         elif queries.requeue_stale_task(session, task):
@@ -49,6 +53,7 @@ def reap(session: Session, settings: Settings) -> ReapReport:
     for task in queries.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, settings.republish_queued_after):
         _publish(session, task.id, task.queue, task.kind, settings)
         report.republished += 1
+    report.webhooks_republished = republish_due_deliveries(session, settings)
     session.commit()
     return report
 

@@ -37,9 +37,21 @@ def acedata_error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+# The seed's codes for 401 and 429; the other gates keep facequeue's code names.
+GATE_CODES = {
+    401: "invalid_token",
+    402: "insufficient_credits",
+    429: "too_many_requests",
+    455: "maintenance",
+    505: "feature_disabled",
+}
+
+
 def _render_error(error: ServiceError) -> JSONResponse:
     if isinstance(error, NotImplementedVersion):
         return acedata_error(400, error.code, error.message)
+    if error.status_code in GATE_CODES:
+        return acedata_error(error.status_code, GATE_CODES[error.status_code], error.message)
     if error.status_code >= 500:
         return acedata_error(500, "api_error", error.message)
     return acedata_error(400, "token_mismatched", error.message)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from api.compat import shaped_route
 from api.deps import DetectServiceDep, LinkDep, SettingsDep, TenantDep
-from api.errors import InvalidInput, ServiceError, SyncTimeout
+from api.errors import GATE_STATUSES, InvalidInput, ServiceError, SyncTimeout
 from api.rendering import frames_with_links, person_view
 from api.service import DetectService, DetectSubmission
 from db.models import DetectTask, TaskStatus
@@ -31,15 +31,18 @@ FRAMES_FAILED = "Failed to process frames"
 
 
 def _detect_faces_error(error: ServiceError) -> JSONResponse:
-    return _detect_faces_failure(error.message)
+    return _detect_faces_failure(error.message, error.status_code if error.status_code in GATE_STATUSES else 200)
 
 
-def _detect_faces_failure(message: str) -> JSONResponse:
-    return JSONResponse({"error_code": 1, "error_msg": message, "faces_obj": {}})
+def _detect_faces_failure(message: str, status: int = 200) -> JSONResponse:
+    return JSONResponse({"error_code": 1, "error_msg": message, "faces_obj": {}}, status_code=status)
 
 
 def _analyze_frames_error(error: ServiceError) -> JSONResponse:
-    status = 500 if error.status_code >= 500 else 400
+    if error.status_code in GATE_STATUSES:
+        status = error.status_code
+    else:
+        status = 500 if error.status_code >= 500 else 400
     return JSONResponse({"success": False, "error": error.message}, status_code=status)
 
 

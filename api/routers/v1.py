@@ -40,6 +40,7 @@ def submit_detect(
                 need_rotate_detection=body.need_rotate_detection,
                 frame_urls=tuple(body.frame_urls or ()),
                 timestamps=tuple(body.timestamps or ()),
+                detector=body.detector,
             ),
             tenant_id=tenant_id,
             idempotency_key=idempotency_key,

@@ -33,12 +33,15 @@ class FetchedMedia:
 
 def fetch_to_file(url: str, dest_dir: Path, settings: Settings) -> FetchedMedia:
     """Fetch ``url`` into a new file in ``dest_dir``; every failure is a TaskError and leaves no file."""
-    deadline = _Deadline(settings.fetch_total_timeout)
+    deadline = Deadline(settings.fetch_total_timeout)
     target = check_url(url, settings)
     redirects = 0
-    with _new_client() as client:
+    with new_pinned_client() as client:
         while True:
-            with _download_errors(target, deadline), closing(_send(client, target, settings, deadline)) as response:
+            with (
+                _download_errors(target, deadline),
+                closing(send_pinned(client, target, settings, deadline)) as response,
+            ):
                 location = _redirect_location(response)
                 if location is None:
                     _raise_for_status(response, target)
@@ -52,7 +55,7 @@ def fetch_to_file(url: str, dest_dir: Path, settings: Settings) -> FetchedMedia:
             target = check_url(str(target.url.join(location)), settings)
 
 
-class _Deadline:
+class Deadline:
     """Wall-clock budget for the whole download, across redirects, slow reads and stalls."""
 
     def __init__(self, seconds: float) -> None:
@@ -104,7 +107,7 @@ def _shutdown_quietly(sock: socket.socket) -> None:
         pass  # already closed: the download ended on its own
 
 
-def _new_client() -> httpx.Client:
+def new_pinned_client() -> httpx.Client:
     return httpx.Client(
         follow_redirects=False,
         # Proxies from the environment would resolve the host themselves and defeat the pinning.
@@ -115,16 +118,30 @@ def _new_client() -> httpx.Client:
     )
 
 
-def _send(client: httpx.Client, target: CheckedURL, settings: Settings, deadline: _Deadline) -> httpx.Response:
-    """GET from the checked addresses only, trying them in the resolver's order until one accepts the
-    connection, with the original host named in the Host header and for TLS."""
-    headers = {"Host": target.url.netloc.decode("ascii")}
+def send_pinned(
+    client: httpx.Client,
+    target: CheckedURL,
+    settings: Settings,
+    deadline: Deadline,
+    method: str = "GET",
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """Send to the checked addresses only, trying them in the resolver's order until one accepts the
+    connection, with the original host named in the Host header and for TLS (used for media and webhooks)."""
+    headers = {**(headers or {}), "Host": target.url.netloc.decode("ascii")}
     extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
 
     def send_to(ip: IPAddress) -> httpx.Response:
         pinned_url = target.url.copy_with(host=str(ip))
-        timeout = deadline.timeout(settings)
-        request = client.build_request("GET", pinned_url, headers=headers, extensions=extensions, timeout=timeout)
+        request = client.build_request(
+            method,
+            pinned_url,
+            content=content,
+            headers=headers,
+            extensions=extensions,
+            timeout=deadline.timeout(settings),
+        )
         return client.send(request, stream=True)
 
     *earlier, last = target.ips
@@ -137,7 +154,7 @@ def _send(client: httpx.Client, target: CheckedURL, settings: Settings, deadline
 
 
 @contextmanager
-def _download_errors(target: CheckedURL, deadline: _Deadline) -> Iterator[None]:
+def _download_errors(target: CheckedURL, deadline: Deadline) -> Iterator[None]:
     """Translate transport failures into DOWNLOAD_FAILED with what exactly went wrong."""
     where = f"{target.host} ({', '.join(map(str, target.ips))}) port {target.port}"
     try:
@@ -145,10 +162,10 @@ def _download_errors(target: CheckedURL, deadline: _Deadline) -> Iterator[None]:
     except httpx.HTTPError as exc:
         if deadline.expired:
             raise deadline.error() from exc
-        raise TaskError(ErrorCode.DOWNLOAD_FAILED, f"{_describe_transport_error(exc)} {where}") from exc
+        raise TaskError(ErrorCode.DOWNLOAD_FAILED, f"{describe_transport_error(exc)} {where}") from exc
 
 
-def _describe_transport_error(exc: httpx.HTTPError) -> str:
+def describe_transport_error(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.ConnectTimeout):
         return "timed out connecting to"
     if isinstance(exc, httpx.ReadTimeout):
@@ -175,7 +192,7 @@ def _raise_for_status(response: httpx.Response, target: CheckedURL) -> None:
 
 
 def _save_body(
-    response: httpx.Response, target: CheckedURL, dest_dir: Path, settings: Settings, deadline: _Deadline
+    response: httpx.Response, target: CheckedURL, dest_dir: Path, settings: Settings, deadline: Deadline
 ) -> FetchedMedia:
     _check_declared_length(response, settings.max_download_bytes)
     dest_dir.mkdir(parents=True, exist_ok=True)

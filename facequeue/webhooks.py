@@ -1,0 +1,106 @@
+"""Webhook events in the Standard Webhooks format: what a final task announces, how it is signed, how to verify it.
+
+Shared by the workers (build, sign), the API and receivers (`verify`); no database or broker here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from facequeue.settings import Settings
+from facequeue.storage import signing_key
+
+__all__ = [
+    "WebhookVerificationError",
+    "default_secret",
+    "encode_event",
+    "new_webhook_id",
+    "result_url",
+    "signature_headers",
+    "task_event",
+    "verify",
+]
+
+EVENT_TYPES = {
+    "succeeded": "detect_task.succeeded",
+    "failed": "detect_task.failed",
+    "canceled": "detect_task.canceled",
+}
+# Where `result_url` points when FACEQUEUE_PUBLIC_BASE_URL is unset: `facequeue serve`/`api`'s default address.
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+_DEFAULT_SECRET_LABEL = b"facequeue webhook secret v1"
+
+
+def new_webhook_id() -> str:
+    """The event's `webhook-id`: fixed when the event is created, the same on every retry and redelivery."""
+    return "msg_" + secrets.token_urlsafe(18)
+
+
+def result_url(task_id: str, settings: Settings) -> str:
+    base = settings.public_base_url or DEFAULT_PUBLIC_BASE_URL
+    return f"{base.rstrip('/')}/v1/detect/{task_id}"
+
+
+def task_event(
+    task_id: str,
+    status: str,
+    error_code: str | None,
+    error_msg: str | None,
+    finished_at: datetime,
+    settings: Settings,
+) -> dict[str, Any]:
+    """The event body for a task that reached a final status."""
+    return {
+        "type": EVENT_TYPES[status],
+        "timestamp": finished_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "data": {
+            "detect_task_id": task_id,
+            "status": status,
+            "result_url": result_url(task_id, settings),
+            "error": {"code": error_code, "message": error_msg} if error_code else None,
+        },
+    }
+
+
+def encode_event(event: Mapping[str, Any]) -> str:
+    """The exact text that is sent (and stored, so every attempt carries the same bytes)."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def default_secret(settings: Settings) -> str:
+    """FACEQUEUE_WEBHOOK_SECRET, or a whsec_ secret derived from the data dir's kept signing key.
+
+    Deriving (instead of keeping a second key file) gives every host sharing FACEQUEUE_SIGNING_SECRET
+    the same webhook secret, and reveals nothing about the signing key itself.
+    """
+    if settings.webhook_secret is not None:
+        return settings.webhook_secret.get_secret_value()
+    derived = hmac.new(signing_key(settings), _DEFAULT_SECRET_LABEL, hashlib.sha256).digest()
+    return "whsec_" + base64.b64encode(derived).decode()
+
+
+def signature_headers(webhook_id: str, sent_at: datetime, body: str, webhook_secrets: Iterable[str]) -> dict[str, str]:
+    """Standard Webhooks headers; one signature per secret, so receivers on either side of a rotation verify."""
+    signatures = " ".join(Webhook(secret).sign(webhook_id, sent_at, body) for secret in webhook_secrets)
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": signatures,
+    }
+
+
+def verify(payload: bytes | str, headers: Mapping[str, str], secret: str) -> dict[str, Any]:
+    """For receivers: check the signature and timestamp (5 minutes' tolerance) and return the parsed event.
+
+    Raises WebhookVerificationError when the headers are missing, stale or signed with another secret.
+    """
+    return Webhook(secret).verify(payload, dict(headers.items()))
