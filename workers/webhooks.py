@@ -14,8 +14,7 @@ import time
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import timedelta
 
 import httpx
 import structlog
@@ -34,6 +33,7 @@ from facequeue.webhooks import default_secret, encode_event, new_webhook_id, sig
 from workers.celery_app import WEBHOOK_TASK_NAME, WEBHOOK_TIME_LIMIT_MARGIN, publish_webhook
 from workers.media.fetch import Deadline, describe_transport_error, new_pinned_client, send_pinned
 from workers.media.ssrf import check_url
+from workers.retry_after import parse_retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -230,7 +230,7 @@ def attempt_delivery(webhook_event: WebhookEvent, secrets: Sequence[str], settin
         )
     retry_after = None
     if response.status_code in RETRY_AFTER_STATUSES:
-        retry_after = retry_after_seconds(response.headers.get("retry-after"), utcnow())
+        retry_after = parse_retry_after(response.headers.get("retry-after"), utcnow())
     return AttemptOutcome(
         latency_ms=_ms_since(started), status_code=response.status_code, response_body=body, retry_after=retry_after
     )
@@ -260,22 +260,6 @@ def _error_text(exc: TaskError | httpx.HTTPError, url: str, deadline: Deadline, 
 
 def _ms_since(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
-
-
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """A Retry-After header (delay in seconds, or an HTTP date) as seconds from `now`; None if absent or malformed."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # "-0000": RFC 5322's way of saying UTC without a source zone
-    return max(0.0, (when - now).total_seconds())
 
 
 def next_step(

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import DetectServiceDep, SessionDep, TenantDep
 from api.errors import ServiceError
 from db import webhooks as webhook_db
-from db.webhooks import WebhookDelivery, WebhookEvent
 from workers.webhooks import redeliver
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
@@ -27,7 +26,9 @@ class EndpointDisabled(ServiceError):
 
 
 class WebhookEventView(BaseModel):
-    webhook_id: str
+    model_config = ConfigDict(from_attributes=True)
+
+    webhook_id: str = Field(validation_alias="id")
     type: str
     url: str
     state: str
@@ -35,21 +36,11 @@ class WebhookEventView(BaseModel):
     next_attempt_at: datetime | None
     created_at: datetime
 
-    @classmethod
-    def of(cls, event: WebhookEvent) -> WebhookEventView:
-        return cls(
-            webhook_id=event.id,
-            type=event.type,
-            url=event.url,
-            state=event.state,
-            attempts=event.attempts,
-            next_attempt_at=event.next_attempt_at,
-            created_at=event.created_at,
-        )
-
 
 class DeliveryView(BaseModel):
-    webhook_id: str
+    model_config = ConfigDict(from_attributes=True)
+
+    webhook_id: str = Field(validation_alias="event_id")
     attempt: int
     url: str
     status_code: int | None
@@ -58,20 +49,6 @@ class DeliveryView(BaseModel):
     latency_ms: int
     created_at: datetime
     next_attempt_at: datetime | None
-
-    @classmethod
-    def of(cls, delivery: WebhookDelivery) -> DeliveryView:
-        return cls(
-            webhook_id=delivery.event_id,
-            attempt=delivery.attempt,
-            url=delivery.url,
-            status_code=delivery.status_code,
-            error=delivery.error,
-            response_body=delivery.response_body,
-            latency_ms=delivery.latency_ms,
-            created_at=delivery.created_at,
-            next_attempt_at=delivery.next_attempt_at,
-        )
 
 
 class DeliveryLog(BaseModel):
@@ -87,8 +64,8 @@ def list_deliveries(
     task = service.get(detect_task_id, tenant_id)  # 404 unless the caller owns the task
     return DeliveryLog(
         detect_task_id=task.id,
-        events=[WebhookEventView.of(event) for event in webhook_db.events_for_task(session, task.id)],
-        items=[DeliveryView.of(delivery) for delivery in webhook_db.deliveries_for_task(session, task.id)],
+        events=[WebhookEventView.model_validate(event) for event in webhook_db.events_for_task(session, task.id)],
+        items=[DeliveryView.model_validate(delivery) for delivery in webhook_db.deliveries_for_task(session, task.id)],
     )
 
 
@@ -112,4 +89,4 @@ def redeliver_last_event(
     redeliver(session, event.id)
     session.commit()
     session.refresh(event)
-    return WebhookEventView.of(event)
+    return WebhookEventView.model_validate(event)

@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 from werkzeug import Request, Response
 
+from tests.contract_examples import AKOOL_DETECT_FACES
 from tests.landmarks.seed_example import SEED_002_FACE_SHAPE
 from workers.detectors.base import detect_faces
 from workers.detectors.yunet import YuNetDetector
@@ -43,19 +44,7 @@ def akool_answer(frame: dict[str, Any]) -> dict[str, Any]:
     return {"error_code": 0, "error_msg": "SUCCESS", "faces_obj": {"0": frame}}
 
 
-# Seed 000's first example, verbatim: one face in an image.
-AKOOL_SEED_EXAMPLE = akool_answer(
-    {
-        "landmarks": [[[120, 85], [180, 88], [150, 130], [150, 165], [125, 165], [175, 168]]],
-        "landmarks_str": ["120,85:180,88:150,130:150,165"],
-        "region": [[80, 50, 150, 180]],
-        "removed": [],
-        "frame_time": None,
-        "face_urls": None,
-        "crop_region": None,
-        "crop_landmarks": None,
-    }
-)
+AKOOL_SEED_EXAMPLE = AKOOL_DETECT_FACES  # seed 000's first example, verbatim: one face in an image
 
 
 def acedata_error(status: int, code: str, message: str) -> Response:

@@ -17,8 +17,8 @@ from workers.detectors.upstream import (
     AkoolUpstream,
     Failure,
     UpstreamError,
-    parse_retry_after,
 )
+from workers.retry_after import parse_retry_after
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import pytest
 from db.webhooks import EventState
 from facequeue.webhooks import WebhookVerificationError, encode_event, signature_headers, verify
 from tests.webhooks.conftest import new_secret
-from workers.webhooks import MAX_RETRY_AFTER_SECONDS, AttemptOutcome, next_step, retry_after_seconds
+from workers.retry_after import parse_retry_after
+from workers.webhooks import MAX_RETRY_AFTER_SECONDS, AttemptOutcome, next_step
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 SCHEDULE = (5.0, 300.0)
@@ -30,7 +31,7 @@ SCHEDULE = (5.0, 300.0)
     ],
 )
 def test_retry_after_takes_seconds_or_an_http_date(header: str | None, seconds: float | None) -> None:
-    assert retry_after_seconds(header, NOW) == seconds
+    assert parse_retry_after(header, NOW) == seconds
 
 
 def failure(status_code: int | None = 500, **fields) -> AttemptOutcome:

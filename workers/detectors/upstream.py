@@ -27,8 +27,6 @@ import base64
 import math
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
@@ -45,6 +43,7 @@ from facequeue.errors import ErrorCode, TaskError
 from facequeue.settings import Settings
 from workers.detectors.base import Face, detect_faces
 from workers.landmarks.shape90 import GROUP_SIZES
+from workers.retry_after import parse_retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -228,22 +227,6 @@ def _status_failure(status: int) -> Failure | None:
 
 def _proves_upstream_alive(error: BaseException) -> bool:
     return isinstance(error, UpstreamError) and error.failure is Failure.REJECTED
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds a Retry-After header asks for: delay-seconds or an HTTP date; None when absent or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:  # HTTP dates are GMT; "-0000" parses as naive
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 def _asked_wait(state: RetryCallState) -> float | None:
