@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 
 from api.compat import validation_error
 from api.errors import ServiceError
-from api.routers import acedata, akool, crun, deliveries, health, media, v1
+from api.routers import acedata, akool, batches, crun, deliveries, health, media, v1
+from api.routers.batches import JSONL_CONTENT_TYPES
 from db.engine import session_scope
 from facequeue.logs import configure_logging
 from facequeue.settings import Settings, get_settings
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("AUTH IS OFF: every request is served without an API key; never expose this server")
     app.include_router(health.router)
     app.include_router(v1.router)
+    app.include_router(batches.router)
     app.include_router(deliveries.router)
     app.include_router(media.router)
     app.include_router(akool.detect_faces_router)
@@ -99,7 +101,11 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        if headers.get(b"content-type", b"").split(b";")[0].strip() in JSONL_CONTENT_TYPES:
+            await self.app(scope, receive, send)  # batch manifests are spooled to disk under their own cap
+            return
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(send)
             return

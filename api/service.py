@@ -9,8 +9,9 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -28,12 +29,13 @@ from api.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from db import queries, tenants
-from db.models import DetectTask, TaskStatus, new_task_id
+from db import batches, queries, tenants
+from db.models import Batch, DetectTask, TaskStatus, new_task_id
 from facequeue.schemas import DetectOptions
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, task_prefix, upload_key
 from workers.celery_app import publish_detect
+from workers.dispatch import dispatch
 from workers.finalize import on_task_final
 from workers.media.sniff import kind_from_extension
 
@@ -42,6 +44,7 @@ log = structlog.get_logger(__name__)
 DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 
 SYNC_POLL_SECONDS = 0.05
+BATCH_INSERT_CHUNK = 1000
 MAINTENANCE_FLAG = "maintenance"
 MAINTENANCE_MESSAGE = "Service is under maintenance: new tasks are not accepted; polling still works"
 MISSING_INPUT_MESSAGE = "Either 'url' or 'img' parameter must be provided"
@@ -115,6 +118,73 @@ class DetectService:
             return existing, False
         self.publish(task)
         return task, True
+
+    def submit_batch(self, tenant_id: str | None, items: Iterable[DetectSubmission], callback_url: str | None) -> Batch:
+        """Store every item as a held task (bulk inserts, one transaction, one credit reservation), then
+        hand the tenant's first items to the fair dispatcher. A bad item refuses the whole batch."""
+        if callback_url is not None:
+            validate_url(callback_url)
+        batch = Batch(tenant_id=tenant_id, total=0, callback_url=callback_url)
+        self.session.add(batch)
+        self.session.flush()
+        rows, uploads, total_cost = [], [], 0
+        try:
+            for position, submission in enumerate(items):
+                row = self._batch_row(batch, position, submission)
+                if row["upload_key"]:
+                    uploads.append(row["upload_key"])
+                total_cost += row["cost"]
+                rows.append(row)
+                if len(rows) == BATCH_INSERT_CHUNK:
+                    batches.insert_items(self.session, rows)
+                    rows = []
+                batch.total = position + 1
+            batches.insert_items(self.session, rows)
+            if batch.total == 0:
+                raise InvalidInput("items must not be empty", field="items")
+            if tenant_id is not None and not tenants.reserve_credits(self.session, tenant_id, total_cost):
+                raise InsufficientCredits(f"Insufficient Credits: this batch needs {total_cost}")
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            for key in uploads:
+                self.storage.delete_prefix(key)
+            raise
+        dispatch(self.session, self.settings, [tenant_id])
+        self.session.commit()
+        return batch
+
+    def _batch_row(self, batch: Batch, position: int, submission: DetectSubmission) -> dict[str, Any]:
+        try:
+            self._check_open_for(submission.params)
+            url, image_bytes, params = self._validated_input(submission)
+        except InvalidInput as error:
+            field = f"items[{position}].{error.field}" if error.field else f"items[{position}]"
+            raise type(error)(f"items[{position}]: {error.message}", field=field) from error
+        task_id, kind = new_task_id(), _kind_hint(params, url)
+        key = upload_key(task_id) if image_bytes is not None else None
+        if key is not None:
+            self.storage.put_bytes(key, image_bytes)
+        reserved = batch.tenant_id is not None
+        return {
+            "id": task_id,
+            "tenant_id": batch.tenant_id,
+            "kind": kind,
+            "source_url": url,
+            "upload_key": key,
+            "params": asdict(params),
+            "queue": batches.BATCH_QUEUE,
+            "status": TaskStatus.QUEUED,
+            "progress_done": 0,
+            "progress_total": 0,
+            "timings": {},
+            "attempts": 0,
+            "created_at": batch.created_at,
+            "batch_id": batch.id,
+            "batch_position": position,
+            "cost": estimated_cost(params, kind, self.settings) if reserved else 0,
+            "credit_state": "reserved" if reserved else "none",
+        }
 
     def _check_open_for(self, options: DetectOptions) -> None:
         if self.settings.maintenance or tenants.get_flag(self.session, MAINTENANCE_FLAG) == "on":

@@ -79,6 +79,8 @@ class DetectTask(Base):
     timings: Mapped[dict[str, float]] = mapped_column(JSONDocument, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
+    batch_id: Mapped[str | None] = mapped_column(String(32))
+    batch_position: Mapped[int | None] = mapped_column(Integer)  # submit order inside its batch
     detect_id: Mapped[str | None] = mapped_column(String(32))  # crun's handle for a finished detection
     callback_url: Mapped[str | None] = mapped_column(Text)
     cost: Mapped[int] = mapped_column(Integer, default=0)  # credits reserved on submit
@@ -97,6 +99,9 @@ class DetectTask(Base):
         Index("ix_detect_tasks_status_created", "status", "created_at"),
         Index("ix_detect_tasks_created_id", "created_at", "id"),
         Index("uq_detect_tasks_detect_id", "detect_id", unique=True),
+        Index("ix_detect_tasks_batch_position", "batch_id", "batch_position"),
+        # the fair dispatcher's scan: held (unpublished) batch items per tenant, oldest first
+        Index("ix_detect_tasks_held", "queue", "status", "published_at", "tenant_id"),
         # One idempotency key per tenant; coalesce so tasks without a tenant are scoped together.
         Index(
             "uq_detect_tasks_tenant_idempotency",
@@ -143,3 +148,15 @@ class ServiceFlag(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: "bt_" + secrets.token_urlsafe(15))
+    tenant_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    total: Mapped[int] = mapped_column(Integer)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # every item final

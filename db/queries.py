@@ -171,6 +171,7 @@ def queued_tasks_to_republish(
             or_(
                 and_(
                     DetectTask.published_at.is_(None),
+                    DetectTask.queue != "batch",  # held batch items wait for the fair dispatcher, not the reaper
                     DetectTask.created_at < now - timedelta(seconds=unpublished_after),
                 ),
                 DetectTask.published_at < now - timedelta(seconds=republish_after),

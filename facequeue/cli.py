@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from facequeue.settings import get_settings
+from workers.celery_app import QUEUES
 
 app = typer.Typer(help="facequeue: asynchronous face detection", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create, list, revoke", no_args_is_help=True)
@@ -52,7 +53,7 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="pool processes; default FACEQUEUE_WORKER_CONCURRENCY")
     ] = None,
-    queues: str = "interactive,default,batch,webhooks",
+    queues: str = ",".join(QUEUES),
     name: str = "facequeue@%h",
 ) -> None:
     """Run a Celery worker (distributed form)."""

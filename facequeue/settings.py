@@ -76,6 +76,8 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated: upstream, landmarks90, persons, crops"
     )
     upstream_credit_cost: int = Field(5, description="Credits an upstream-served image costs")
+    tenant_max_in_flight: int = Field(4, description="Batch items of one tenant published or running at once")
+    max_batch_items: int = Field(10_000, description="Items in one JSON batch request (JSONL uploads have no cap)")
 
     # --- webhooks -----------------------------------------------------------
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(

@@ -46,8 +46,16 @@ def new_webhook_id() -> str:
 
 
 def result_url(task_id: str, settings: Settings) -> str:
+    return _api_url(f"/v1/detect/{task_id}", settings)
+
+
+def _api_url(path: str, settings: Settings) -> str:
     base = settings.public_base_url or DEFAULT_PUBLIC_BASE_URL
-    return f"{base.rstrip('/')}/v1/detect/{task_id}"
+    return base.rstrip("/") + path
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def task_event(
@@ -61,12 +69,27 @@ def task_event(
     """The event body for a task that reached a final status."""
     return {
         "type": EVENT_TYPES[status],
-        "timestamp": finished_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "timestamp": _timestamp(finished_at),
         "data": {
             "detect_task_id": task_id,
             "status": status,
             "result_url": result_url(task_id, settings),
             "error": {"code": error_code, "message": error_msg} if error_code else None,
+        },
+    }
+
+
+def batch_event(batch: Any, counts: Mapping[str, int], settings: Settings) -> dict[str, Any]:
+    """The one event of a batch whose items are all final."""
+    return {
+        "type": "batch.completed",
+        "timestamp": _timestamp(batch.finished_at),
+        "data": {
+            "batch_id": batch.id,
+            "total": batch.total,
+            "counts": dict(counts),
+            "canceled": batch.canceled_at is not None,
+            "results_url": _api_url(f"/v1/batches/{batch.id}/results", settings),
         },
     }
 

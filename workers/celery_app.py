@@ -17,7 +17,8 @@ from facequeue.settings import Settings, get_settings
 DETECT_TASK_NAME = "facequeue.detect"
 WEBHOOK_TASK_NAME = "facequeue.webhook"
 WEBHOOK_QUEUE = "webhooks"  # its own queue, so slow receivers never hold up detection
-QUEUES = ("interactive", "default", "batch", WEBHOOK_QUEUE)
+# Highest priority first: workers take from the first non-empty queue (Redis: queue_order_strategy=priority).
+QUEUES = ("interactive", "default", WEBHOOK_QUEUE, "batch")
 # An attempt's hard limit beyond FACEQUEUE_WEBHOOK_TIMEOUT: name resolution has no timeout of its own.
 WEBHOOK_TIME_LIMIT_MARGIN = 30.0
 
@@ -46,6 +47,7 @@ def _transport_options(settings: Settings) -> dict:
         # Redis redelivers an unacked message after visibility_timeout; the reaper usually acts long before.
         return {
             "visibility_timeout": int(settings.video_time_limit * 2),
+            "queue_order_strategy": "priority",
             "global_keyprefix": settings.broker_key_prefix,
         }
     folder = settings.broker_folder

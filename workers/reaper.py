@@ -19,6 +19,7 @@ from db import queries
 from facequeue.errors import ErrorCode, TaskError
 from facequeue.settings import Settings
 from workers.celery_app import publish_detect
+from workers.dispatch import dispatch
 from workers.finalize import on_task_final
 from workers.webhooks import republish_due_deliveries
 
@@ -33,6 +34,7 @@ class ReapReport:
     requeued: int = 0
     failed: int = 0
     webhooks_republished: int = 0
+    dispatched: int = 0
 
 
 def reap(session: Session, settings: Settings) -> ReapReport:
@@ -54,6 +56,7 @@ def reap(session: Session, settings: Settings) -> ReapReport:
         _publish(session, task.id, task.queue, task.kind, settings)
         report.republished += 1
     report.webhooks_republished = republish_due_deliveries(session, settings)
+    report.dispatched = dispatch(session, settings)
     session.commit()
     return report
 

@@ -25,11 +25,18 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from db import webhooks as webhook_db
 from db.engine import session_scope
-from db.models import DetectTask, Tenant, utcnow
+from db.models import Batch, DetectTask, Tenant, utcnow
 from db.webhooks import EventState, WebhookDelivery, WebhookEvent
 from facequeue.errors import ErrorCode, TaskError
 from facequeue.settings import Settings, get_settings
-from facequeue.webhooks import default_secret, encode_event, new_webhook_id, signature_headers, task_event
+from facequeue.webhooks import (
+    batch_event,
+    default_secret,
+    encode_event,
+    new_webhook_id,
+    signature_headers,
+    task_event,
+)
 from workers.celery_app import WEBHOOK_TASK_NAME, WEBHOOK_TIME_LIMIT_MARGIN, publish_webhook
 from workers.media.fetch import Deadline, describe_transport_error, new_pinned_client, send_pinned
 from workers.media.ssrf import check_url
@@ -59,28 +66,49 @@ def queue_task_event(session: Session, task_id: str, settings: Settings) -> Webh
 
 
 def new_task_event(session: Session, task_id: str, settings: Settings) -> WebhookEvent | None:
-    """The event row for a final task: to its callback_url, else its tenant's webhook_url; None if neither."""
+    """The event row for a final task: to its callback_url, else its tenant's webhook_url; None if neither.
+
+    Batch items send nothing of their own: their batch sends one event when all of them are final.
+    """
     # Columns, not the ORM object: the final status was written by an UPDATE the identity map hasn't seen.
     task = session.execute(
         select(
             DetectTask.tenant_id,
             DetectTask.callback_url,
+            DetectTask.batch_id,
             DetectTask.status,
             DetectTask.error_code,
             DetectTask.error_msg,
             DetectTask.finished_at,
         ).where(DetectTask.id == task_id)
     ).one()
-    tenant = _tenant(session, task.tenant_id)
-    url = task.callback_url or (tenant.webhook_url if tenant else None)
-    if not url:
+    if task.batch_id is not None:
         return None
     payload = task_event(task_id, task.status, task.error_code, task.error_msg, task.finished_at or utcnow(), settings)
-    disabled = webhook_db.endpoint_disabled(session, task.tenant_id, url)
+    return _new_event(session, task_id, task.tenant_id, task.callback_url, payload)
+
+
+def queue_batch_event(session: Session, batch: Batch, counts: dict[str, int], settings: Settings) -> None:
+    """The one event of a batch whose items are all final (subject id: the batch id)."""
+    webhook_event = _new_event(
+        session, batch.id, batch.tenant_id, batch.callback_url, batch_event(batch, counts, settings)
+    )
+    if webhook_event is not None and webhook_event.state == EventState.PENDING:
+        publish_after_commit(session, webhook_event.id, 0)
+
+
+def _new_event(
+    session: Session, subject_id: str, tenant_id: str | None, callback_url: str | None, payload: dict
+) -> WebhookEvent | None:
+    tenant = _tenant(session, tenant_id)
+    url = callback_url or (tenant.webhook_url if tenant else None)
+    if not url:
+        return None
+    disabled = webhook_db.endpoint_disabled(session, tenant_id, url)
     webhook_event = WebhookEvent(
         id=new_webhook_id(),
-        task_id=task_id,
-        tenant_id=task.tenant_id,
+        task_id=subject_id,
+        tenant_id=tenant_id,
         type=payload["type"],
         url=url,
         body=encode_event(payload),

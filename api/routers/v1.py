@@ -24,31 +24,33 @@ def submit_detect(
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> DetectAccepted:
-    task, created = service.submit(
-        DetectSubmission(
-            url=body.url,
-            img=body.img,
-            params=DetectOptions(
-                media_type=body.media_type,
-                num_frames=body.num_frames,
-                single_face=body.single_face,
-                max_side=body.max_side,
-                return_face_url=body.return_face_url,
-                expand_ratio=body.expand_ratio,
-                landmarks=body.landmarks,
-                persons=body.persons,
-                need_rotate_detection=body.need_rotate_detection,
-                frame_urls=tuple(body.frame_urls or ()),
-                timestamps=tuple(body.timestamps or ()),
-                detector=body.detector,
-            ),
-            tenant_id=tenant_id,
-            idempotency_key=idempotency_key,
-        )
-    )
+    task, created = service.submit(submission_of(body, tenant_id, idempotency_key))
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return DetectAccepted(detect_task_id=task.id, status=task.status)
+
+
+def submission_of(body: DetectCreate, tenant_id: str | None, idempotency_key: str | None) -> DetectSubmission:
+    return DetectSubmission(
+        url=body.url,
+        img=body.img,
+        params=DetectOptions(
+            media_type=body.media_type,
+            num_frames=body.num_frames,
+            single_face=body.single_face,
+            max_side=body.max_side,
+            return_face_url=body.return_face_url,
+            expand_ratio=body.expand_ratio,
+            landmarks=body.landmarks,
+            persons=body.persons,
+            need_rotate_detection=body.need_rotate_detection,
+            frame_urls=tuple(body.frame_urls or ()),
+            timestamps=tuple(body.timestamps or ()),
+            detector=body.detector,
+        ),
+        tenant_id=tenant_id,
+        idempotency_key=idempotency_key,
+    )
 
 
 @router.get("/detect/{detect_task_id}", response_model=DetectTaskView)
