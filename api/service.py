@@ -122,6 +122,7 @@ class DetectService:
     def submit_batch(self, tenant_id: str | None, items: Iterable[DetectSubmission], callback_url: str | None) -> Batch:
         """Store every item as a held task (bulk inserts, one transaction, one credit reservation), then
         hand the tenant's first items to the fair dispatcher. A bad item refuses the whole batch."""
+        self._check_not_in_maintenance()  # once per batch, not once per item
         if callback_url is not None:
             validate_url(callback_url)
         batch = Batch(tenant_id=tenant_id, total=0, callback_url=callback_url)
@@ -156,7 +157,7 @@ class DetectService:
 
     def _batch_row(self, batch: Batch, position: int, submission: DetectSubmission) -> dict[str, Any]:
         try:
-            self._check_open_for(submission.params)
+            self._check_features(submission.params)
             url, image_bytes, params = self._validated_input(submission)
         except InvalidInput as error:
             field = f"items[{position}].{error.field}" if error.field else f"items[{position}]"
@@ -187,8 +188,14 @@ class DetectService:
         }
 
     def _check_open_for(self, options: DetectOptions) -> None:
+        self._check_not_in_maintenance()
+        self._check_features(options)
+
+    def _check_not_in_maintenance(self) -> None:
         if self.settings.maintenance or tenants.get_flag(self.session, MAINTENANCE_FLAG) == "on":
             raise Maintenance(MAINTENANCE_MESSAGE)
+
+    def _check_features(self, options: DetectOptions) -> None:
         for feature in requested_features(options):
             if feature in self.settings.disabled_features:
                 raise FeatureDisabled(f"Feature '{feature}' is disabled", field=feature)
