@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from db.models import DetectTask, TaskStatus
-from facequeue.schemas import Appearance, Corners, DetectorInfo, FaceFrame, FaceShape, MediaInfo
+from facequeue.schemas import MAX_SAMPLED_FRAMES, Appearance, Corners, DetectorInfo, FaceFrame, FaceShape, MediaInfo
 
 
 class DetectCreate(BaseModel):
@@ -19,7 +19,10 @@ class DetectCreate(BaseModel):
     frame_urls: list[str] | None = Field(None, description="Several still frames (analyze_frames input)")
     timestamps: list[float] | None = Field(None, description="Seconds per frame_urls entry; default 0.0, 1.0, ...")
     media_type: Literal["auto", "image", "video"] = Field("auto", description="auto: decided by sniffing the bytes")
-    num_frames: int = Field(5, ge=1, le=100, description="Frames sampled evenly over a video")
+    num_frames: int = Field(5, ge=1, le=MAX_SAMPLED_FRAMES, description="Frames sampled evenly over a video")
+    sample_fps: float | None = Field(
+        None, gt=0, le=60, description=f"Instead of num_frames: frames per second, at most {MAX_SAMPLED_FRAMES} in all"
+    )
     single_face: bool = Field(False, description="Keep only the largest face per frame")
     max_side: int | None = Field(None, ge=64, le=8192, description="Detector working long side (downscale only)")
     return_face_url: bool = Field(False, description="Crop every face and return links, crop_region, crop_landmarks")
@@ -27,6 +30,7 @@ class DetectCreate(BaseModel):
     landmarks: Literal["6", "90"] = Field("6", description='"90" adds the Tencent-style 90-point face_shape_set')
     persons: bool = Field(False, description="Group faces into persons across frames (tracking + embeddings)")
     need_rotate_detection: bool = Field(False, description="Try 90/180/270 degrees when no upright face is found")
+    tiling: bool = Field(False, description="Add native-resolution 640 px tiles to find small faces (crowds)")
     detector: Literal["local", "upstream", "auto"] = Field(
         "local", description="local YuNet, the configured upstream face API, or upstream while it is healthy"
     )

@@ -31,7 +31,7 @@ from api.errors import (
 )
 from db import batches, queries, tenants
 from db.models import Batch, DetectTask, TaskStatus, new_task_id
-from facequeue.schemas import DetectOptions
+from facequeue.schemas import MAX_SAMPLED_FRAMES, DetectOptions
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, task_prefix, upload_key
 from workers.celery_app import publish_detect
@@ -211,8 +211,10 @@ class DetectService:
 
     def _validated_input(self, submission: DetectSubmission) -> tuple[str | None, bytes | None, DetectOptions]:
         params = submission.params
-        if params.detector == "upstream" and params.landmarks == "90":
-            raise InvalidInput("90-point landmarks are computed locally: use detector local or auto", field="detector")
+        if params.detector == "upstream" and (params.landmarks == "90" or params.tiling):
+            raise InvalidInput(
+                "90-point landmarks and tiling are computed locally: use detector local or auto", field="detector"
+            )
         if params.frame_urls:
             return None, None, validate_frames(params)
         if submission.url:  # url wins over img
@@ -315,7 +317,8 @@ def requested_features(options: DetectOptions) -> list[str]:
 def estimated_cost(options: DetectOptions, kind: str | None, settings: Settings) -> int:
     """Credits reserved on submit: the most the task can cost (an unknown kind may be a video);
     the worker's outcome settles it and refunds the rest."""
-    frames = len(options.frame_urls) or (1 if kind == "image" else options.num_frames)
+    video_frames = MAX_SAMPLED_FRAMES if options.sample_fps else options.num_frames
+    frames = len(options.frame_urls) or (1 if kind == "image" else video_frames)
     per_frame = 1 if options.detector == "local" else max(1, settings.upstream_credit_cost)
     return frames * per_frame
 

@@ -17,6 +17,9 @@ Region = list[int]  # [x, y, w, h]
 Corners = list[int]  # [x1, y1, x2, y2]
 
 
+MAX_SAMPLED_FRAMES = 100  # num_frames' ceiling in every seed API; sample_fps stops there too
+
+
 @dataclass(frozen=True)
 class DetectOptions:
     """What a worker does with a task's media. The API writes it into the task row; the worker reads it back."""
@@ -33,6 +36,8 @@ class DetectOptions:
     frame_urls: tuple[str, ...] = ()
     timestamps: tuple[float, ...] = ()
     detector: Literal["local", "upstream", "auto"] = "local"
+    sample_fps: float | None = None  # instead of num_frames: one frame every 1/sample_fps s
+    tiling: bool = False  # whole frame plus native-resolution tiles, for small faces (local detection)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> DetectOptions:

@@ -106,3 +106,16 @@ def test_model_file_hash_is_verified() -> None:
 def test_missing_model_package_names_the_package() -> None:
     with pytest.raises(ModelFileError, match="needs the PyPI package 'no-such-models==1.0'"):
         ModelFile("no_such_face_models", "m.onnx", "0" * 64, "'no-such-models==1.0'").path()
+
+
+def test_tiling_finds_small_faces_the_downscaled_frame_loses(detector) -> None:
+    from workers.detectors.base import detect_faces_tiled
+
+    heads = [Placement(60 + 300 * k, 150 + 40 * (k % 3), 64, mirrored=k % 2 == 1) for k in range(8)]
+    wide = compose(2560, 480, heads)  # at 640 px wide the 64 px heads become 16 px
+    assert detect_faces(detector, wide, max_side=640) == []
+    tiled = detect_faces_tiled(detector, wide, max_side=640)
+    assert len(tiled) == 8  # one per head: faces seen by two overlapping tiles are merged
+    centres = sorted(face.box[0] + face.box[2] / 2 for face in tiled)
+    for centre, head in zip(centres, heads, strict=True):
+        assert head.x < centre < head.x + 64

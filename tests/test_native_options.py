@@ -73,3 +73,14 @@ def test_astronaut_png_single_face_with_crop(api_client, worker) -> None:
     (x, y, w, h), (cx, cy, cw, ch) = frame["region"][0], frame["crop_region"][0]
     assert abs(cx - max(0, x - 0.5 * w)) <= 1 and abs(cw - (min(512, x + 1.5 * w) - cx)) <= 2
     assert abs(cy - max(0, y - 0.5 * h)) <= 1 and abs(ch - (min(512, y + 1.5 * h) - cy)) <= 2
+
+
+def test_sample_fps_picks_frames_by_time(api_client, worker) -> None:
+    video = write_video(Path(tempfile.mkdtemp()) / "v.mp4", moving_face_frames(count=75, faces=1))
+    body = {"img": base64.b64encode(video.read_bytes()).decode(), "sample_fps": 2, "num_frames": 3}
+    task = wait_for_final(api_client, api_client.post("/v1/detect", json=body).json()["detect_task_id"])
+    assert task["status"] == "succeeded", task["error"]
+    frames = task["result"]["faces_obj"]
+    assert list(frames) == ["0", "12", "25", "38", "50", "62"]  # every 0.5 s of a 3 s clip at 25 fps
+    assert [frame["frame_time"] for frame in frames.values()] == [0.0, 0.48, 1.0, 1.52, 2.0, 2.48]
+    assert api_client.post("/v1/detect", json={"url": "https://e.com/v.mp4", "sample_fps": 0}).status_code == 422

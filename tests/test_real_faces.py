@@ -108,3 +108,21 @@ def test_clips_through_the_service(api_client, worker, media_server) -> None:
             assert min(counts) >= 3 and sum(counts) / len(counts) >= 6, (name, counts)
         else:
             assert counts == [faces_per_frame] * 8, name
+
+
+@pytest.mark.parametrize(
+    "entry", _ground_truth("wider_face_val_sample/") if SHARED_TESTDATA.is_dir() else [], ids=lambda e: e["file"][-24:]
+)
+def test_tiling_finds_more_crowd_faces_than_single_scale(entry: dict) -> None:
+    from workers.detectors.base import detect_faces_tiled
+
+    image = decode_image(SHARED_TESTDATA / entry["file"], get_settings())
+    truth = [face["box_xywh"] for face in entry["faces"]]
+    single = [face.box for face in detect_faces(get_detector(), image, 640)]
+    tiled = [face.box for face in detect_faces_tiled(get_detector(), image, 640)]
+    single_hits, _ = _match(truth, single)
+    tiled_hits, tiled_extra = _match(truth, tiled)
+    assert tiled_hits > single_hits
+    # unmatched detections stay a small share (measured: at most 18%, on the parade crowd, where WIDER leaves
+    # some tiny faces unlabelled)
+    assert tiled_extra <= max(3, tiled_hits // 5)

@@ -22,11 +22,19 @@ from db import queries
 from db.engine import session_scope
 from db.models import TaskStatus
 from facequeue.errors import ErrorCode, TaskError
-from facequeue.schemas import Appearance, DetectOptions, DetectorInfo, DetectResult, MediaInfo, Person
+from facequeue.schemas import (
+    MAX_SAMPLED_FRAMES,
+    Appearance,
+    DetectOptions,
+    DetectorInfo,
+    DetectResult,
+    MediaInfo,
+    Person,
+)
 from facequeue.settings import Settings, get_settings
 from facequeue.storage import MediaStorage, crop_key, get_storage
 from workers.crops import crop_jpeg, expanded_region, relative_points
-from workers.detectors.base import Face, largest_face
+from workers.detectors.base import Face, detect_faces_tiled, largest_face
 from workers.detectors.registry import get_detector, get_landmarkers
 from workers.detectors.routing import detector_for
 from workers.finalize import on_task_final
@@ -36,7 +44,13 @@ from workers.identity.tracking import FaceTracker, FrameDetections
 from workers.media.fetch import fetch_to_file
 from workers.media.image import decode_image
 from workers.media.sniff import SniffedMedia, sniff
-from workers.media.video import SampledFrame, plan_sample_indices, probe_video, sample_frames
+from workers.media.video import (
+    SampledFrame,
+    plan_indices_at_rate,
+    plan_sample_indices,
+    probe_video,
+    sample_frames,
+)
 from workers.results import face_frame, landmarks_str, six_points
 from workers.run_control import RunControl, TaskAbandoned
 
@@ -143,7 +157,10 @@ def open_frames(paths: list[Path], options: DetectOptions, settings: Settings) -
     kind = resolve_kind(options.media_type, sniffed[0])
     if kind == "video" and len(paths) == 1:
         info = probe_video(paths[0], settings)
-        indices = plan_sample_indices(info.frame_count, options.num_frames)
+        if options.sample_fps:
+            indices = plan_indices_at_rate(info.frame_count, info.fps, options.sample_fps, MAX_SAMPLED_FRAMES)
+        else:
+            indices = plan_sample_indices(info.frame_count, options.num_frames)
         media = MediaInfo(
             kind="video",
             mime=sniffed[0].mime,
@@ -235,8 +252,8 @@ class FrameAnalyzer:
         self.storage = storage
         self.frame_urls = frame_urls
         self.max_side = options.max_side or settings.detector_max_side
-        # 90-point shapes need FaceMesh on our own detections, so those tasks always detect locally
-        mode = "local" if options.landmarks == "90" else options.detector
+        # 90-point shapes need FaceMesh on our own detections, and tiles our own detector: those stay local
+        mode = "local" if options.landmarks == "90" or options.tiling else options.detector
         self.router = detector_for(mode, settings, local=get_detector())
         self.faces_obj: dict = {}
         self.scores: dict[str, list[float]] = {}
@@ -272,7 +289,10 @@ class FrameAnalyzer:
 
     def _faces(self, image, source_url: str | None) -> tuple[list[Face], list | None]:
         if self.options.landmarks != "90":
-            faces = self.router.detect(image, self.max_side, source_url)
+            if self.options.tiling:
+                faces = detect_faces_tiled(self.router.local, image, self.max_side)
+            else:
+                faces = self.router.detect(image, self.max_side, source_url)
             return (largest_face(faces) if self.options.single_face else faces), None
         from workers.landmarks.analyze import ALL_FACES, LARGEST_FACE, analyze_face_shapes
         from workers.landmarks.shape90 import face_shape

@@ -47,6 +47,8 @@ def submission_of(body: DetectCreate, tenant_id: str | None, idempotency_key: st
             frame_urls=tuple(body.frame_urls or ()),
             timestamps=tuple(body.timestamps or ()),
             detector=body.detector,
+            sample_fps=body.sample_fps,
+            tiling=body.tiling,
         ),
         tenant_id=tenant_id,
         idempotency_key=idempotency_key,

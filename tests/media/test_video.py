@@ -217,3 +217,17 @@ def test_seek_that_overshoots_falls_back_to_the_start(long_video: Path, make_set
         index, frame = reader.next_at_or_after(keyframe + 3)
     assert overshooting.seeks == [int(info.frame_pts[keyframe]), int(info.frame_pts[0])]
     assert index == keyframe + 3 == frame_number(frame.to_ndarray(format="bgr24"))
+
+
+@pytest.mark.parametrize(
+    ("frame_count", "fps", "sample_fps", "limit", "expected"),
+    [
+        (75, 25.0, 5.0, 100, list(range(0, 75, 5))),
+        (75, 25.0, 0.5, 100, [0, 50]),
+        (75, 25.0, 25.0, 10, list(range(10))),  # capped at the limit
+        (10, 30.0, 60.0, 100, list(range(10))),  # faster than the video: every frame once
+        (100, 29.97, 2.0, 100, [0, 15, 30, 45, 60, 75, 90]),
+    ],
+)
+def test_indices_at_a_sample_rate(frame_count, fps, sample_fps, limit, expected) -> None:
+    assert video.plan_indices_at_rate(frame_count, fps, sample_fps, limit) == expected

@@ -62,6 +62,45 @@ def detect_faces(detector: FaceDetector, image_bgr: np.ndarray, max_side: int) -
     return [_clip_to_image(face, width, height) for face in faces]
 
 
+TILE_NMS_IOU = 0.3  # YuNet's own NMS threshold: the same face seen by two tiles is one face
+
+
+def detect_faces_tiled(
+    detector: FaceDetector, image_bgr: np.ndarray, max_side: int, tile: int = 640, overlap: float = 0.2
+) -> list[Face]:
+    """Multi-scale: the whole frame at the working size, plus native-resolution tiles with overlap
+    (small faces that the downscaled frame loses), merged by NMS in image coordinates."""
+    faces = detect_faces(detector, image_bgr, max_side)
+    height, width = image_bgr.shape[:2]
+    if max(height, width) > tile:
+        step = max(1, int(tile * (1 - overlap)))
+        for y in _tile_starts(height, tile, step):
+            for x in _tile_starts(width, tile, step):
+                crop = image_bgr[y : y + tile, x : x + tile]
+                faces += [_shifted(face, x, y) for face in detect_faces(detector, crop, tile)]
+    return _non_max_suppressed(faces)
+
+
+def _tile_starts(length: int, tile: int, step: int) -> list[int]:
+    starts = list(range(0, max(length - tile, 0) + 1, step))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)  # the last tile ends at the edge
+    return starts
+
+
+def _shifted(face: Face, dx: int, dy: int) -> Face:
+    x, y, w, h = face.box
+    return Face((x + dx, y + dy, w, h), face.landmarks + np.array([dx, dy]), face.score)
+
+
+def _non_max_suppressed(faces: list[Face]) -> list[Face]:
+    if len(faces) < 2:
+        return faces
+    boxes = [[float(v) for v in face.box] for face in faces]
+    keep = cv2.dnn.NMSBoxes(boxes, [face.score for face in faces], 0.0, TILE_NMS_IOU)
+    return [faces[i] for i in sorted(np.asarray(keep).ravel().tolist())]
+
+
 def _clip_to_image(face: Face, width: int, height: int) -> Face:
     x, y, w, h = face.box
     x1, y1 = max(0.0, x), max(0.0, y)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -88,6 +89,13 @@ def probe_video(path: Path, settings: Settings) -> VideoInfo:
 def plan_sample_indices(frame_count: int, num_frames: int) -> list[int]:
     """``num_frames`` evenly spaced indices starting at 0; every frame once when there are fewer."""
     return sorted({i * frame_count // num_frames for i in range(num_frames)}) if num_frames > 0 else []
+
+
+def plan_indices_at_rate(frame_count: int, fps: float, sample_fps: float, limit: int) -> list[int]:
+    """One frame every 1/sample_fps seconds from the start, at most ``limit`` of them."""
+    step = fps / sample_fps
+    count = min(limit, math.ceil(frame_count / step))
+    return sorted({min(frame_count - 1, round(i * step)) for i in range(count)})
 
 
 def plan_seeks(keyframe_indices: Sequence[int], wanted: Sequence[int], penalty: int) -> list[SeekPoint]:
