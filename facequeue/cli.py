@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -96,7 +97,8 @@ def serve(
         f"media {settings.media_dir}"
     )
     first_key = _first_key(settings)
-    worker_process = subprocess.Popen([sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h"])
+    worker = WorkerSupervisor([sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h"])
+    worker.start()
     demo_process = None
     if demo:
         demo_env = {**os.environ, **({"FACEQUEUE_API_KEY": first_key} if first_key else {})}
@@ -106,10 +108,36 @@ def serve(
     try:
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="warning")
     finally:
-        for process in (demo_process, worker_process):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=30)
+        worker.stop()
+        if demo_process is not None and demo_process.poll() is None:
+            demo_process.send_signal(signal.SIGTERM)
+            demo_process.wait(timeout=30)
+
+
+class WorkerSupervisor(threading.Thread):
+    """Keeps the embedded worker running: a worker that dies (kombu's filesystem broker can fail a worker
+    on a message file it reads while it is still being written) is started again; its tasks are
+    recovered by the reaper like any lost worker's."""
+
+    def __init__(self, command: list[str]) -> None:
+        super().__init__(name="worker-supervisor", daemon=True)
+        self.command = command
+        self.process: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            self.process = subprocess.Popen(self.command)
+            code = self.process.wait()
+            if not self._stopping.is_set():
+                console.print(f"[bold red]worker exited with code {code}; starting a new one[/]")
+                self._stopping.wait(1)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
 
 
 @keys_app.command("create")

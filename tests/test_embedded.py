@@ -52,7 +52,7 @@ def embedded_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     else:
         process.kill()
         pytest.fail(f"embedded server did not start:\n{(data_dir / 'serve.log').read_text()}")
-    yield server, data_dir, _first_key(data_dir / "serve.log")
+    yield server, data_dir, _first_key(data_dir / "serve.log"), process
     process.terminate()
     process.wait(timeout=30)
     log.close()
@@ -67,7 +67,7 @@ def _first_key(log: Path) -> str:
 
 
 def test_embedded_defaults_keep_everything_in_the_data_dir(embedded_server) -> None:
-    _, data_dir, _ = embedded_server
+    _, data_dir, _, _ = embedded_server
     assert (data_dir / "facequeue.db").is_file()
     assert (data_dir / "broker" / "queue").is_dir()
     log = (data_dir / "serve.log").read_text()
@@ -77,7 +77,7 @@ def test_embedded_defaults_keep_everything_in_the_data_dir(embedded_server) -> N
 def test_embedded_image_and_video(embedded_server, tmp_path) -> None:
     import base64
 
-    server, _, key = embedded_server
+    server, _, key, _ = embedded_server
     assert httpx.post(f"{server}/v1/detect", json={"url": "https://e.com/a.jpg"}).status_code == 401
     video = write_video(tmp_path / "clip.mp4", moving_face_frames(count=50, faces=1))
     image = cv2.imencode(".jpg", astronaut_bgr())[1].tobytes()
@@ -98,7 +98,7 @@ def test_embedded_image_and_video(embedded_server, tmp_path) -> None:
 def test_cli_detect_against_the_embedded_server(embedded_server, tmp_path) -> None:
     import json
 
-    server, _, key = embedded_server
+    server, _, key, _ = embedded_server
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), astronaut_bgr())
     done = subprocess.run(
@@ -114,7 +114,7 @@ def test_cli_detect_against_the_embedded_server(embedded_server, tmp_path) -> No
 
 
 def test_cli_detect_reports_a_failed_task(embedded_server, tmp_path) -> None:
-    server, _, key = embedded_server
+    server, _, key, _ = embedded_server
     text = tmp_path / "notes.jpg"
     text.write_text("not an image at all\n" * 10)
     done = subprocess.run(
@@ -127,3 +127,36 @@ def test_cli_detect_reports_a_failed_task(embedded_server, tmp_path) -> None:
     )
     assert done.returncode == 1
     assert '"code": "unsupported_media"' in done.stdout
+
+
+def _worker_pids(serve_pid: int) -> list[int]:
+    """The embedded worker's main process: the serve process's child running `facequeue worker`."""
+    import psutil
+
+    pids = []
+    for child in psutil.Process(serve_pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "worker" in child.cmdline():
+                pids.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue  # exited between listing and reading it
+    return pids
+
+
+def test_embedded_worker_is_restarted_when_it_dies(embedded_server) -> None:
+    import base64
+    import signal
+
+    server, data_dir, key, process = embedded_server
+    (first,) = _worker_pids(process.pid)
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _worker_pids(process.pid) in ([], [first]):
+        time.sleep(0.2)
+    (second,) = _worker_pids(process.pid)
+    assert second != first
+    assert "worker exited with code" in (data_dir / "serve.log").read_text()
+    image = base64.b64encode(cv2.imencode(".jpg", astronaut_bgr())[1].tobytes()).decode()
+    with httpx.Client(base_url=server, timeout=10, headers={"Authorization": f"Bearer {key}"}) as client:
+        task_id = client.post("/v1/detect", json={"img": image}).json()["detect_task_id"]
+        assert wait_for_final(client, task_id, timeout=60)["status"] == "succeeded"

@@ -1,0 +1,74 @@
+"""Smoke runs of every benchmark (`python -m bench NAME --quick`) into a temporary folder.
+
+They check that each benchmark runs and records its section, never a timing: the figures are measured by
+running the benchmarks themselves (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+# The bench extra (matplotlib, psutil; face_recognition for the peer) is not part of the test install.
+pytest.importorskip("matplotlib", reason="the bench extra is not installed (matplotlib)")
+pytest.importorskip("psutil", reason="the bench extra is not installed (psutil)")
+
+from bench.__main__ import main  # noqa: E402
+
+TITLES = {
+    "service": "(a) service vs bare model",
+    "video": "(b) video sampling",
+    "peer": "(c) peer: face_recognition",
+    "accuracy": "(d) accuracy on ground_truth_faces.json",
+    "api": "(e) API: latency, burst drain, worker memory",
+}
+needs_face_recognition = pytest.mark.skipif(
+    importlib.util.find_spec("face_recognition") is None,
+    reason="face_recognition (dlib) is not installed: install the bench extra to compare with it",
+)
+
+
+def _smoke(name: str, output: Path) -> str:
+    # embedded form only: the Postgres + Redis form is exercised by the integration tests and full runs
+    assert main([name, "--quick", "--output", str(output), "--forms", "embedded"]) == 0
+    markdown = (output / "BENCHMARKS.md").read_text()
+    assert TITLES[name] in markdown and "|---|" in markdown  # its title and at least one table
+    assert f"python -m bench {name} --quick" in markdown
+    plots = list((output / "bench" / "plots").glob(f"{name}-*.png"))
+    assert plots and all(f"bench/plots/{plot.name}" in markdown for plot in plots)
+    assert list((output / "bench" / "out").glob(f"{name}-*.png"))
+    return markdown
+
+
+def test_api_benchmark_smoke(tmp_path: Path) -> None:
+    markdown = _smoke("api", tmp_path)
+    assert "burst of 40 drains with 0 lost" in markdown
+
+
+@pytest.mark.testdata
+def test_service_benchmark_smoke(tmp_path: Path) -> None:
+    assert "service, embedded" in _smoke("service", tmp_path)
+
+
+@pytest.mark.testdata
+def test_video_benchmark_smoke(tmp_path: Path) -> None:
+    assert "loop720p-10s" in _smoke("video", tmp_path)
+
+
+@pytest.mark.testdata
+@needs_face_recognition
+def test_peer_benchmark_smoke(tmp_path: Path) -> None:
+    assert "face_recognition (dlib HOG" in _smoke("peer", tmp_path)
+
+
+@pytest.mark.testdata
+def test_accuracy_benchmark_smoke(tmp_path: Path) -> None:
+    assert "WIDER hard AP" in _smoke("accuracy", tmp_path)
+
+
+def test_unknown_benchmark_is_refused(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["nope"])
+    assert "unknown benchmark" in capsys.readouterr().err
