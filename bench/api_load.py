@@ -28,9 +28,8 @@ from bench.services import (
     STALL_TIMEOUT,
     Service,
     Submitted,
-    distributed_unavailable,
     now,
-    running,
+    running_forms,
     submit,
     submit_all,
     tiny_task_body,
@@ -65,14 +64,8 @@ def run(options: RunOptions) -> Section:
     body = tiny_task_body()
     section = Section("api", "(e) API: latency, burst drain, worker memory", options.command("api"))
     results: dict[str, FormResult] = {}
-    for form in options.forms:
-        reason = distributed_unavailable() if form == "distributed" else None
-        if reason:
-            section.notes.append(f"{form} form not run: {reason}")
-            continue
-        with running(form, options.workdir) as service:
-            results[form] = measure_form(service, body, sizes)
-            section.notes += [f"{form}: the service logged: {line}" for line in service.failures()]
+    for form, service in running_forms(options.forms, options.workdir, section.notes):
+        results[form] = measure_form(service, body, sizes)
     section.tables += _tables(results, sizes)
     section.targets += _targets(results, sizes)
     section.notes.append(

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 from bench.data import labelled_images
 from bench.options import RunOptions
 from bench.report import Section, Table, Target
-from bench.services import WORKER_CONCURRENCY, distributed_unavailable, image_body, now, running, submit_all
+from bench.services import WORKER_CONCURRENCY, image_body, now, running_forms, submit_all
 
 TARGET_RATIO = 0.85
 QUICK_IMAGES = 12
@@ -33,14 +33,8 @@ def run(options: RunOptions) -> Section:
     bare_rate = count / bare_seconds
     rows = [["bare YuNet loop, in process", count, bare_seconds, bare_rate, 1.0, "", "", ""]]
     rates = {"bare loop": bare_rate}
-    for form in options.forms:
-        reason = distributed_unavailable() if form == "distributed" else None
-        if reason:
-            section.notes.append(f"{form} form not run: {reason}")
-            continue
-        with running(form, options.workdir) as service:
-            run_ = through_service(service, paths)
-            section.notes += [f"{form}: the service logged: {line}" for line in service.failures()]
+    for form, service in running_forms(options.forms, options.workdir, section.notes):
+        run_ = through_service(service, paths)
         rate = run_["succeeded"] / run_["seconds"]
         rates[f"service, {form}"] = rate
         ratio = rate / bare_rate

@@ -307,6 +307,18 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def running_forms(forms: Sequence[str], workdir: Path, notes: list[str]) -> Iterator[tuple[str, Service]]:
+    """Each requested form that can run here, started; what it could not do, and what it logged, goes to notes."""
+    for form in forms:
+        reason = distributed_unavailable() if form == "distributed" else None
+        if reason:
+            notes.append(f"{form} form not run: {reason}")
+            continue
+        with running(form, workdir) as service:
+            yield form, service
+            notes.extend(f"{form}: the service logged: {line}" for line in service.failures())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 REDIS_URL = os.environ.get("FACEQUEUE_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -25,3 +26,10 @@ def wait_for_final(client, task_id: str, timeout: float = 60) -> dict:
             return task
         time.sleep(0.1)
     raise TimeoutError(f"task {task_id} not final after {timeout}s: {task}")
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (for a server to bind, or a connection to be refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,7 @@ import pytest
 
 from facequeue.demo import astronaut_bgr, moving_face_frames, write_video
 from tests.conftest import REPO_ROOT
-from tests.support import wait_for_final
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support import free_port, wait_for_final
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +24,7 @@ def embedded_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     data_dir = tmp_path_factory.mktemp("embedded")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEQUEUE_")}
     env.update(FACEQUEUE_DATA_DIR=str(data_dir), FACEQUEUE_ALLOWED_HOSTS="127.0.0.1/32", FACEQUEUE_REAPER_INTERVAL="1")
-    port = _free_port()
+    port = free_port()
     log = (data_dir / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "facequeue", "serve", "--port", str(port)],

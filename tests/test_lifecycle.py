@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
 import threading
 import time
 
@@ -13,7 +12,7 @@ from werkzeug import Response
 
 from facequeue.demo import Placement, astronaut_bgr, compose, moving_face_frames, write_video
 from tests.contract_examples import SEED_FRAME_KEYS
-from tests.support import wait_for_final
+from tests.support import free_port, wait_for_final
 
 pytestmark = pytest.mark.integration
 
@@ -103,12 +102,6 @@ def test_video_samples_real_frame_indices_and_times(api_client, worker, two_face
     assert media["duration"] == pytest.approx(3.0, abs=0.05)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_bad_input_fails_precisely_and_the_worker_survives(
     api_client, start_worker, media_server, two_face_video
 ) -> None:
@@ -133,7 +126,7 @@ def test_bad_input_fails_precisely_and_the_worker_survives(
         media_server.url_for("/huge.jpg"): ("media_too_large", "Failed to download media from URL"),
         media_server.url_for("/missing.jpg"): ("download_failed", "Failed to download media from URL: HTTP 404"),
         media_server.url_for("/to-internal"): ("url_forbidden", "Failed to download media from URL"),
-        f"http://127.0.0.1:{_closed_port()}/a.jpg": ("download_failed", "Failed to download media from URL"),
+        f"http://127.0.0.1:{free_port()}/a.jpg": ("download_failed", "Failed to download media from URL"),
         "http://10.0.0.1/a.jpg": ("url_forbidden", "Failed to download media from URL"),
         "http://169.254.169.254/latest/meta-data": ("url_forbidden", "Failed to download media from URL"),
         "http://127.0.0.2/a.jpg": ("url_forbidden", "Failed to download media from URL"),

@@ -5,7 +5,6 @@ moto's server stands in for S3 (no S3 can be reached from here); boto3 talks to 
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -14,19 +13,14 @@ import pytest
 
 from facequeue.settings import Settings
 from facequeue.storage import LocalStorage, get_storage
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support import free_port
 
 
 @pytest.fixture(scope="module")
 def s3_settings(tmp_path_factory) -> Settings:
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     settings = Settings(

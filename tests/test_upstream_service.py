@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import base64
-import socket
 
 import cv2
 import pytest
 
 from facequeue.demo import astronaut_bgr
-from tests.support import wait_for_final
+from tests.support import free_port, wait_for_final
 from tests.upstream.fake_upstreams import AKOOL_PATH, API_KEY, AkoolDetect
 
 pytestmark = pytest.mark.integration
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _submit(api_client, detector: str) -> dict:
@@ -37,7 +30,7 @@ def test_upstream_serves_and_auto_falls_back(api_client, start_worker, media_ser
     assert _submit(api_client, "local")["detector"] == "yunet"
     healthy.stop()
 
-    start_worker(FACEQUEUE_UPSTREAM_URL=f"http://127.0.0.1:{_closed_port()}", FACEQUEUE_UPSTREAM_MAX_ATTEMPTS="1")
+    start_worker(FACEQUEUE_UPSTREAM_URL=f"http://127.0.0.1:{free_port()}", FACEQUEUE_UPSTREAM_MAX_ATTEMPTS="1")
     fallback = _submit(api_client, "auto")
     assert fallback["status"] == "succeeded"
     assert fallback["detector"].startswith("yunet (upstream")

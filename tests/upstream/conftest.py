@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -14,7 +13,9 @@ from werkzeug import Request, Response
 
 from facequeue.demo import astronaut_bgr
 from facequeue.settings import Settings
-from tests.upstream.fake_upstreams import API_KEY
+from tests.support import free_port
+from tests.upstream.fake_upstreams import AKOOL_PATH, API_KEY, AkoolDetect, FakeUpstream
+from workers.detectors.upstream import AkoolUpstream
 
 _prefixes = itertools.count()
 
@@ -91,6 +92,19 @@ def astronaut() -> np.ndarray:
 @pytest.fixture
 def closed_port() -> int:
     """A local port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
+
+
+@pytest.fixture
+def fake(upstream: Upstream) -> FakeUpstream:
+    """A healthy Akool upstream that records its requests and can be told to fail."""
+    fake = FakeUpstream(AkoolDetect())
+    upstream.serve(AKOOL_PATH, fake)
+    return fake
+
+
+@pytest.fixture
+def akool(make_settings: Callable[..., Settings], sleeps: list[float]) -> Iterator[AkoolUpstream]:
+    adapter = AkoolUpstream(make_settings(), sleep=sleeps.append)
+    yield adapter
+    adapter.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -19,7 +18,7 @@ from tests.upstream.fake_upstreams import (
     fixed,
 )
 from tests.upstream.support import iou, local_faces, point_distances
-from workers.detectors.upstream import UPSTREAM_ERROR_CODE, UPSTREAM_SCORE, AkoolUpstream, Failure, UpstreamError
+from workers.detectors.upstream import UPSTREAM_ERROR_CODE, UPSTREAM_SCORE, Failure, UpstreamError
 
 
 @pytest.fixture
@@ -32,13 +31,6 @@ def akool_server(upstream, detect_api: AkoolDetect) -> FakeUpstream:
     fake = FakeUpstream(detect_api)
     upstream.serve(AKOOL_PATH, fake)
     return fake
-
-
-@pytest.fixture
-def akool(make_settings, sleeps) -> Iterator[AkoolUpstream]:
-    adapter = AkoolUpstream(make_settings(), sleep=sleeps.append)
-    yield adapter
-    adapter.close()
 
 
 def test_healthy_upstream_finds_the_astronaut_as_local_yunet_does(akool, akool_server, astronaut):

@@ -12,7 +12,6 @@ from tests.upstream.fake_upstreams import (
     ACEDATA_PATH,
     AKOOL_PATH,
     AceDataAnalyze,
-    AkoolDetect,
     FakeUpstream,
     fixed,
     seed_example_shapes,
@@ -24,13 +23,6 @@ from workers.detectors.upstream import AkoolUpstream, Failure, UpstreamError
 from workers.detectors.yunet import YuNetDetector
 
 RESET = 0.3  # seconds an open circuit waits before its trial call
-
-
-@pytest.fixture
-def fake(upstream) -> FakeUpstream:
-    fake = FakeUpstream(AkoolDetect())
-    upstream.serve(AKOOL_PATH, fake)
-    return fake
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from tests.upstream.fake_upstreams import AKOOL_PATH, AkoolDetect, FakeUpstream, stalled, status
+from tests.upstream.fake_upstreams import stalled, status
 from workers.detectors.upstream import (
     BACKOFF_MAX,
     MAX_RETRY_AFTER,
@@ -19,20 +19,6 @@ from workers.detectors.upstream import (
     UpstreamError,
 )
 from workers.retry_after import parse_retry_after
-
-
-@pytest.fixture
-def fake(upstream) -> FakeUpstream:
-    fake = FakeUpstream(AkoolDetect())
-    upstream.serve(AKOOL_PATH, fake)
-    return fake
-
-
-@pytest.fixture
-def akool(make_settings, sleeps) -> Iterator[AkoolUpstream]:
-    adapter = AkoolUpstream(make_settings(), sleep=sleeps.append)
-    yield adapter
-    adapter.close()
 
 
 @pytest.fixture
