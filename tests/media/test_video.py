@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from facequeue.errors import ErrorCode, TaskError
-from tests.media.numbered_video import HEIGHT, NUMBERED_FORMATS, NUMBERED_FRAME_COUNT, WIDTH, frame_number
+from tests.media.numbered_video import (
+    HEIGHT,
+    NUMBERED_FORMATS,
+    NUMBERED_FRAME_COUNT,
+    WIDTH,
+    frame_number,
+    numbered_frame,
+)
 from workers.media import video
 from workers.media.video import SeekPoint, VideoInfo, plan_sample_indices, plan_seeks, probe_video, sample_frames
 
@@ -231,3 +238,307 @@ def test_seek_that_overshoots_falls_back_to_the_start(long_video: Path, make_set
 )
 def test_indices_at_a_sample_rate(frame_count, fps, sample_fps, limit, expected) -> None:
     assert video.plan_indices_at_rate(frame_count, fps, sample_fps, limit) == expected
+
+
+# --- The header index probe and the decode shortcuts against the plain path (demux probe, decode every frame) ---
+
+GOP_FRAME_COUNT = 160
+# name -> (file name, codec, keyframe interval, encoder options, container options); whether the probe can use the
+# header's sample table is in HEADER_INDEXED.
+GOP_VIDEOS: dict[str, tuple[str, str, int, dict[str, str], dict[str, str]]] = {
+    "mp4-h264-gop8": ("gop8.mp4", "libx264", 8, {}, {}),
+    "mp4-h264-gop24": ("gop24.mp4", "libx264", 24, {}, {}),
+    "mp4-h264-gop50-no-bframes": ("gop50.mp4", "libx264", 50, {"bframes": "0"}, {}),
+    "mp4-h264-open-gop": ("open.mp4", "libx264", 30, {"x264-params": "open-gop=1:scenecut=0"}, {}),
+    "mov-mpeg4-bframes": ("bframes.mov", "mpeg4", 20, {"bf": "2"}, {}),
+    "mp4-hevc-gop20": ("hevc.mp4", "libx265", 20, {"x265-params": "log-level=none"}, {}),
+    "mp4-h264-fragmented": ("fragmented.mp4", "libx264", 20, {}, {"movflags": "frag_keyframe+empty_moov"}),
+    "ts-h264-gop20": ("gop20.ts", "libx264", 20, {}, {}),
+    "webm-vp9-gop16": ("gop16.webm", "libvpx-vp9", 16, {"deadline": "realtime", "cpu-used": "8"}, {}),
+}
+HEADER_INDEXED = {name for name in GOP_VIDEOS if name.startswith(("mp4", "mov")) and "fragmented" not in name}
+
+
+def _write_gop_video(path: Path, codec: str, gop: int, options: dict[str, str], container_options: dict[str, str]):
+    with av.open(str(path), "w", options=container_options) as container:
+        stream = container.add_stream(codec, rate=FPS, options=options)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.codec_context.gop_size = gop
+        for index in range(GOP_FRAME_COUNT):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(numbered_frame(index), format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="session")
+def gop_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("gop")
+    videos = {}
+    for name, (filename, codec, gop, options, container_options) in GOP_VIDEOS.items():
+        try:
+            av.codec.Codec(codec, "w")
+        except av.error.FFmpegError:  # e.g. an FFmpeg built without libx265
+            continue
+        videos[name] = _write_gop_video(folder / filename, codec, gop, options, container_options)
+    return videos
+
+
+def _gop_video(gop_videos: dict[str, Path], name: str) -> Path:
+    if name not in gop_videos:
+        pytest.skip(f"this FFmpeg cannot encode {GOP_VIDEOS[name][1]}")
+    return gop_videos[name]
+
+
+def _use_plain_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampler as it was before the header index and the decode shortcuts: probe by demuxing every packet,
+    decode every frame with frame threads, never drain the decoder."""
+
+    class PlainReader(video._FrameReader):
+        def __init__(self, container, stream, info, thread_type="AUTO") -> None:
+            super().__init__(container, stream, info, "AUTO")
+
+        def aim(self, target: int, *, last_before_seek: bool) -> None:
+            pass
+
+    monkeypatch.setattr(video, "_indexed_timestamps", lambda *args: None)
+    monkeypatch.setattr(video, "_FrameReader", PlainReader)
+
+
+def _index_sets(info: VideoInfo) -> list[list[int]]:
+    count, keyframes = info.frame_count, list(info.keyframe_indices)
+    rng = np.random.default_rng(7)
+    return [
+        *(plan_sample_indices(count, n) for n in (1, 5, 20, 100)),
+        keyframes,
+        [k + 1 for k in keyframes],
+        [k - 1 for k in keyframes[1:]],
+        [count - 1],
+        sorted(set(rng.integers(0, count, 12).tolist())),
+    ]
+
+
+def _same_frames(got: list[video.SampledFrame], expected: list[video.SampledFrame]) -> bool:
+    return [(f.index, f.time_s) for f in got] == [(f.index, f.time_s) for f in expected] and all(
+        np.array_equal(a.image_bgr, b.image_bgr) for a, b in zip(got, expected, strict=True)
+    )
+
+
+def _assert_same_info(got: VideoInfo, expected: VideoInfo) -> None:
+    assert np.array_equal(got.frame_pts, expected.frame_pts)
+    assert (got.keyframe_indices, got.frame_count, got.time_base) == (
+        expected.keyframe_indices,
+        expected.frame_count,
+        expected.time_base,
+    )
+    assert (got.duration_s, got.fps, got.width, got.height) == (
+        expected.duration_s,
+        expected.fps,
+        expected.width,
+        expected.height,
+    )
+
+
+@pytest.mark.parametrize("name", GOP_VIDEOS)
+def test_probe_reads_the_header_index_where_there_is_one(
+    gop_videos: dict[str, Path], make_settings, monkeypatch, name: str
+) -> None:
+    path, settings = _gop_video(gop_videos, name), make_settings()
+    with av.open(str(path)) as container:
+        indexed = video._indexed_timestamps(path, container, video._video_stream(container), settings)
+    assert isinstance(indexed, tuple) == (name in HEADER_INDEXED)
+    info = probe_video(path, settings)
+    _use_plain_path(monkeypatch)
+    _assert_same_info(info, probe_video(path, settings))
+    assert info.frame_count == GOP_FRAME_COUNT
+    assert len(info.keyframe_indices) >= GOP_FRAME_COUNT // GOP_VIDEOS[name][2]
+
+
+@pytest.mark.parametrize("penalty", [video.SEEK_PENALTY_FRAMES, 0, 10**9], ids=["planned", "seek-always", "never"])
+@pytest.mark.parametrize("name", GOP_VIDEOS)
+def test_samples_match_the_plain_path(
+    gop_videos: dict[str, Path], make_settings, monkeypatch, name: str, penalty: int
+) -> None:
+    path, settings = _gop_video(gop_videos, name), make_settings()
+    monkeypatch.setattr(video, "SEEK_PENALTY_FRAMES", penalty)
+    sets = _index_sets(probe_video(path, settings))
+    # A fresh probe for each set: the sampler then reuses the probe's container where it kept one.
+    sampled = [list(sample_frames(path, probe_video(path, settings), indices, settings)) for indices in sets]
+    _use_plain_path(monkeypatch)
+    plain_info = probe_video(path, settings)
+    for indices, frames in zip(sets, sampled, strict=True):
+        assert [frame.index for frame in frames] == indices
+        assert [frame_number(frame.image_bgr) for frame in frames] == indices
+        assert _same_frames(frames, list(sample_frames(path, plain_info, indices, settings))), indices
+
+
+def test_samples_of_the_shared_long_video_match_the_plain_path(long_video: Path, make_settings, monkeypatch) -> None:
+    settings = make_settings()
+    info = probe_video(long_video, settings)
+    sets = _index_sets(info)
+    sampled = [list(sample_frames(long_video, probe_video(long_video, settings), s, settings)) for s in sets]
+    _use_plain_path(monkeypatch)
+    for indices, frames in zip(sets, sampled, strict=True):
+        assert _same_frames(frames, list(sample_frames(long_video, info, indices, settings))), indices
+
+
+def test_header_index_that_disagrees_with_the_packets_is_not_used(
+    gop_videos: dict[str, Path], make_settings, monkeypatch
+) -> None:
+    path, settings = _gop_video(gop_videos, "mp4-h264-gop24"), make_settings()
+    real_table = video._mp4_sample_table
+
+    def off_by_one_at_the_end(*args):
+        durations, offsets = real_table(*args)
+        offsets = offsets.copy()
+        offsets[-1] += 1
+        return durations, offsets
+
+    monkeypatch.setattr(video, "_mp4_sample_table", off_by_one_at_the_end)
+    with av.open(str(path)) as container:
+        assert video._indexed_timestamps(path, container, video._video_stream(container), settings) is video._MISMATCH
+    info = probe_video(path, settings)
+    _use_plain_path(monkeypatch)
+    _assert_same_info(info, probe_video(path, settings))
+
+
+@pytest.mark.parametrize(
+    "limits", [{"max_video_frames": 30}, {"max_video_seconds": 1}, {"max_video_frames": 40, "max_video_seconds": 1.5}]
+)
+def test_header_index_probe_refuses_like_demuxing(numbered_videos: dict[str, Path], make_settings, monkeypatch, limits):
+    path, settings = numbered_videos["mp4-h264"], make_settings(**limits)
+    with av.open(str(path)) as container:
+        assert isinstance(video._indexed_timestamps(path, container, video._video_stream(container), settings), tuple)
+    error = _error(path, settings)
+    _use_plain_path(monkeypatch)
+    plain = _error(path, settings)
+    assert (error.code, error.detail) == (plain.code, plain.detail)
+    assert error.code == ErrorCode.MEDIA_LIMIT_EXCEEDED
+
+
+def test_undecodable_wanted_frame_is_replaced_as_before(long_video: Path, tmp_path: Path, make_settings, monkeypatch):
+    """A wanted frame whose packet does not decode: its replacement is the frame the plain path gives, also when
+    the decoder was drained right after that packet (the frames after it must then be decoded after all)."""
+    settings = make_settings()
+    info = probe_video(long_video, settings)
+    with av.open(str(long_video)) as container:
+        packets = {p.pts: (p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size}
+    cases = []
+    for keyframe in info.keyframe_indices[4:10]:
+        target = keyframe + 8
+        position, size = packets[int(info.frame_pts[target])]
+        data = bytearray(long_video.read_bytes())
+        data[position : position + size] = bytes(size)
+        path = tmp_path / f"damaged-{target}.mp4"
+        path.write_bytes(bytes(data))
+        for indices in ([0, target, 590], [target]):
+            cases.append((path, indices, list(sample_frames(path, probe_video(path, settings), indices, settings))))
+    _use_plain_path(monkeypatch)
+    for path, indices, frames in cases:
+        assert _same_frames(frames, list(sample_frames(path, probe_video(path, settings), indices, settings))), indices
+    assert any(frames[-1].index != indices[-1] for _, indices, frames in cases)  # some frames were replaced
+
+
+def test_wanted_frame_missing_after_draining_is_decoded_again_plainly(long_video: Path, make_settings, monkeypatch):
+    """The decoder was drained after the wanted frame's packet, yet the frame did not come out (a decoder that drops
+    it without an error): the reader goes back to the keyframe and decodes on without draining."""
+    settings = make_settings()
+    info = probe_video(long_video, settings)
+    target = info.keyframe_indices[6] + 5
+    real_index_of = video._FrameReader._index_of
+    dropped = []
+
+    def drop_once(self, frame):
+        index = real_index_of(self, frame)
+        if index == target and not dropped:
+            dropped.append(self._drained)
+            return None
+        return index
+
+    monkeypatch.setattr(video._FrameReader, "_index_of", drop_once)
+    frames = list(sample_frames(long_video, info, [0, target, 590], settings))
+    assert dropped == [True]  # dropped in the drained pass
+    assert [frame.index for frame in frames] == [0, target, 590]
+    assert [frame_number(frame.image_bgr) for frame in frames] == [0, target, 590]
+
+
+class _RefusingSeeks:
+    """A container that cannot seek (its demuxer has no seek support)."""
+
+    def __init__(self, container: av.container.InputContainer) -> None:
+        self._container = container
+
+    def seek(self, pts: int, **options: object) -> None:
+        raise av.error.FFmpegError(1, "seeking refused")
+
+    def demux(self, *streams: av.stream.Stream):
+        return self._container.demux(*streams)
+
+
+def test_failed_seek_after_draining_decodes_on(long_video: Path, make_settings) -> None:
+    info = probe_video(long_video, make_settings())
+    first, second = info.keyframe_indices[2] + 3, info.keyframe_indices[12] + 3
+    with av.open(str(long_video)) as container:
+        reader = video._FrameReader(_RefusingSeeks(container), container.streams.video[0], info)
+        reader.aim(first, last_before_seek=True)
+        index, frame = reader.next_at_or_after(first)
+        assert index == first == frame_number(frame.to_ndarray(format="bgr24"))
+        reader.aim(second, last_before_seek=True)
+        reader.seek_to_keyframe(info.keyframe_indices[12])  # refused: the drained decoder starts over where it was
+        index, frame = reader.next_at_or_after(second)
+    assert index >= second
+    assert frame_number(frame.to_ndarray(format="bgr24")) == index
+
+
+def test_sampler_reuses_the_probes_container_once(long_video: Path, make_settings) -> None:
+    settings = make_settings()
+    info = probe_video(long_video, settings)
+    handle = info._probed
+    assert handle is not None and handle._container is not None
+    indices = [0, 130, 131, 400, 599]
+    first = list(sample_frames(long_video, info, indices, settings))
+    assert handle._container is None  # taken over (and closed) by the sampler
+    again = list(sample_frames(long_video, info, indices, settings))  # opens the file anew
+    assert _same_frames(first, again)
+    assert [frame_number(frame.image_bgr) for frame in first] == indices
+
+
+def test_probes_container_is_closed_with_an_unsampled_info(long_video: Path, make_settings) -> None:
+    info = probe_video(long_video, make_settings())
+    handle = info._probed
+    container = handle._container
+    del info
+    assert handle._container is None
+    with pytest.raises(AssertionError, match="Container is not open"):
+        container.seek(0)
+
+
+def test_probes_container_is_not_used_for_another_file(long_video: Path, tmp_path: Path, make_settings) -> None:
+    settings = make_settings()
+    info = probe_video(long_video, settings)
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(long_video.read_bytes())
+    frames = list(sample_frames(copy, info, [0, 300], settings))
+    assert info._probed._container is None
+    assert [frame_number(frame.image_bgr) for frame in frames] == [0, 300]
+
+
+def test_demuxed_probe_keeps_no_container(gop_videos: dict[str, Path], make_settings) -> None:
+    assert probe_video(_gop_video(gop_videos, "ts-h264-gop20"), make_settings())._probed is None
+
+
+def test_truncated_faststart_mp4_is_probed_by_demuxing(tmp_path: Path, make_settings, monkeypatch) -> None:
+    """The moov atom up front lists every frame, but the file stops after 60% of them: the index check at the
+    stream's end fails, and the probe counts what demuxing finds, as before."""
+    settings = make_settings()
+    source = _write_gop_video(tmp_path / "faststart.mp4", "libx264", 20, {}, {"movflags": "faststart"})
+    data = source.read_bytes()
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(data[: len(data) * 3 // 5])
+    with av.open(str(path)) as container:
+        assert len(container.streams.video[0].index_entries) == GOP_FRAME_COUNT
+        assert video._indexed_timestamps(path, container, video._video_stream(container), settings) is video._MISMATCH
+    info, frames = _sample(path, settings, 10)
+    assert 0 < info.frame_count < GOP_FRAME_COUNT
+    assert [frame_number(frame.image_bgr) for frame in frames] == [frame.index for frame in frames]
+    _use_plain_path(monkeypatch)
+    _assert_same_info(info, probe_video(path, settings))
