@@ -2,49 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from api.auth import Caller, authenticate
+from api.auth import ANONYMOUS, Caller, authenticate
 from api.rendering import LinkFn, link_maker
 from api.service import DetectService
 from db.engine import get_sessionmaker
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, get_storage
 
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its thread pool,
+# a hop per dependency per request.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     """The app's settings (tests build apps with their own)."""
     return request.app.state.settings
 
 
-def get_session() -> Iterator[Session]:
-    session = get_sessionmaker()()
+async def get_session() -> AsyncIterator[Session]:
+    session = get_sessionmaker()()  # no I/O yet: a connection is taken on first use, in the endpoint's thread
     try:
         yield session
     finally:
-        session.close()
+        await run_in_threadpool(session.close)  # hands the connection back (a rollback): blocking I/O
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def storage_dependency(settings: SettingsDep) -> MediaStorage:
+async def storage_dependency(settings: SettingsDep) -> MediaStorage:
     return get_storage(settings)
 
 
 StorageDep = Annotated[MediaStorage, Depends(storage_dependency)]
 
 
-def get_detect_service(session: SessionDep, settings: SettingsDep, storage: StorageDep) -> DetectService:
+async def get_detect_service(session: SessionDep, settings: SettingsDep, storage: StorageDep) -> DetectService:
     return DetectService(session, settings, storage)
 
 
-def get_link_maker(storage: StorageDep, settings: SettingsDep, request: Request) -> LinkFn:
+async def get_link_maker(storage: StorageDep, settings: SettingsDep, request: Request) -> LinkFn:
     return link_maker(storage, settings, request)
 
 
@@ -54,14 +58,16 @@ LinkDep = Annotated[LinkFn, Depends(get_link_maker)]
 DetectServiceDep = Annotated[DetectService, Depends(get_detect_service)]
 
 
-def current_caller(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
-    return authenticate(request, session, settings)
+async def current_caller(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
+    if settings.auth == "off":
+        return ANONYMOUS
+    return await run_in_threadpool(authenticate, request, session, settings)  # a key lookup: blocking I/O
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
-def current_tenant(caller: CallerDep) -> str | None:
+async def current_tenant(caller: CallerDep) -> str | None:
     return caller.tenant_id
 
 

@@ -30,7 +30,7 @@ from api.errors import (
     PayloadTooLarge,
 )
 from db import batches, queries, tenants
-from db.models import Batch, DetectTask, TaskStatus, new_task_id
+from db.models import Batch, DetectTask, TaskStatus, new_task_id, utcnow
 from facequeue.schemas import MAX_SAMPLED_FRAMES, DetectOptions
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, task_prefix, upload_key
@@ -49,6 +49,7 @@ MAINTENANCE_FLAG = "maintenance"
 MAINTENANCE_MESSAGE = "Service is under maintenance: new tasks are not accepted; polling still works"
 MISSING_INPUT_MESSAGE = "Either 'url' or 'img' parameter must be provided"
 INVALID_URL_MESSAGE = "Invalid URL format"
+_FLAG_CACHE: dict[str, tuple[str | None, float]] = {}  # name -> (value, monotonic expiry)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class DetectService:
             request_hash=request_hash,
             detect_id=new_detect_id() if submission.with_detect_id else None,
             callback_url=submission.callback_url,
+            # Marked published in the same commit (one commit per submit); a failed publish unmarks it.
+            published_at=utcnow(),
         )
         if submission.tenant_id is not None:
             # reserved in the task's own transaction: both commit, or neither
@@ -192,8 +195,18 @@ class DetectService:
         self._check_features(options)
 
     def _check_not_in_maintenance(self) -> None:
-        if self.settings.maintenance or tenants.get_flag(self.session, MAINTENANCE_FLAG) == "on":
+        if self.settings.maintenance or self._flag(MAINTENANCE_FLAG) == "on":
             raise Maintenance(MAINTENANCE_MESSAGE)
+
+    def _flag(self, name: str) -> str | None:
+        """A service flag, read at most once per FACEQUEUE_FLAG_CACHE_SECONDS per process: it is checked
+        on every submit, and flipping it is rare."""
+        now = time.monotonic()
+        cached = _FLAG_CACHE.get(name)
+        if cached is None or now >= cached[1]:
+            cached = (tenants.get_flag(self.session, name), now + self.settings.flag_cache_seconds)
+            _FLAG_CACHE[name] = cached
+        return cached[0]
 
     def _check_features(self, options: DetectOptions) -> None:
         for feature in requested_features(options):
@@ -203,11 +216,10 @@ class DetectService:
     def publish(self, task: DetectTask) -> None:
         try:
             publish_detect(task.id, task.queue, task.kind, self.settings)
-        except Exception:  # the row is committed: the reaper publishes it later, nothing is lost
+        except Exception:  # the row is committed: unmarked, the reaper publishes it soon, nothing is lost
             log.exception("publish_failed", task_id=task.id)
-            return
-        queries.mark_published(self.session, task.id)
-        self.session.commit()
+            queries.mark_unpublished(self.session, task.id)
+            self.session.commit()
 
     def _validated_input(self, submission: DetectSubmission) -> tuple[str | None, bytes | None, DetectOptions]:
         params = submission.params

@@ -123,8 +123,9 @@ def _bound(run_: dict, bare_per_image: float) -> str:
     ]
     if run_["form"] == "embedded":
         parts.append(
-            "the embedded broker is a folder polled every 0.1 s with prefetch 1 (workers/celery_app.py): a pool "
-            "process that finishes a task can wait up to 0.1 s for its next one"
+            "the embedded form keeps tasks in SQLite (one writer at a time: the API's inserts and the workers' "
+            "updates wait for each other's lock) and passes each message as a file (kombu's filesystem transport: "
+            "a write, a directory scan and a move per message)"
         )
     return "; ".join(parts)
 

@@ -34,6 +34,7 @@ from db.models import FINAL_STATUSES, DetectTask
 PG_ADMIN_DSN = os.environ.get("FACEQUEUE_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("FACEQUEUE_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 WORKER_CONCURRENCY = 2
+API_PROCESSES = 2  # distributed form, as deploy/ runs it; the embedded `serve` has one
 START_TIMEOUT = 90.0
 STALL_TIMEOUT = 120.0  # waiting for tasks ends when none has finished for this long
 FORMS = ("embedded", "distributed")
@@ -163,7 +164,9 @@ def _distributed(workdir: Path) -> Iterator[Service]:
                 stderr=log,
                 check=True,
             )
-            service.processes.append(_spawn(["api", "--port", str(port)], env, log, REPO_ROOT))
+            service.processes.append(
+                _spawn(["api", "--port", str(port), "--workers", str(API_PROCESSES)], env, log, REPO_ROOT)
+            )
             service.processes.append(
                 _spawn(["worker", "--concurrency", str(WORKER_CONCURRENCY), "--name", "bench@%h"], env, log, REPO_ROOT)
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -63,6 +63,15 @@ def mark_published(session: Session, task_id: str) -> None:
     session.execute(update(DetectTask).where(DetectTask.id == task_id).values(published_at=utcnow()))
 
 
+def mark_unpublished(session: Session, task_id: str) -> None:
+    """A publish failed after the commit that marked it: the reaper's next pass publishes the task."""
+    session.execute(
+        update(DetectTask)
+        .where(DetectTask.id == task_id, DetectTask.status == TaskStatus.QUEUED)
+        .values(published_at=None)
+    )
+
+
 def cancel_task(session: Session, task_id: str) -> bool:
     """Cancel a queued or processing task; the worker notices at its next heartbeat."""
     now = utcnow()
@@ -82,8 +91,16 @@ def purge_result(session: Session, task_id: str) -> None:
     )
 
 
-def claim_task(session: Session, task_id: str) -> DetectTask | None:
-    """queued -> processing for exactly one worker run; None when someone else has it or it is final."""
+class ClaimedRun(NamedTuple):
+    attempt: int
+    params: dict[str, Any]
+    source_url: str | None
+    upload_key: str | None
+
+
+def claim_task(session: Session, task_id: str) -> ClaimedRun | None:
+    """queued -> processing for exactly one worker run (committed); None when someone else has it or it
+    is final. One round trip: the UPDATE returns what the run needs."""
     now = utcnow()
     claimed = session.execute(
         update(DetectTask)
@@ -95,13 +112,12 @@ def claim_task(session: Session, task_id: str) -> DetectTask | None:
             heartbeat_at=now,
             progress_done=0,
         )
-        .returning(DetectTask.id)
+        .returning(DetectTask.attempts, DetectTask.params, DetectTask.source_url, DetectTask.upload_key)
     ).first()
     if claimed is None:
         return None
     session.commit()
-    task = session.get(DetectTask, task_id, populate_existing=True)
-    return task
+    return ClaimedRun(claimed.attempts, dict(claimed.params), claimed.source_url, claimed.upload_key)
 
 
 def _owned(task_id: str, attempt: int):

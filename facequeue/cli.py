@@ -40,13 +40,18 @@ def migrate() -> None:
 
 
 @app.command()
-def api(host: str = "127.0.0.1", port: int = 8000, migrate_first: bool = typer.Option(False, "--migrate")) -> None:
+def api(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    migrate_first: bool = typer.Option(False, "--migrate"),
+    workers: Annotated[int, typer.Option(help="API processes (each serves requests; one per core is typical)")] = 1,
+) -> None:
     """Run the HTTP API only (distributed form)."""
     import uvicorn
 
     if migrate_first:
         migrate()
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="warning")
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="warning", workers=workers)
 
 
 @app.command()
@@ -105,6 +110,9 @@ def serve(
         demo_process = subprocess.Popen(
             [sys.executable, "-m", "facequeue", "demo", "--server", f"http://{host}:{port}"], env=demo_env
         )
+    # uvicorn re-raises the SIGTERM it shut down on once it returns; as SystemExit the `finally` below still
+    # runs and stops the worker, instead of the default action ending this process and orphaning it.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="warning")
     finally:
@@ -112,6 +120,13 @@ def serve(
         if demo_process is not None and demo_process.poll() is None:
             demo_process.send_signal(signal.SIGTERM)
             demo_process.wait(timeout=30)
+
+
+WORKER_STOP_TIMEOUT = 30.0
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 class WorkerSupervisor(threading.Thread):
@@ -124,20 +139,42 @@ class WorkerSupervisor(threading.Thread):
         self.command = command
         self.process: subprocess.Popen | None = None
         self._stopping = threading.Event()
+        self._lock = threading.Lock()  # stop() never misses a worker started at the same moment
 
     def run(self) -> None:
-        while not self._stopping.is_set():
-            self.process = subprocess.Popen(self.command)
+        while True:
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                # its own process group, so stop() can end the pool processes with it
+                self.process = subprocess.Popen(self.command, start_new_session=True)
             code = self.process.wait()
             if not self._stopping.is_set():
+                _kill_group(self.process.pid)  # pool processes a killed worker left behind
                 console.print(f"[bold red]worker exited with code {code}; starting a new one[/]")
                 self._stopping.wait(1)
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
+        with self._lock:
+            self._stopping.set()
+            process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # warm shutdown: running tasks finish first
+            try:
+                process.wait(timeout=WORKER_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                console.print("[bold red]worker did not stop in time; killing it (the reaper re-runs its tasks)[/]")
+        _kill_group(process.pid)  # whatever is left of it
+        process.wait()
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @keys_app.command("create")

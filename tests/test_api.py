@@ -39,6 +39,34 @@ def test_submit_answers_202_and_publishes_one_message(api_client) -> None:
     assert task["progress"] == {"done": 0, "total": 0}
 
 
+def test_failed_publish_leaves_the_task_for_the_reaper(api_client, monkeypatch) -> None:
+    """One commit stores the task already marked published; when the broker then refuses the message
+    the mark is taken back, so the reaper's next pass publishes it. (The outage is simulated: the
+    broker here is a real Redis that stays up.)"""
+    from kombu.exceptions import OperationalError
+
+    import api.service
+    from db.engine import session_scope
+    from db.models import DetectTask
+    from facequeue.settings import get_settings
+    from workers import reaper
+
+    def broker_down(*_args, **_kwargs) -> None:
+        raise OperationalError("Error 111 connecting to broker: Connection refused")
+
+    monkeypatch.setattr(api.service, "publish_detect", broker_down)
+    task_id = api_client.post("/v1/detect", json={"url": "https://example.com/a.jpg"}).json()["detect_task_id"]
+    assert _queued_messages() == []
+    with session_scope() as session:
+        assert session.get(DetectTask, task_id).published_at is None
+    monkeypatch.setattr(reaper, "UNPUBLISHED_GRACE_SECONDS", 0.0)
+    with session_scope() as session:
+        assert reaper.reap(session, get_settings()).republished == 1
+    assert [message["headers"]["argsrepr"] for message in _queued_messages()] == [repr([task_id])]
+    with session_scope() as session:
+        assert session.get(DetectTask, task_id).published_at is not None
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [

@@ -20,6 +20,7 @@ from bench.__main__ import main  # noqa: E402
 TITLES = {
     "service": "(a) service vs bare model",
     "video": "(b) video sampling",
+    "overlap": "overlapping I/O with compute inside a task",
     "peer": "(c) peer: face_recognition",
     "accuracy": "(d) accuracy on ground_truth_faces.json",
     "api": "(e) API: latency, burst drain, worker memory",
@@ -55,6 +56,11 @@ def test_service_benchmark_smoke(tmp_path: Path) -> None:
 @pytest.mark.testdata
 def test_video_benchmark_smoke(tmp_path: Path) -> None:
     assert "loop720p-10s" in _smoke("video", tmp_path)
+
+
+@pytest.mark.testdata
+def test_overlap_benchmark_smoke(tmp_path: Path) -> None:
+    assert "prefetch 2 s" in _smoke("overlap", tmp_path)
 
 
 @pytest.mark.testdata

@@ -1,4 +1,4 @@
-"""YuNet behind the detector protocol, on real faces that ship with scikit-image."""
+"""YuNet and BlazeFace behind the detector protocol, and their fusion, on real faces that ship with scikit-image."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 
 from facequeue.demo import Placement, astronaut_bgr, compose
 from tests.contract_examples import SEED_FRAME_KEYS
-from workers.detectors.base import detect_faces, largest_face, working_scale
+from workers.detectors.base import Face, Fusion, detect_faces, largest_face, working_scale
+from workers.detectors.blazeface import on_yunet_scale
 from workers.detectors.model_files import YUNET_2023MAR_INT8BQ, ModelFile, ModelFileError
-from workers.detectors.registry import get_detector
+from workers.detectors.registry import get_detector, get_fusion
 from workers.results import face_frame, landmarks_str, six_points
 
 
@@ -119,3 +120,79 @@ def test_tiling_finds_small_faces_the_downscaled_frame_loses(detector) -> None:
     centres = sorted(face.box[0] + face.box[2] / 2 for face in tiled)
     for centre, head in zip(centres, heads, strict=True):
         assert head.x < centre < head.x + 64
+
+
+# --- BlazeFace full range and its fusion with YuNet ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blazeface():
+    return get_detector("blazeface")
+
+
+def test_blazeface_finds_the_astronaut_with_points_in_yunet_order(blazeface, detector) -> None:
+    faces = detect_faces(blazeface, astronaut_bgr(), max_side=1280)
+    assert len(faces) == 1 and faces[0].score >= 0.9
+    (face,) = faces
+    x, y, w, h = face.box
+    assert 155 <= x <= 190 and 50 <= y <= 85 and 90 <= w <= 120 and 90 <= h <= 120  # square, like the model's
+    left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
+    assert left_eye[0] < nose[0] < right_eye[0]  # image-left eye first, as YuNet
+    assert left_eye[1] < nose[1] < min(mouth_left[1], mouth_right[1])
+    assert mouth_left[0] < mouth_right[0]
+    # the mouth corners are estimated (half the eye vector either side of the mouth centre): still within 5%
+    # of the face of YuNet's, and the eyes and nose tip within 5% too
+    (yunet,) = detect_faces(detector, astronaut_bgr(), max_side=1280)
+    assert np.abs(face.landmarks - yunet.landmarks).max() <= 0.05 * w
+
+
+def test_blazeface_maps_a_letterboxed_frame_back_to_its_pixels(blazeface) -> None:
+    wide = np.zeros((512, 1100, 3), dtype=np.uint8)  # 1100 x 512: the model sees it with bands above and below
+    wide[:, 300:812] = astronaut_bgr()
+    (face,) = detect_faces(blazeface, wide, max_side=1280)
+    x, y, w, h = face.box
+    assert abs(x + w / 2 - (300 + 225)) <= 10 and abs(y + h / 2 - 120) <= 10  # the face's centre in the frame
+    assert all(300 + 150 <= px <= 300 + 300 and 60 <= py <= 180 for px, py in face.landmarks)
+
+
+def test_fused_detector_averages_the_boxes_and_keeps_yunet_points(detector, blazeface) -> None:
+    fused = get_detector("yunet+blazeface")
+    assert fused.name == "yunet+blazeface"
+    assert fused.model_version == "face_detection_yunet_2023mar_int8bq + face_detection_full_range"
+    (face,) = detect_faces(fused, astronaut_bgr(), max_side=1280)
+    (yunet,) = detect_faces(detector, astronaut_bgr(), max_side=1280)
+    (blaze,) = detect_faces(blazeface, astronaut_bgr(), max_side=1280)
+    for fused_v, yunet_v, blaze_v in zip(face.box, yunet.box, blaze.box, strict=True):
+        assert min(yunet_v, blaze_v) - 1e-6 <= fused_v <= max(yunet_v, blaze_v) + 1e-6
+    assert np.array_equal(face.landmarks, yunet.landmarks)
+    assert face.score == pytest.approx(max(yunet.score, on_yunet_scale(blaze.score)))
+
+
+def _face(x: float, y: float, side: float, score: float) -> Face:
+    return Face((x, y, side, side), np.zeros((5, 2)), score)
+
+
+def test_fusion_merge_rules() -> None:
+    fusion = Fusion(get_detector("blazeface"), on_yunet_scale, min_score=0.6, max_side=192)
+    primary = [_face(0, 0, 100, 0.9), _face(500, 0, 20, 0.7)]
+    secondary = [
+        _face(10, 0, 100, 0.5),  # the first face again (IoU 0.82): boxes averaged, weighted by score
+        _face(505, 5, 20, 0.95),  # the second (IoU 0.39): not paired, and NMS-suppressed
+        _face(300, 300, 80, 0.7),  # only BlazeFace sees it: kept, on YuNet's scale
+        _face(700, 300, 80, 0.45),  # only BlazeFace, under the threshold on YuNet's scale (0.54): dropped
+    ]
+    merged = fusion.merge(primary, secondary)
+    assert [face.score for face in merged] == pytest.approx([0.9, 0.7, on_yunet_scale(0.7)])
+    assert merged[0].box[0] == pytest.approx(10 * 0.6 / (0.9 + 0.6))  # 0.5 is 0.6 on YuNet's scale
+    assert merged[1].box == (500, 0, 20, 20) and merged[2].box == (300, 300, 80, 80)
+    assert on_yunet_scale(0.5) == pytest.approx(0.6) and on_yunet_scale(1.0) == pytest.approx(1.0)
+
+
+def test_tiling_keeps_a_face_larger_than_the_tile_overlap_whole(detector) -> None:
+    from workers.detectors.base import detect_faces_tiled
+
+    big = cv2.resize(astronaut_bgr(), (1400, 1400), interpolation=cv2.INTER_LINEAR)  # a ~300 px face
+    (whole,) = detect_faces(detector, big, max_side=1280)
+    tiled = detect_faces_tiled(detector, big, max_side=1280, fusion=get_fusion())
+    assert len(tiled) == 1  # the tiles' partial faces (cut by their inner edges) are dropped
+    assert max(abs(a - b) for a, b in zip(tiled[0].box, whole.box, strict=True)) <= 0.15 * whole.box[2]

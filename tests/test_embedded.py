@@ -46,9 +46,12 @@ def embedded_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         process.kill()
         pytest.fail(f"embedded server did not start:\n{(data_dir / 'serve.log').read_text()}")
     yield server, data_dir, _first_key(data_dir / "serve.log"), process
+    workers = _worker_tree(process.pid)
     process.terminate()
-    process.wait(timeout=30)
+    process.wait(timeout=60)
     log.close()
+    # SIGTERM to serve ends its worker and the worker's pool too (the worker once outlived it)
+    assert [worker.pid for worker in workers if _running(worker)] == []
 
 
 def _first_key(log: Path) -> str:
@@ -136,12 +139,29 @@ def _worker_pids(serve_pid: int) -> list[int]:
     return pids
 
 
+def _worker_tree(serve_pid: int) -> list:
+    import psutil
+
+    workers = [psutil.Process(pid) for pid in _worker_pids(serve_pid)]
+    return workers + [child for worker in workers for child in worker.children(recursive=True)]
+
+
+def _running(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_embedded_worker_is_restarted_when_it_dies(embedded_server) -> None:
     import base64
     import signal
 
     server, data_dir, key, process = embedded_server
     (first,) = _worker_pids(process.pid)
+    first_pool = _worker_tree(process.pid)[1:]
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _worker_pids(process.pid) in ([], [first]):
@@ -149,6 +169,7 @@ def test_embedded_worker_is_restarted_when_it_dies(embedded_server) -> None:
     (second,) = _worker_pids(process.pid)
     assert second != first
     assert "worker exited with code" in (data_dir / "serve.log").read_text()
+    assert first_pool and [child.pid for child in first_pool if _running(child)] == []  # no orphans left
     image = base64.b64encode(cv2.imencode(".jpg", astronaut_bgr())[1].tobytes()).decode()
     with httpx.Client(base_url=server, timeout=10, headers={"Authorization": f"Bearer {key}"}) as client:
         task_id = client.post("/v1/detect", json={"img": image}).json()["detect_task_id"]

@@ -84,3 +84,28 @@ def test_sample_fps_picks_frames_by_time(api_client, worker) -> None:
     assert list(frames) == ["0", "12", "25", "38", "50", "62"]  # every 0.5 s of a 3 s clip at 25 fps
     assert [frame["frame_time"] for frame in frames.values()] == [0.0, 0.48, 1.0, 1.52, 2.0, 2.48]
     assert api_client.post("/v1/detect", json={"url": "https://e.com/v.mp4", "sample_fps": 0}).status_code == 422
+
+
+def test_frame_urls_are_downloaded_together(api_client, worker, media_server) -> None:
+    """Each response waits until another download is in flight: a worker fetching one URL after another
+    would break the barrier, get 500s and fail the task."""
+    import threading
+
+    from werkzeug import Response
+
+    in_flight = threading.Barrier(2, timeout=10)
+    image = jpeg(compose(400, 300, [Placement(120, 60, 160)]))
+
+    def together(_request) -> Response:
+        try:
+            in_flight.wait()
+        except threading.BrokenBarrierError:
+            return Response("downloaded alone", status=500)
+        return Response(image, content_type="image/jpeg")
+
+    for i in range(4):
+        media_server.expect_request(f"/p{i}.jpg").respond_with_handler(together)
+    body = {"frame_urls": [media_server.url_for(f"/p{i}.jpg") for i in range(4)]}
+    task = wait_for_final(api_client, api_client.post("/v1/detect", json=body).json()["detect_task_id"])
+    assert task["status"] == "succeeded", task["error"]
+    assert [len(frame["landmarks"]) for frame in task["result"]["faces_obj"].values()] == [1, 1, 1, 1]

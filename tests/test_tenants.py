@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from db import tenants
 from db.engine import session_scope
 from db.models import Tenant
-from facequeue.settings import Settings
+from facequeue.settings import Settings, get_settings
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -213,13 +214,20 @@ def test_maintenance_refuses_new_work_but_polling_works(auth_client, api: str) -
     assert _cli("maintenance", "on").returncode == 0
     try:
         path, body = SUBMITS[api]
-        response = auth_client.post(path, json=body, headers=bearer(key))
+        response = _after_flag_cache(lambda: auth_client.post(path, json=body, headers=bearer(key)))
         assert response.status_code == 455
         assert error_message(api, response.json()).startswith("Service is under maintenance")
         assert auth_client.get(f"/v1/detect/{task_id}", headers=bearer(key)).status_code == 200
     finally:
         assert _cli("maintenance", "off").returncode == 0
-    assert auth_client.post("/v1/detect", json={"url": URL}, headers=bearer(key)).status_code == 202
+    response = _after_flag_cache(lambda: auth_client.post("/v1/detect", json={"url": URL}, headers=bearer(key)))
+    assert response.status_code == 202
+
+
+def _after_flag_cache(call):
+    """The API trusts its read of the flag for FACEQUEUE_FLAG_CACHE_SECONDS; a flip shows after that."""
+    time.sleep(get_settings().flag_cache_seconds)
+    return call()
 
 
 @pytest.mark.parametrize(

@@ -21,15 +21,19 @@ def on_task_final(session: Session, task_id: str) -> None:
     """Settle or refund the task's credits, queue its webhook event, and for a batch item, dispatch
     the tenant's next held item and close the batch when this was its last open item."""
     settings = get_settings()
-
-    settle_credits(session, task_id, settings)
-    # The event row commits with the final status; its message is published after that commit.
-    queue_task_event(session, task_id, settings)
-    batch_id, tenant_id = session.execute(
-        select(DetectTask.batch_id, DetectTask.tenant_id).where(DetectTask.id == task_id)
+    # One read decides which of the steps apply; most tasks need none of them.
+    task = session.execute(
+        select(DetectTask.credit_state, DetectTask.batch_id, DetectTask.tenant_id, DetectTask.callback_url).where(
+            DetectTask.id == task_id
+        )
     ).one()
-    if batch_id is not None:
-        dispatch(session, settings, [tenant_id])  # the tenant has room for its next held item
-        finished = batches.finish_if_complete(session, batch_id)
-        if finished is not None:
-            queue_batch_event(session, finished, batches.status_counts(session, batch_id), settings)
+    if task.credit_state == "reserved":
+        settle_credits(session, task_id, settings)
+    if task.batch_id is None:
+        if task.callback_url or task.tenant_id:  # a webhook URL may exist: the event row commits with the status
+            queue_task_event(session, task_id, settings)
+        return
+    dispatch(session, settings, [task.tenant_id])  # the tenant has room for its next held item
+    finished = batches.finish_if_complete(session, task.batch_id)
+    if finished is not None:
+        queue_batch_event(session, finished, batches.status_counts(session, task.batch_id), settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from facequeue.settings import Settings, get_settings
 from facequeue.storage import MediaStorage, crop_key, get_storage
 from workers.crops import crop_jpeg, expanded_region, relative_points
 from workers.detectors.base import Face, detect_faces_tiled, largest_face
-from workers.detectors.registry import get_detector, get_landmarkers
+from workers.detectors.registry import FUSED_DETECTOR, get_detector, get_landmarkers
 from workers.detectors.routing import detector_for
 from workers.finalize import on_task_final
 from workers.identity import persons as identity
@@ -51,6 +52,7 @@ from workers.media.video import (
     probe_video,
     sample_frames,
 )
+from workers.overlap import fetch_all, prefetched
 from workers.results import face_frame, landmarks_str, six_points
 from workers.run_control import RunControl, TaskAbandoned
 
@@ -69,11 +71,11 @@ def run_detect_task(task_id: str) -> None:
     """Entry point for the Celery task: claim, process, and write exactly one final status."""
     settings = get_settings()
     with session_scope() as session:
-        task = queries.claim_task(session, task_id)
-        if task is None:
-            log.info("detect_skipped", task_id=task_id, reason="not queued (canceled, finished or taken)")
-            return
-        attempt, params, source_url, upload_key = task.attempts, dict(task.params), task.source_url, task.upload_key
+        claimed = queries.claim_task(session, task_id)
+    if claimed is None:
+        log.info("detect_skipped", task_id=task_id, reason="not queued (canceled, finished or taken)")
+        return
+    attempt, params, source_url, upload_key = claimed
 
     started = time.perf_counter()
     timer = StageTimer()
@@ -108,7 +110,8 @@ def run_detect_task(task_id: str) -> None:
             final = dict(status=TaskStatus.FAILED, error_code=error.code, error_msg=error.message)
     timer.add("total", time.perf_counter() - started)
     with session_scope() as session:
-        written = queries.finish_task(session, task_id, attempt, final.pop("status"), timings=timer.timings, **final)
+        status, values = final.pop("status"), {**control.unwritten(), **final}
+        written = queries.finish_task(session, task_id, attempt, status, timings=timer.timings, **values)
         if written:
             on_task_final(session, task_id)
     log.info("detect_finished", task_id=task_id, attempt=attempt, written=written, error=final.get("error_code"))
@@ -127,9 +130,11 @@ def obtain_media(
     try:
         urls = options.frame_urls or ((source_url,) if source_url else ())
         if urls:
-            return [
-                fetch_to_file(url, _fresh_dir(workdir, position), settings).path for position, url in enumerate(urls)
-            ]
+
+            def fetch(position: int, url: str) -> Path:
+                return fetch_to_file(url, _fresh_dir(workdir, position), settings).path
+
+            return fetch_all(fetch, urls, settings.fetch_concurrency)
         try:
             return [get_storage(settings).fetch_to(upload_key or "", workdir)]
         except FileNotFoundError as error:
@@ -210,27 +215,28 @@ def detect_media(
     started = time.perf_counter()
     source = open_frames(paths, options, settings)
     timer.add("decode", time.perf_counter() - started)
-    control.report(force=True, kind=source.media.kind, progress_total=source.total)
+    control.report(kind=source.media.kind, progress_total=source.total)
     video = source.media.kind == "video"
     analyzer = FrameAnalyzer(task_id, options, settings, get_storage(settings), video, () if video else urls)
+    # Several frames: the next is decoded while this one is detected ("decode" then counts only the wait).
     done = 0
-    while True:
-        started = time.perf_counter()
-        frame = next(source.frames, None)
-        timer.add("decode", time.perf_counter() - started)
-        if frame is None:
-            break
-        started = time.perf_counter()
-        analyzer.add(frame)
-        timer.add("detect", time.perf_counter() - started)
-        done += 1
-        control.report(progress_done=done)
+    with closing(prefetched(source.frames, settings.frame_prefetch if source.total > 1 else 0)) as frames:
+        while True:
+            started = time.perf_counter()
+            frame = next(frames, None)
+            timer.add("decode", time.perf_counter() - started)
+            if frame is None:
+                break
+            started = time.perf_counter()
+            analyzer.add(frame)
+            timer.add("detect", time.perf_counter() - started)
+            done += 1
+            control.report(progress_done=done)
     if done == 0:
         raise TaskError(ErrorCode.NO_FRAMES, "no sampled frame could be decoded")
     started = time.perf_counter()
     result = analyzer.result(source.media)
     timer.add("detect", time.perf_counter() - started)
-    control.report(force=True, progress_done=done)
     return result
 
 
@@ -254,7 +260,8 @@ class FrameAnalyzer:
         self.max_side = options.max_side or settings.detector_max_side
         # 90-point shapes need FaceMesh on our own detections, and tiles our own detector: those stay local
         mode = "local" if options.landmarks == "90" or options.tiling else options.detector
-        self.router = detector_for(mode, settings, local=get_detector())
+        # Tiling always fuses BlazeFace in on the whole frame; elsewhere FACEQUEUE_DETECTOR_FUSION decides
+        self.router = detector_for(mode, settings, local=get_detector(FUSED_DETECTOR if options.tiling else None))
         self.faces_obj: dict = {}
         self.scores: dict[str, list[float]] = {}
         self.crop_keys: dict[str, list[str]] | None = {} if options.return_face_url else None
@@ -290,7 +297,8 @@ class FrameAnalyzer:
     def _faces(self, image, source_url: str | None) -> tuple[list[Face], list | None]:
         if self.options.landmarks != "90":
             if self.options.tiling:
-                faces = detect_faces_tiled(self.router.local, image, self.max_side)
+                fused = self.router.local  # YuNet on the frame and its tiles, BlazeFace on the frame
+                faces = detect_faces_tiled(fused.primary, image, self.max_side, fusion=fused.fusion)
             else:
                 faces = self.router.detect(image, self.max_side, source_url)
             return (largest_face(faces) if self.options.single_face else faces), None

@@ -33,7 +33,9 @@ class RunControl:
         self._lost = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._beat_forever, name=f"heartbeat-{task_id}", daemon=True)
-        self._last_progress_write = 0.0
+        # A run shorter than the interval writes no progress of its own: its final write carries it.
+        self._last_progress_write = time.monotonic()
+        self._unwritten: dict[str, object] = {}
 
     def __enter__(self) -> RunControl:
         self._thread.start()
@@ -60,10 +62,16 @@ class RunControl:
         if self._lost.is_set():
             raise TaskAbandoned(self.task_id)
 
-    def report(self, force: bool = False, **values: object) -> None:
-        """Write progress or metadata (throttled unless forced), then honour cancellation."""
+    def report(self, **values: object) -> None:
+        """Record progress or metadata, written at most every PROGRESS_WRITE_INTERVAL; then honour cancellation."""
+        self._unwritten.update(values)
         now = time.monotonic()
-        if force or now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL:
+        if now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL:
             self._last_progress_write = now
+            values, self._unwritten = self._unwritten, {}
             self._write(**values)
         self.check()
+
+    def unwritten(self) -> dict[str, object]:
+        """Reported values not written yet, for the run's final write."""
+        return dict(self._unwritten)

@@ -5,22 +5,49 @@ from __future__ import annotations
 from functools import cache
 
 from facequeue.settings import get_settings
-from workers.detectors.base import FaceDetector
+from workers.detectors.base import FaceDetector, FusedDetector, Fusion
 from workers.detectors.yunet import YuNetDetector
+
+# BlazeFace faces from this raw score on are paired with YuNet's for box fusion (0.3 on YuNet's scale: far
+# below the service threshold, so only pairing sees them; a face only BlazeFace finds needs the threshold).
+BLAZEFACE_PAIRING_SCORE = 0.25
+FUSED_DETECTOR = "yunet+blazeface"
 
 
 @cache
-def get_detector(name: str = "yunet") -> FaceDetector:
-    if name != "yunet":
-        raise ValueError(f"unknown detector {name!r}")
+def get_detector(name: str | None = None) -> FaceDetector:
+    """One loaded detector per process: "yunet", "blazeface" (BlazeFace full range, raw scores from
+    BLAZEFACE_PAIRING_SCORE on) or "yunet+blazeface" (the two fused on every frame, see `get_fusion`).
+    None: the service's local detector, YuNet, or the fused pair with FACEQUEUE_DETECTOR_FUSION."""
+    if name is None:
+        return get_detector(FUSED_DETECTOR if get_settings().detector_fusion else "yunet")
     settings = get_settings()
-    detector = YuNetDetector(
-        score_threshold=settings.detector_score_threshold,
-        nms_threshold=settings.detector_nms_threshold,
-        top_k=settings.detector_top_k,
-    )
+    if name == "yunet":
+        detector = YuNetDetector(
+            score_threshold=settings.detector_score_threshold,
+            nms_threshold=settings.detector_nms_threshold,
+            top_k=settings.detector_top_k,
+        )
+    elif name == "blazeface":
+        from workers.detectors.blazeface import BlazeFaceFullRange
+
+        detector = BlazeFaceFullRange(
+            score_threshold=BLAZEFACE_PAIRING_SCORE, nms_threshold=settings.detector_nms_threshold
+        )
+    elif name == FUSED_DETECTOR:
+        detector = FusedDetector(get_detector("yunet"), get_fusion())
+    else:
+        raise ValueError(f"unknown detector {name!r}")
     detector.load()
     return detector
+
+
+@cache
+def get_fusion() -> Fusion:
+    """BlazeFace full range merged into YuNet's faces: what tiling mode adds on the whole frame."""
+    from workers.detectors.blazeface import INPUT_SIZE, on_yunet_scale
+
+    return Fusion(get_detector("blazeface"), on_yunet_scale, get_settings().detector_score_threshold, INPUT_SIZE)
 
 
 @cache
