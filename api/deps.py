@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -25,12 +25,14 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_session() -> AsyncIterator[Session]:
-    session = get_sessionmaker()()  # no I/O yet: a connection is taken on first use, in the endpoint's thread
+def get_session() -> Iterator[Session]:
+    # Sync on purpose: closing returns the connection (a rollback, blocking I/O), which FastAPI then runs
+    # in its thread pool; an async version awaiting a thread from inside FastAPI's shielded exit spun.
+    session = get_sessionmaker()()
     try:
         yield session
     finally:
-        await run_in_threadpool(session.close)  # hands the connection back (a rollback): blocking I/O
+        session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -44,6 +44,7 @@ log = structlog.get_logger(__name__)
 DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 
 SYNC_POLL_SECONDS = 0.05
+BASE64_WHITESPACE = b" \t\n\r\v\f"
 BATCH_INSERT_CHUNK = 1000
 MAINTENANCE_FLAG = "maintenance"
 MAINTENANCE_MESSAGE = "Service is under maintenance: new tasks are not accepted; polling still works"
@@ -240,7 +241,8 @@ class DetectService:
         if len(payload) * 3 // 4 > self.settings.max_upload_bytes:
             raise PayloadTooLarge(f"img is larger than {self.settings.max_upload_bytes} bytes", field="img")
         try:
-            data = base64.b64decode(re.sub(r"\s+", "", payload), validate=True)
+            # bytes.translate drops line breaks and spaces far faster than a regex over a large upload
+            data = base64.b64decode(payload.encode("ascii").translate(None, BASE64_WHITESPACE), validate=True)
         except (binascii.Error, ValueError) as error:
             raise InvalidInput(f"img is not valid base64: {error}", field="img") from error
         if not data:

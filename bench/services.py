@@ -53,6 +53,19 @@ class Service:
         main = self._worker_main()
         return main.children() if main else []
 
+    @contextmanager
+    def workers_paused(self) -> Iterator[None]:
+        """The worker (main and pool processes) stopped with SIGSTOP for the block: the API runs alone."""
+        main = self._worker_main()
+        processes = [main, *main.children(recursive=True)] if main else []
+        for process in processes:
+            process.suspend()
+        try:
+            yield
+        finally:
+            for process in processes:
+                process.resume()
+
     def worker_alive(self) -> bool:
         return self._worker_main() is not None
 
@@ -342,7 +355,8 @@ def _engine(url: str) -> Engine:
 
 
 def _is_worker(process: psutil.Process | None) -> bool:
-    return process is not None and "worker" in " ".join(process.cmdline())
+    # the `worker` command itself (a whole argument: `api --workers 2` is not one)
+    return process is not None and "worker" in process.cmdline()
 
 
 def _aware(moment: datetime) -> datetime:

@@ -75,6 +75,7 @@ def test_failed_publish_leaves_the_task_for_the_reaper(api_client, monkeypatch) 
         ({"url": "not a url"}, 422, "Invalid URL format"),
         ({"url": "ftp://example.com/a.jpg"}, 422, "Invalid URL format"),
         ({"img": "@@@not-base64@@@"}, 422, "img is not valid base64"),
+        ({"img": "aGVsbG8=é"}, 422, "img is not valid base64"),
         (
             {"url": "https://example.com/a.jpg", "num_frames": 0},
             422,
@@ -122,7 +123,8 @@ def test_data_uri_upload_is_stored_outside_the_row(api_client) -> None:
     from facequeue.storage import get_storage
 
     data = _png_b64()
-    task_id = api_client.post("/v1/detect", json={"img": f"data:image/png;base64,{data}"}).json()["detect_task_id"]
+    wrapped = "\r\n".join(data[i : i + 76] for i in range(0, len(data), 76))  # MIME-style line breaks
+    task_id = api_client.post("/v1/detect", json={"img": f"data:image/png;base64,{wrapped}"}).json()["detect_task_id"]
     with session_scope() as session:
         task = session.scalar(select(DetectTask).where(DetectTask.id == task_id))
         assert task.source_url is None and task.upload_key

@@ -13,6 +13,7 @@ from celery import Celery
 from kombu import Queue
 
 from facequeue.settings import Settings, get_settings
+from workers import broker_files
 
 DETECT_TASK_NAME = "facequeue.detect"
 WEBHOOK_TASK_NAME = "facequeue.webhook"
@@ -24,7 +25,9 @@ WEBHOOK_TIME_LIMIT_MARGIN = 30.0
 
 
 def create_celery(settings: Settings) -> Celery:
-    app = Celery("facequeue", broker=settings.resolved_broker_url, include=["workers.tasks", "workers.webhooks"])
+    # embedded: kombu's filesystem transport with atomic message files (workers/broker_files.py)
+    broker = f"{broker_files.SCHEME}://" if settings.is_embedded else settings.resolved_broker_url
+    app = Celery("facequeue", broker=broker, include=["workers.tasks", "workers.webhooks"])
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

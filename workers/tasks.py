@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import cv2
 import structlog
@@ -26,9 +27,19 @@ def _prepare_pool_process(**_kwargs: object) -> None:
     # that each spawn threads fight over the same cores. Niceness lets a co-located API answer first.
     cv2.setNumThreads(settings.worker_cv_threads)
     if settings.worker_nice:
-        os.nice(settings.worker_nice)
+        _lower_priority(settings.worker_nice)
     # Each pool process loads its models once, before its first task, not during it.
     get_detector()
+
+
+def _lower_priority(niceness: int) -> None:
+    os.nice(niceness)
+    # With Linux's autogroup scheduling, nice only ranks processes within their session; sessions share
+    # the CPU by their autogroup's nice, so that one is lowered too (the worker runs in its own session).
+    try:
+        Path("/proc/self/autogroup").write_text(str(niceness))
+    except OSError:
+        pass  # no autogroups here (or not allowed): the process nice above is what counts
 
 
 @celery.task(name=DETECT_TASK_NAME)

@@ -93,7 +93,7 @@ class Fusion:
 
     def merge(self, primary: list[Face], secondary: list[Face]) -> list[Face]:
         secondary = [Face(face.box, face.landmarks, self.calibrate(face.score)) for face in secondary]
-        overlaps = _iou(np.array([face.box for face in primary]), np.array([face.box for face in secondary]))
+        overlaps = box_iou(np.array([face.box for face in primary]), np.array([face.box for face in secondary]))
         fused, paired = [], set()
         for i in sorted(range(len(primary)), key=lambda i: -primary[i].score):
             face = primary[i]
@@ -111,7 +111,7 @@ class Fusion:
         for j, face in enumerate(secondary):
             if j in paired or face.score < self.min_score:
                 continue
-            if not fused or _iou(np.array([face.box]), np.array([kept.box for kept in fused])).max() < TILE_NMS_IOU:
+            if not fused or box_iou(np.array([face.box]), np.array([kept.box for kept in fused])).max() < TILE_NMS_IOU:
                 fused.append(face)
         return fused
 
@@ -202,7 +202,7 @@ def _non_max_suppressed(faces: list[Face]) -> list[Face]:
     return [faces[i] for i in sorted(np.asarray(keep).ravel().tolist())]
 
 
-def _iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """IoU of every x, y, w, h box of `boxes_a` with every one of `boxes_b`: shape (len(a), len(b))."""
     a, b = boxes_a.reshape(-1, 4), boxes_b.reshape(-1, 4)
     corner1 = np.maximum(a[:, None, :2], b[None, :, :2])

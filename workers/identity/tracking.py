@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from workers.detectors.base import Face
+from workers.detectors.base import Face, box_iou
 from workers.identity.embedder import SAME_PERSON_COSINE, FaceEmbedding, cosine
 from workers.identity.persons import (
     EmbedFn,
@@ -223,10 +223,9 @@ class FaceTracker:
     def _overlap(self, frame: FrameDetections, active: list[_Track]) -> np.ndarray:
         """IoU of each face (rows) with each track of the previous sample (columns), 0 below ``min_iou``."""
         overlap = np.zeros((len(frame.faces), len(active)))
+        faces = np.array([face.box for face in frame.faces])
         for col, track in enumerate(active):
-            boxes = track.boxes_to_match(frame.frame_idx)
-            for row, face in enumerate(frame.faces):
-                overlap[row, col] = max(_iou(np.asarray(face.box), box) for box in boxes)
+            overlap[:, col] = box_iou(faces, np.array(track.boxes_to_match(frame.frame_idx))).max(axis=1)
         overlap[overlap < self.min_iou] = 0.0
         return overlap
 
@@ -358,12 +357,3 @@ def _crop(image_bgr: np.ndarray, box: tuple[float, float, float, float]) -> np.n
 def _centre(box: tuple[float, float, float, float]) -> np.ndarray:
     x, y, w, h = box
     return np.array([x + w / 2, y + h / 2])
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    intersection = width * height
-    return float(intersection / (a[2] * a[3] + b[2] * b[3] - intersection))
