@@ -130,9 +130,9 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 
 class WorkerSupervisor(threading.Thread):
-    """Keeps the embedded worker running: a worker that dies (kombu's filesystem broker can fail a worker
-    on a message file it reads while it is still being written) is started again; its tasks are
-    recovered by the reaper like any lost worker's."""
+    """Keeps the embedded worker running: a worker that dies (killed, out of memory, a crash) is started
+    again, and the pool processes it left behind are killed; its tasks are recovered by the reaper like
+    any lost worker's."""
 
     def __init__(self, command: list[str]) -> None:
         super().__init__(name="worker-supervisor", daemon=True)

@@ -161,7 +161,9 @@ def test_embedded_worker_is_restarted_when_it_dies(embedded_server) -> None:
 
     server, data_dir, key, process = embedded_server
     (first,) = _worker_pids(process.pid)
-    first_pool = _worker_tree(process.pid)[1:]
+    deadline = time.monotonic() + 30
+    while not (first_pool := _worker_tree(process.pid)[1:]) and time.monotonic() < deadline:
+        time.sleep(0.2)  # run alone, this test can come before the worker has forked its pool
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _worker_pids(process.pid) in ([], [first]):
