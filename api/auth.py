@@ -12,18 +12,22 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from limits import parse
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
-from sqlalchemy.orm import Session
+from starlette.datastructures import Headers
 
-from api.errors import RateLimited, Unauthorized
+from api.errors import RateLimited, ServiceUnavailable, Unauthorized
 from db import tenants
+from facequeue.lifecycle.broker import redis_options
+from facequeue.lifecycle.sessions import get_sessionmaker
 from facequeue.settings import Settings
 
 MISSING_KEY = "Missing API key: send Authorization: Bearer <key> or x-api-key"
 INVALID_KEY = "Invalid API key"
+CALLER_SCOPE_KEY = "facequeue.caller"  # where api/limits.py leaves the Caller for api/deps.py
 
 
 @dataclass(frozen=True)
@@ -35,20 +39,27 @@ class Caller:
 ANONYMOUS = Caller(tenant_id=None, key_id=None)
 
 
-def presented_key(request: Request) -> str | None:
-    authorization = request.headers.get("authorization", "")
+async def request_caller(headers: Headers, settings: Settings) -> Caller:
+    """Who sent a request, from its headers alone: api/limits.py asks before any body byte is read."""
+    if settings.auth == "off":
+        return ANONYMOUS
+    return await run_in_threadpool(_authenticate, headers, settings)  # a key lookup: blocking I/O
+
+
+def presented_key(headers: Headers) -> str | None:
+    authorization = headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
-def authenticate(request: Request, session: Session, settings: Settings) -> Caller:
-    """The caller of a request when auth is on (with auth off every caller is ANONYMOUS, see api/deps.py)."""
-    key = presented_key(request)
+def _authenticate(headers: Headers, settings: Settings) -> Caller:
+    key = presented_key(headers)
     if key is None:
         raise Unauthorized(MISSING_KEY)
-    found = tenants.find_active_key(session, key)
+    with get_sessionmaker()() as session:
+        found = tenants.find_active_key(session, key)
     if found is None:
         raise Unauthorized(INVALID_KEY)
     api_key, tenant = found
@@ -58,11 +69,15 @@ def authenticate(request: Request, session: Session, settings: Settings) -> Call
 
 def enforce_rate_limit(key_id: str, rate: str, settings: Settings) -> None:
     limit = parse(rate)
-    limiter = _limiter(_storage_url(settings))
-    if not limiter.hit(limit, "api-key", key_id):
+    limiter = _limiter(_storage_url(settings), settings.redis_timeout)
+    try:
+        if limiter.hit(limit, "api-key", key_id):
+            return
         reset_at = limiter.get_window_stats(limit, "api-key", key_id).reset_time
-        retry_after = max(1, math.ceil(reset_at - time.time()))
-        raise RateLimited(f"Rate limit of {rate} exceeded; retry in {retry_after}s", retry_after)
+    except StorageError as error:  # Redis is away: refused, not served without the limit every tenant relies on
+        raise ServiceUnavailable() from error
+    retry_after = max(1, math.ceil(reset_at - time.time()))
+    raise RateLimited(f"Rate limit of {rate} exceeded; retry in {retry_after}s", retry_after)
 
 
 def _storage_url(settings: Settings) -> str:
@@ -74,5 +89,7 @@ def _storage_url(settings: Settings) -> str:
 
 
 @lru_cache
-def _limiter(storage_url: str) -> MovingWindowRateLimiter:
-    return MovingWindowRateLimiter(storage_from_string(storage_url))
+def _limiter(storage_url: str, redis_timeout: float) -> MovingWindowRateLimiter:
+    # Redis storages wait at most FACEQUEUE_REDIS_TIMEOUT per call; any storage's errors come out as StorageError
+    options = redis_options(redis_timeout) if storage_url.startswith("redis") else {}
+    return MovingWindowRateLimiter(storage_from_string(storage_url, wrap_exceptions=True, **options))

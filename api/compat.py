@@ -1,4 +1,8 @@
-"""Shared plumbing of the compat routers: each seed API renders errors in its own shape."""
+"""Error shapes: the native API's, and the route class that gives each compat router its seed API's own.
+
+Every error, whether a service raises it or FastAPI/Starlette does (validation, body parsing, routing,
+body limits), becomes a ServiceError first and is then rendered by the API the request addressed.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,96 @@ from collections.abc import Callable
 import structlog
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
-from api.errors import InternalError, InvalidInput, ServiceError
+from api.errors import (
+    InternalError,
+    InvalidInput,
+    InvalidJson,
+    MethodNotAllowed,
+    NotFound,
+    ServiceError,
+    ServiceUnavailable,
+)
+from api.json_input import json_error
+from db.engine import DATABASE_UNAVAILABLE
+from facequeue.lifecycle.broker import BROKER_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 
 ErrorRenderer = Callable[[ServiceError], Response]
+# The database or Redis did not answer (or broke the connection): a 503 the client may retry, not a bug.
+BACKEND_UNAVAILABLE = (*DATABASE_UNAVAILABLE, *BROKER_UNAVAILABLE)
 
 
-def validation_error(error: RequestValidationError) -> ServiceError:
+def native_error(error: ServiceError) -> JSONResponse:
+    body = {"error": {"code": error.code, "message": error.message, "field": error.field}}
+    return JSONResponse(body, status_code=error.status_code)
+
+
+def shaped_response(render: ErrorRenderer, error: ServiceError) -> Response:
+    response = render(error)
+    response.headers.update(error.headers)
+    return response
+
+
+class ServiceHTTPException(HTTPException):
+    """A ServiceError raised where only an HTTPException passes unchanged: from `receive`, while FastAPI reads
+    the body (it turns any other exception there into a 400 "There was an error parsing the body")."""
+
+    def __init__(self, error: ServiceError) -> None:
+        super().__init__(status_code=error.status_code, detail=error.message)
+        self.error = error
+
+
+def validation_error(error: RequestValidationError | ValidationError) -> ServiceError:
     """The first problem, naming the field, as a 422 the compat renderers understand."""
     first = error.errors()[0]
+    if first["type"] == "json_invalid":  # FastAPI's own parse of a JSON body; loc is ("body", character)
+        return InvalidJson(f"body is not valid JSON: {first['ctx']['error']} (character {first['loc'][-1]})", "body")
     field = ".".join(str(part) for part in first["loc"] if part not in ("body", "query")) or None
     message = first["msg"] if field is None else f"{field}: {first['msg']}"
     return InvalidInput(message, field=field)
+
+
+def http_error(error: HTTPException, scope: Scope) -> ServiceError:
+    """Starlette's and FastAPI's own HTTP errors (routing, body parsing) as the ServiceError every API shapes."""
+    if isinstance(error, ServiceHTTPException):
+        return error.error
+    if error.status_code == 400 and isinstance(error.__cause__, RecursionError | UnicodeDecodeError):
+        return json_error("body", error.__cause__)
+    method, path = scope["method"], scope["path"]
+    if error.status_code == 404:
+        return NotFound(f"No endpoint matches {method} {path}")
+    if error.status_code == 405:
+        allow = (error.headers or {}).get("Allow", "")
+        return MethodNotAllowed(f"{method} is not allowed on {path} (allowed: {allow})", allow)
+    other = ServiceError(str(error.detail))
+    other.status_code = error.status_code
+    return other
+
+
+def unexpected_error(error: Exception, event: str, path: str) -> ServiceError:
+    """An exception no service turned into a ServiceError, called from its `except` block: a backend that
+    is away gives a 503 (logged as a warning), anything else is a bug, a 500 (logged with its traceback).
+    Neither message names anything internal."""
+    if isinstance(error, BACKEND_UNAVAILABLE):
+        log.warning(event, path=path, unavailable=type(error).__name__)
+        return ServiceUnavailable()
+    log.exception(event, path=path)
+    return InternalError("Internal server error")
 
 
 def shaped_route(render: ErrorRenderer) -> type[APIRoute]:
     """A route class whose validation and service errors come out in the compat API's own shape."""
 
     class ShapedRoute(APIRoute):
+        render_error = staticmethod(render)  # for errors raised before the route runs (api/limits.py)
+
         def get_route_handler(self):
             handler = super().get_route_handler()
 
@@ -35,14 +108,13 @@ def shaped_route(render: ErrorRenderer) -> type[APIRoute]:
                 try:
                     return await handler(request)
                 except RequestValidationError as error:
-                    return render(validation_error(error))
+                    return shaped_response(render, validation_error(error))
                 except ServiceError as error:
-                    response = render(error)
-                    response.headers.update(error.headers)
-                    return response
-                except Exception:  # every answer keeps the API's shape, even a bug's
-                    log.exception("compat_handler_crashed", path=request.url.path)
-                    return render(InternalError("Internal server error"))
+                    return shaped_response(render, error)
+                except HTTPException as error:
+                    return shaped_response(render, http_error(error, request.scope))
+                except Exception as error:  # every answer keeps the API's shape, even a bug's
+                    return shaped_response(render, unexpected_error(error, "compat_handler_failed", request.url.path))
 
             return shaped_handler
 

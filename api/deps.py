@@ -1,4 +1,5 @@
-"""FastAPI dependencies: settings, a request-scoped DB session, storage and the core service."""
+"""FastAPI dependencies, chained as typed aliases so a route's signature says what it needs:
+settings -> session -> storage -> services, and caller -> tenant."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from api.auth import ANONYMOUS, Caller, authenticate
+from api.auth import CALLER_SCOPE_KEY, Caller
 from api.rendering import LinkFn, link_maker
-from api.service import DetectService
-from db.engine import get_sessionmaker
+from api.services.batches import BatchService
+from api.services.deliveries import DeliveryService
+from api.services.detect import DetectService
+from api.services.webhook_endpoints import WebhookEndpointService
+from facequeue.lifecycle.sessions import get_sessionmaker
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, get_storage
 
@@ -20,12 +23,15 @@ from facequeue.storage import MediaStorage, get_storage
 # a hop per dependency per request.
 
 
-async def get_settings(request: Request) -> Settings:
-    """The app's settings (tests build apps with their own)."""
+async def app_settings(request: Request) -> Settings:
+    """The settings the app was built with (tests build apps with their own)."""
     return request.app.state.settings
 
 
-def get_session() -> Iterator[Session]:
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+
+def request_session() -> Iterator[Session]:
     # Sync on purpose: closing returns the connection (a rollback, blocking I/O), which FastAPI then runs
     # in its thread pool; an async version awaiting a thread from inside FastAPI's shielded exit spun.
     session = get_sessionmaker()()
@@ -35,35 +41,26 @@ def get_session() -> Iterator[Session]:
         session.close()
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(request_session)]
 
 
-async def storage_dependency(settings: SettingsDep) -> MediaStorage:
+async def media_storage(settings: SettingsDep) -> MediaStorage:
     return get_storage(settings)
 
 
-StorageDep = Annotated[MediaStorage, Depends(storage_dependency)]
+StorageDep = Annotated[MediaStorage, Depends(media_storage)]
 
 
-async def get_detect_service(session: SessionDep, settings: SettingsDep, storage: StorageDep) -> DetectService:
-    return DetectService(session, settings, storage)
-
-
-async def get_link_maker(storage: StorageDep, settings: SettingsDep, request: Request) -> LinkFn:
+async def result_links(storage: StorageDep, settings: SettingsDep, request: Request) -> LinkFn:
     return link_maker(storage, settings, request)
 
 
-LinkDep = Annotated[LinkFn, Depends(get_link_maker)]
+LinkDep = Annotated[LinkFn, Depends(result_links)]
 
 
-DetectServiceDep = Annotated[DetectService, Depends(get_detect_service)]
-
-
-async def current_caller(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
-    if settings.auth == "off":
-        return ANONYMOUS
-    return await run_in_threadpool(authenticate, request, session, settings)  # a key lookup: blocking I/O
+async def current_caller(request: Request) -> Caller:
+    """Authenticated by api/limits.py before the body was read; a route depending on this is one it checks."""
+    return request.scope[CALLER_SCOPE_KEY]
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
@@ -74,3 +71,31 @@ async def current_tenant(caller: CallerDep) -> str | None:
 
 
 TenantDep = Annotated[str | None, Depends(current_tenant)]
+
+
+async def detect_service(session: SessionDep, settings: SettingsDep, storage: StorageDep) -> DetectService:
+    return DetectService(session, settings, storage)
+
+
+DetectServiceDep = Annotated[DetectService, Depends(detect_service)]
+
+
+async def batch_service(session: SessionDep, settings: SettingsDep, storage: StorageDep) -> BatchService:
+    return BatchService(session, settings, storage)
+
+
+BatchServiceDep = Annotated[BatchService, Depends(batch_service)]
+
+
+async def delivery_service(session: SessionDep) -> DeliveryService:
+    return DeliveryService(session)
+
+
+DeliveryServiceDep = Annotated[DeliveryService, Depends(delivery_service)]
+
+
+async def webhook_endpoint_service(session: SessionDep, settings: SettingsDep) -> WebhookEndpointService:
+    return WebhookEndpointService(session, settings)
+
+
+WebhookEndpointServiceDep = Annotated[WebhookEndpointService, Depends(webhook_endpoint_service)]

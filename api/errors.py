@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-# Errors that gate a request before any work (auth, credits, rate, maintenance, features): every API
-# answers them with the matching HTTP status, whatever its usual error status is.
-GATE_STATUSES = frozenset({401, 402, 429, 455, 505})
+# Errors that gate a request before any work (auth, credits, rate, maintenance, features, a backend
+# that is away): every API answers them with the matching HTTP status, whatever its usual error status is.
+GATE_STATUSES = frozenset({401, 402, 429, 455, 503, 505})
 
 
 class ServiceError(Exception):
@@ -34,14 +34,42 @@ class InvalidUrl(InvalidInput):
     code = "invalid_url"
 
 
+class ForbiddenUrl(InvalidInput):
+    """A URL whose address the workers would refuse to fetch (the SSRF guard), refused at submit instead."""
+
+    code = "url_forbidden"
+
+
+class InvalidJson(InvalidInput):
+    code = "invalid_json"
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
     code = "payload_too_large"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        # the server then closes the connection instead of reading (and dropping) the rest of the body
+        return {"Connection": "close"}
 
 
 class NotFound(ServiceError):
     status_code = 404
     code = "not_found"
+
+
+class MethodNotAllowed(ServiceError):
+    status_code = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow}
 
 
 class IdempotencyConflict(ServiceError):
@@ -95,6 +123,21 @@ class RateLimited(ServiceError):
 class Maintenance(ServiceError):
     status_code = 455
     code = "maintenance"
+
+
+class ServiceUnavailable(ServiceError):
+    """The database or Redis did not answer in time (down, restarting, frozen): retrying soon should work."""
+
+    status_code = 503
+    code = "service_unavailable"
+    retry_after = 5  # seconds: a restart or a failover takes a few
+
+    def __init__(self, message: str = "The service is temporarily unavailable; retry in a few seconds") -> None:
+        super().__init__(message)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class FeatureDisabled(ServiceError):

@@ -1,21 +1,35 @@
-"""Stored results -> what clients see: storage keys become expiring links, internal fields are dropped."""
+"""Stored tasks and results -> what clients see, in each API's shape: storage keys become expiring links,
+internal fields are dropped."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import Request
 
-from api.schemas import DetectResultView, PersonView
+from api.schemas import DetectResultView, DetectTaskView, PersonView
+from db.models import DetectTask
+from facequeue.enums import TaskStatus
+from facequeue.errors import BASE_MESSAGES, ErrorCode
 from facequeue.schemas import DetectResult, FaceFrame, Person
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage
 
 LinkFn = Callable[[str], str]
+FETCH_FAILURE_CODES = {
+    ErrorCode.URL_FORBIDDEN,
+    ErrorCode.DOWNLOAD_FAILED,
+    ErrorCode.MEDIA_TOO_LARGE,
+    ErrorCode.INVALID_URL,
+}
+CRUN_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def link_maker(storage: MediaStorage, settings: Settings, request: Request) -> LinkFn:
-    base_url = settings.public_base_url or str(request.base_url)
+    base_url = settings.public_base(str(request.base_url))
     return lambda key: storage.url_for(key, base_url)
 
 
@@ -45,3 +59,56 @@ def result_view(result: DetectResult, link: LinkFn) -> DetectResultView:
         face_shape_set=result.face_shape_set,
         persons=[person_view(person, link) for person in result.persons] if result.persons is not None else None,
     )
+
+
+def task_view(task: DetectTask, link: LinkFn) -> DetectTaskView:
+    result = result_view(DetectResult.model_validate(task.result), link) if task.result else None
+    return DetectTaskView.of(task, result)
+
+
+def batch_item_line(task: DetectTask, link: LinkFn) -> bytes:
+    """One JSONL line of a batch's results."""
+    result = (
+        result_view(DetectResult.model_validate(task.result), link).model_dump(mode="json") if task.result else None
+    )
+    error = {"code": task.error_code, "message": task.error_msg} if task.error_code else None
+    line = {
+        "position": task.batch_position,
+        "detect_task_id": task.id,
+        "status": task.status,
+        "result": result,
+        "error": error,
+    }
+    return (json.dumps(line, separators=(",", ":")) + "\n").encode()
+
+
+# --- compat APIs --------------------------------------------------------------------------------
+
+
+def fetch_failed(task: DetectTask) -> bool:
+    """The media could not be fetched (Akool's analyze_frames and AceData name this failure apart)."""
+    return task.error_code in FETCH_FAILURE_CODES
+
+
+def akool_failure_message(task: DetectTask) -> str:
+    if task.status == TaskStatus.CANCELED:
+        return "Task was canceled"
+    code = ErrorCode(task.error_code)
+    return BASE_MESSAGES[code] if code in BASE_MESSAGES else task.error_msg or "Detection failed"
+
+
+def crun_result(task: DetectTask, link: LinkFn, settings: Settings) -> dict[str, Any]:
+    """A succeeded task as crun's `data.result`; its detect_id expires FACEQUEUE_DETECT_ID_TTL after the finish."""
+    result = DetectResult.model_validate(task.result)
+    persons = sorted(result.persons or [], key=lambda person: person.index)
+    expired = task.finished_at + timedelta(seconds=settings.detect_id_ttl) < datetime.now(UTC)
+    return {
+        "id": task.detect_id,
+        "status": "succeed",
+        "type": "face_detect",
+        "hair_id": None,
+        "faces": [{"id": number, "link": person_view(person, link).face_url} for number, person in enumerate(persons)],
+        "started_at": task.started_at.strftime(CRUN_TIME_FORMAT),
+        "finished_at": task.finished_at.strftime(CRUN_TIME_FORMAT),
+        "error": "detect_id expired" if expired else None,
+    }

@@ -1,38 +1,61 @@
-"""Request and response models of the native v1 API."""
+"""Request and response models of the native v1 API (detect tasks, batches, webhook deliveries)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from db.models import DetectTask, TaskStatus
-from facequeue.schemas import MAX_SAMPLED_FRAMES, Appearance, Corners, DetectorInfo, FaceFrame, FaceShape, MediaInfo
+from db.models import DetectTask
+from facequeue.enums import TaskStatus
+from facequeue.schemas import (
+    MAX_SAMPLED_FRAMES,
+    Appearance,
+    Corners,
+    DetectOptions,
+    DetectOptionsBase,
+    DetectorInfo,
+    FaceFrame,
+    FaceShape,
+    MediaInfo,
+)
+
+URL_MAX_LENGTH = 2048  # webhook URLs (callback_url, the tenant endpoint): what browsers and proxies reliably carry
 
 
-class DetectCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MediaInput(BaseModel):
     url: str | None = Field(None, description="Image or video URL; wins over img when both are given")
     img: str | None = Field(None, description="Base64 image or video bytes, plain or as a data URI")
-    frame_urls: list[str] | None = Field(None, description="Several still frames (analyze_frames input)")
-    timestamps: list[float] | None = Field(None, description="Seconds per frame_urls entry; default 0.0, 1.0, ...")
-    media_type: Literal["auto", "image", "video"] = Field("auto", description="auto: decided by sniffing the bytes")
-    num_frames: int = Field(5, ge=1, le=MAX_SAMPLED_FRAMES, description="Frames sampled evenly over a video")
-    sample_fps: float | None = Field(
-        None, gt=0, le=60, description=f"Instead of num_frames: frames per second, at most {MAX_SAMPLED_FRAMES} in all"
+
+
+class FrameListInput(BaseModel):
+    # as many frames as num_frames may sample from a video: each one is downloaded and detected
+    frame_urls: list[str] | None = Field(
+        None, max_length=MAX_SAMPLED_FRAMES, description="Several still frames (analyze_frames input), at most 100"
     )
-    single_face: bool = Field(False, description="Keep only the largest face per frame")
-    max_side: int | None = Field(None, ge=64, le=8192, description="Detector working long side (downscale only)")
-    return_face_url: bool = Field(False, description="Crop every face and return links, crop_region, crop_landmarks")
-    expand_ratio: float = Field(0.3, ge=0, le=1, description="Crop expansion on each side, as a share of the box")
-    landmarks: Literal["6", "90"] = Field("6", description='"90" adds the Tencent-style 90-point face_shape_set')
-    persons: bool = Field(False, description="Group faces into persons across frames (tracking + embeddings)")
-    need_rotate_detection: bool = Field(False, description="Try 90/180/270 degrees when no upright face is found")
-    tiling: bool = Field(False, description="Add native-resolution 640 px tiles to find small faces (crowds)")
-    detector: Literal["local", "upstream", "auto"] = Field(
-        "local", description="local YuNet, the configured upstream face API, or upstream while it is healthy"
+    timestamps: list[float] | None = Field(
+        None, max_length=MAX_SAMPLED_FRAMES, description="Seconds per frame_urls entry; default 0.0, 1.0, ..."
+    )
+
+
+class DetectCreate(DetectOptionsBase, FrameListInput, MediaInput):
+    """A detection's media and options: a batch item, and the core of POST /v1/detect's body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def options(self) -> DetectOptions:
+        return DetectOptions(
+            **self.model_dump(exclude={"url", "img", "frame_urls", "timestamps", "callback_url"}),
+            frame_urls=tuple(self.frame_urls or ()),
+            timestamps=tuple(self.timestamps or ()),
+        )
+
+
+class DetectRequest(DetectCreate):
+    """POST /v1/detect's body. Batch items have no callback_url: their batch sends one event for all."""
+
+    callback_url: str | None = Field(
+        None, max_length=URL_MAX_LENGTH, description="Where this task's webhook goes, instead of the tenant's endpoint"
     )
 
 
@@ -46,7 +69,7 @@ class Progress(BaseModel):
     total: int
 
 
-class TaskError(BaseModel):
+class TaskErrorView(BaseModel):
     code: str
     message: str
 
@@ -86,7 +109,7 @@ class DetectTaskView(BaseModel):
     detector: str | None
     model_version: str | None
     result: DetectResultView | None
-    error: TaskError | None
+    error: TaskErrorView | None
 
     @classmethod
     def of(cls, task: DetectTask, result: DetectResultView | None) -> DetectTaskView:
@@ -104,7 +127,7 @@ class DetectTaskView(BaseModel):
             detector=task.detector,
             model_version=task.model_version,
             result=result,
-            error=TaskError(code=task.error_code, message=task.error_msg or "") if task.error_code else None,
+            error=TaskErrorView(code=task.error_code, message=task.error_msg or "") if task.error_code else None,
         )
 
 
@@ -129,3 +152,98 @@ class DetectTaskSummary(BaseModel):
 class DetectTaskPage(BaseModel):
     items: list[DetectTaskSummary]
     next_cursor: str | None
+
+
+class BatchAccepted(BaseModel):
+    batch_id: str
+    total: int
+
+
+class BatchFailure(BaseModel):
+    position: int
+    detect_task_id: str
+    error: dict[str, str]
+
+
+class BatchView(BaseModel):
+    batch_id: str
+    status: str  # running | completed | canceled
+    total: int
+    counts: dict[str, int]
+    progress: float
+    eta_seconds: float | None
+    created_at: datetime
+    finished_at: datetime | None
+    failures: list[BatchFailure]
+
+
+class WebhookEventView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    webhook_id: str = Field(validation_alias="id")
+    type: str
+    url: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+
+
+class DeliveryView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    webhook_id: str = Field(validation_alias="event_id")
+    attempt: int
+    url: str
+    status_code: int | None
+    error: str | None
+    response_body: str | None
+    latency_ms: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+
+
+class DeliveryLog(BaseModel):
+    detect_task_id: str
+    events: list[WebhookEventView]
+    items: list[DeliveryView]
+
+
+class RecentDeliveryView(DeliveryView):
+    """An attempt in GET /v1/deliveries: what it is about (a task or a batch) and its event's type and state."""
+
+    model_config = ConfigDict(populate_by_name=True)  # built from a DeliveryView's fields, webhook_id by name
+
+    event_type: str
+    event_state: str
+    detect_task_id: str | None
+    batch_id: str | None
+
+
+class RecentDeliveryPage(BaseModel):
+    items: list[RecentDeliveryView]
+    next_cursor: str | None
+
+
+class WebhookEndpointUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=URL_MAX_LENGTH, description="http(s) URL that receives the tenant's events")
+
+
+class WebhookEndpointView(BaseModel):
+    url: str | None = Field(description="The tenant's default endpoint; null: only tasks with a callback_url notify")
+    disabled_at: datetime | None = Field(description="When `url` answered 410 Gone; PUT it again to re-enable it")
+    secret_rotated_at: datetime | None
+    previous_secret_expires_at: datetime | None = Field(
+        description="Until then the previous secret signs too; null: only the current one signs"
+    )
+
+
+class WebhookSecretView(BaseModel):
+    secret: str = Field(description="The current whsec_ secret")
+
+
+class RotatedSecretView(BaseModel):
+    secret: str = Field(description="The new whsec_ secret, shown once")
+    previous_secret_expires_at: datetime | None

@@ -8,18 +8,25 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import accuracy, api_load, overlap, peer, service, video
+from bench import accuracy, api_load, overlap, peer, service_throughput, sizing, video
 from bench.data import REPO_ROOT, BenchmarkSkipped
 from bench.options import DEFAULTS, RunOptions
 from bench.report import Report, Section
 
 BENCHMARKS: dict[str, tuple[str, Callable[[RunOptions], Section]]] = {
-    "service": ("(a) service vs bare model: img/s through the whole service against a bare YuNet loop", service.run),
+    "service": (
+        "(a) service vs bare model: img/s through the whole service against a bare YuNet loop",
+        service_throughput.run,
+    ),
     "video": ("(b) video sampling against sequential decode, keyframe seeking and read-all", video.run),
     "overlap": ("decode-ahead and concurrent downloads inside a task, each on and off", overlap.run),
     "peer": ("(c) face_recognition (dlib HOG) against facequeue's detector: throughput and recall", peer.run),
     "accuracy": ("(d) WIDER AP, landmark NME, identity clustering, persons per single-face clip", accuracy.run),
     "api": ("(e) submit latency at 200 req/s, burst drain, worker RSS over many tasks", api_load.run),
+    "sizing": (
+        "deploy sizing: RSS per API and worker process, tasks/s per core for images and 10-frame videos",
+        sizing.run,
+    ),
 }
 
 

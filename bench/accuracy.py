@@ -33,16 +33,18 @@ from bench.matching import ImageDetections, PRCurve, match_one_to_one, wider_eva
 from bench.options import RunOptions
 from bench.report import Section, Table, Target
 from facequeue.settings import Settings, get_settings
-from workers.detectors.base import Face, detect_faces, detect_faces_tiled
-from workers.detectors.registry import FUSED_DETECTOR, get_detector, get_fusion, get_landmarkers
+from workers.detectors.fusion import detect_faces_tiled
+from workers.detectors.registry import FUSED_DETECTOR, get_detector, get_fusion
 from workers.detectors.routing import detector_for
 from workers.identity.embedder import get_embedder
 from workers.identity.persons import StillFrames
 from workers.identity.tracking import FaceTracker, FrameDetections
 from workers.landmarks.analyze import ALL_FACES, analyze_face_shapes
-from workers.landmarks.shape90 import six_points
+from workers.landmarks.facemesh import get_landmarkers
+from workers.landmarks.shape90 import five_points
 from workers.media.image import decode_image
 from workers.media.video import plan_sample_indices, probe_video, sample_frames
+from workers.vision import Face, detect_faces, six_points
 
 REFERENCE_MAX_SIDE = 640  # MODELS.md's reference row: 0.42 / 0.56 / 0.55
 HARD_AP_TARGET = 0.80
@@ -159,9 +161,9 @@ def landmark_errors(images: list[LabelledImage]) -> tuple[dict[str, list[float]]
         yunet = match_one_to_one(np.array([f.box for f in faces]), image.boxes, LANDMARK_MATCH_IOU)
         refined = match_one_to_one(np.array([s.face.box for s in shapes]), image.boxes, LANDMARK_MATCH_IOU)
         for truth, index in yunet.items():
-            errors["YuNet points"].append(six_point_nme(_yunet_six(faces[index]), image.landmarks68[truth]))
+            errors["YuNet points"].append(six_point_nme(six_points(faces[index].landmarks), image.landmarks68[truth]))
         for truth, index in refined.items():
-            points = six_points(shapes[index].mesh.points, shapes[index].pupils)
+            points = six_points(five_points(shapes[index].mesh.points, shapes[index].pupils))
             errors["FaceMesh-refined points"].append(six_point_nme(points, image.landmarks68[truth]))
     return errors, labelled
 
@@ -173,11 +175,6 @@ def six_point_nme(points: np.ndarray, landmarks68: np.ndarray) -> float:
     corners = landmarks68[[48, 54]]
     truth = np.vstack([eyes, landmarks68[30], corners.mean(axis=0), corners])
     return float(np.linalg.norm(points - truth, axis=1).mean() / np.linalg.norm(eyes[1] - eyes[0]))
-
-
-def _yunet_six(face: Face) -> np.ndarray:
-    eyes_nose, corners = face.landmarks[:3], face.landmarks[3:]
-    return np.vstack([eyes_nose, corners.mean(axis=0), corners])
 
 
 def identity_clustering(photos: list) -> tuple[float, float, int, int, int]:

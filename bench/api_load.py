@@ -26,7 +26,7 @@ import numpy as np
 
 from bench.options import RunOptions
 from bench.report import Section, Table, Target
-from bench.services import (
+from bench.running_services import (
     STALL_TIMEOUT,
     Service,
     Submitted,
@@ -36,7 +36,7 @@ from bench.services import (
     submit_all,
     tiny_task_body,
 )
-from db.models import FINAL_STATUSES
+from facequeue.enums import FINAL_STATUSES
 
 OFFERED_RATE = 200.0  # requests per second
 LATENCY_REQUESTS = 2000

@@ -20,9 +20,9 @@ from bench.matching import match_one_to_one
 from bench.options import RunOptions
 from bench.report import Section, Table, Target
 from facequeue.settings import get_settings
-from workers.detectors.base import detect_faces
 from workers.detectors.registry import get_detector
 from workers.media.image import decode_image
+from workers.vision import detect_faces
 
 TARGET_SPEEDUP = 5.0
 HOG_UPSAMPLE = 1  # face_recognition's default

@@ -29,8 +29,9 @@ from bench.data import CLIP_1080P, CLIPS_720P, VIDEOS, require_testdata
 from bench.options import RunOptions
 from bench.report import Section, Table, Target
 from facequeue.settings import get_settings
-from workers.media import video as video_module
 from workers.media.video import plan_sample_indices, probe_video, sample_frames
+from workers.media.video.mp4_index import IndexedTimes, indexed_times
+from workers.media.video.probe import video_stream
 
 NUM_FRAMES = (5, 20, 100)
 QUICK_NUM_FRAMES = (5,)
@@ -123,10 +124,8 @@ def _probe_seconds(path: Path) -> float:
 def _probe_source(path: Path) -> str:
     """Where facequeue's probe got the frame timestamps: the header's sample table or every packet."""
     with av.open(str(path)) as container:
-        indexed = video_module._indexed_timestamps(
-            path, container, video_module._video_stream(container), get_settings()
-        )
-    return "header index" if isinstance(indexed, tuple) else "demux"
+        indexed = indexed_times(path, container, video_stream(container), get_settings())
+    return "header index" if isinstance(indexed, IndexedTimes) else "demux"
 
 
 def _probe_note(results: dict[str, dict]) -> str:

@@ -8,9 +8,8 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import FINAL_STATUSES, Batch, DetectTask, TaskStatus, utcnow
-
-BATCH_QUEUE = "batch"
+from db.models import Batch, DetectTask, utcnow
+from facequeue.enums import FINAL_STATUSES, Queue, TaskStatus
 
 
 def insert_items(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -95,9 +94,10 @@ def finish_if_complete(session: Session, batch_id: str) -> Batch | None:
 
 # --- fair dispatch -----------------------------------------------------------------------------
 
-_HELD = and_(DetectTask.queue == BATCH_QUEUE, DetectTask.status == TaskStatus.QUEUED, DetectTask.published_at.is_(None))
+# held: stored but not yet handed to the broker (the dispatcher's to publish; db/backlog.py counts them)
+HELD = and_(DetectTask.queue == Queue.BATCH, DetectTask.status == TaskStatus.QUEUED, DetectTask.published_at.is_(None))
 _IN_FLIGHT = and_(
-    DetectTask.queue == BATCH_QUEUE,
+    DetectTask.queue == Queue.BATCH,
     or_(
         DetectTask.status == TaskStatus.PROCESSING,
         and_(DetectTask.status == TaskStatus.QUEUED, DetectTask.published_at.is_not(None)),
@@ -113,7 +113,7 @@ def tenants_with_held_items(session: Session) -> list[str | None]:
     """Tenants with unpublished batch items, longest-waiting first."""
     rows = session.execute(
         select(DetectTask.tenant_id, func.min(DetectTask.created_at).label("oldest"))
-        .where(_HELD)
+        .where(HELD)
         .group_by(DetectTask.tenant_id)
         .order_by("oldest")
     ).all()
@@ -128,7 +128,7 @@ def next_held_items(session: Session, tenant_id: str | None, limit: int) -> Sequ
     """(id, kind) of the tenant's next held items; locked rows are skipped so dispatchers don't collide."""
     return session.execute(
         select(DetectTask.id, DetectTask.kind)
-        .where(_HELD, _tenant_is(tenant_id))
+        .where(HELD, _tenant_is(tenant_id))
         .order_by(DetectTask.created_at, DetectTask.batch_position)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -1,15 +1,16 @@
-"""The detection task table."""
+"""Every table: detect tasks, tenants and their keys, service flags, batches, and the webhook outbox and log."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from facequeue.enums import CreditState, EventState, Queue, TaskStatus
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 
@@ -38,21 +39,6 @@ def new_task_id() -> str:
     return secrets.token_urlsafe(18)
 
 
-class TaskStatus(StrEnum):
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATUSES
-
-
-FINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED})
-
-
 class Base(DeclarativeBase):
     pass
 
@@ -66,7 +52,8 @@ class DetectTask(Base):
     source_url: Mapped[str | None] = mapped_column(Text)
     upload_key: Mapped[str | None] = mapped_column(String(255))  # storage key of uploaded bytes
     params: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
-    queue: Mapped[str] = mapped_column(String(32), default="default")
+    queue: Mapped[str] = mapped_column(String(32), default=Queue.DEFAULT)
+    api: Mapped[str | None] = mapped_column(String(16))  # SubmitApi; null on tasks stored before it was kept
 
     status: Mapped[str] = mapped_column(String(16), default=TaskStatus.QUEUED)
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
@@ -78,13 +65,16 @@ class DetectTask(Base):
     model_version: Mapped[str | None] = mapped_column(String(128))
     timings: Mapped[dict[str, float]] = mapped_column(JSONDocument, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The run that claimed it: worker name and pool process, so a dead run is re-queued at once (reaper.py)
+    worker_name: Mapped[str | None] = mapped_column(String(255))
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
 
     batch_id: Mapped[str | None] = mapped_column(String(32))
     batch_position: Mapped[int | None] = mapped_column(Integer)  # submit order inside its batch
     detect_id: Mapped[str | None] = mapped_column(String(32))  # crun's handle for a finished detection
     callback_url: Mapped[str | None] = mapped_column(Text)
     cost: Mapped[int] = mapped_column(Integer, default=0)  # credits reserved on submit
-    credit_state: Mapped[str] = mapped_column(String(16), default="none")  # none | reserved | settled | refunded
+    credit_state: Mapped[str] = mapped_column(String(16), default=CreditState.NONE)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
 
@@ -125,6 +115,9 @@ class Tenant(Base):
     rate_limit: Mapped[str | None] = mapped_column(String(64))  # e.g. "10/second"; None: the default
     webhook_url: Mapped[str | None] = mapped_column(Text)  # default endpoint for tasks without callback_url
     webhook_secrets: Mapped[list[str]] = mapped_column(JSONDocument, default=list)  # current first
+    webhook_secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the secrets after the first sign until then (None: no end)
+    webhook_previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -160,3 +153,64 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # every item final
+
+
+class WebhookEvent(Base):
+    """The outbox: one row per event, written in the transaction that made its task (or batch) final."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the webhook-id header
+    task_id: Mapped[str] = mapped_column(String(32), index=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=EventState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # attempts made before the current round of retries (a redelivery starts a new round)
+    round_start: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # message for the next attempt sent
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_webhook_events_state_next_attempt", "state", "next_attempt_at"),)
+
+
+class WebhookDelivery(Base):
+    """The delivery log: one row per attempt."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(40), index=True)
+    task_id: Mapped[str] = mapped_column(String(32), index=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    response_body: Mapped[str | None] = mapped_column(Text)  # the first KB
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    # GET /v1/deliveries: one tenant's attempts, newest first (coalesce: tenant-less ones are scoped together)
+    __table_args__ = (Index("ix_webhook_deliveries_tenant_recent", func.coalesce(tenant_id, ""), id),)
+
+
+class DisabledWebhookEndpoint(Base):
+    """(tenant, URL) pairs that answered 410 Gone."""
+
+    __tablename__ = "disabled_webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int] = mapped_column(Integer)
+    disabled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    # coalesce: endpoints of tasks without a tenant are scoped together (plain UNIQUE lets NULLs repeat)
+    __table_args__ = (
+        Index("uq_disabled_webhook_endpoints_tenant_url", func.coalesce(tenant_id, ""), url, unique=True),
+    )

@@ -1,4 +1,4 @@
-"""Tenants, API keys, credits and operator flags: every query of their tables."""
+"""Tenants and their API keys: every query of their tables."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import ApiKey, DetectTask, ServiceFlag, Tenant, utcnow
+from db.models import ApiKey, Tenant, utcnow
 
 KEY_PREFIX = "fq_"
 DISPLAY_PREFIX_LENGTH = 10  # "fq_" + 7 characters: enough to tell keys apart in a listing
@@ -24,6 +25,10 @@ def hash_key(key: str) -> str:
 def new_webhook_secret() -> str:
     # Standard Webhooks secrets are standard base64 after the prefix (not the URL-safe alphabet)
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def get_tenant(session: Session, tenant_id: str | None) -> Tenant | None:
+    return session.get(Tenant, tenant_id) if tenant_id else None
 
 
 def get_or_create_tenant(session: Session, name: str) -> Tenant:
@@ -75,40 +80,56 @@ def any_key_exists(session: Session) -> bool:
     return session.scalar(select(ApiKey.id).limit(1)) is not None
 
 
-def reserve_credits(session: Session, tenant_id: str, cost: int) -> bool:
-    """Take `cost` from the balance only if it covers it: the check and the debit are one UPDATE,
-    so concurrent submits can never overdraw. Unlimited tenants (credits NULL) always pass."""
-    result = session.execute(
+def find_tenant(session: Session, name: str) -> Tenant | None:
+    return session.scalar(select(Tenant).where(Tenant.name == name))
+
+
+def list_tenants(session: Session) -> Sequence[Tenant]:
+    return session.scalars(select(Tenant).order_by(Tenant.name)).all()
+
+
+def active_key_counts(session: Session) -> dict[str, int]:
+    """Unrevoked API keys per tenant id (tenants without one are absent)."""
+    rows = session.execute(
+        select(ApiKey.tenant_id, func.count()).where(ApiKey.revoked_at.is_(None)).group_by(ApiKey.tenant_id)
+    ).all()
+    return {tenant_id: count for tenant_id, count in rows}
+
+
+def signing_secrets(tenant: Tenant, now: datetime) -> list[str]:
+    """The secrets that sign the tenant's webhooks now: the current one, then the previous one until its
+    grace period ends."""
+    expires = tenant.webhook_previous_secret_expires_at
+    if expires is not None and expires <= now:
+        return list(tenant.webhook_secrets[:1])
+    return list(tenant.webhook_secrets)
+
+
+def previous_secret_expiry(tenant: Tenant, now: datetime) -> datetime | None:
+    """When the previous secret stops signing; None when only the current one signs."""
+    return tenant.webhook_previous_secret_expires_at if len(signing_secrets(tenant, now)) > 1 else None
+
+
+def rotate_webhook_secret(session: Session, tenant: Tenant, grace: timedelta) -> str | None:
+    """Make a new current secret; the current one becomes the previous and keeps signing for `grace`
+    (an older previous one stops at once). Returns the new secret, or None when another rotation of
+    the same tenant won the race (its row changed since `tenant` was read)."""
+    now = utcnow()
+    secret = new_webhook_secret()
+    current = list(tenant.webhook_secrets[:1])
+    rotated = session.execute(
         update(Tenant)
-        .where(Tenant.id == tenant_id, (Tenant.credits.is_(None)) | (Tenant.credits >= cost))
-        .values(credits=Tenant.credits - cost)
+        .where(Tenant.id == tenant.id, _same_moment(Tenant.webhook_secret_rotated_at, tenant.webhook_secret_rotated_at))
+        .values(
+            webhook_secrets=[secret, *current],
+            webhook_secret_rotated_at=now,
+            webhook_previous_secret_expires_at=now + grace if current else None,
+        )
+        .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    session.expire(tenant)
+    return secret if rotated.rowcount == 1 else None
 
 
-def close_credits(session: Session, task_id: str, state: str, refund: int) -> bool:
-    """reserved -> settled/refunded exactly once, giving `refund` credits back."""
-    closed = session.execute(
-        update(DetectTask)
-        .where(DetectTask.id == task_id, DetectTask.credit_state == "reserved")
-        .values(credit_state=state)
-        .returning(DetectTask.tenant_id)
-    ).first()
-    if closed is None:
-        return False
-    if refund > 0:
-        session.execute(update(Tenant).where(Tenant.id == closed[0]).values(credits=Tenant.credits + refund))
-    return True
-
-
-def get_flag(session: Session, name: str) -> str | None:
-    flag = session.get(ServiceFlag, name)
-    return flag.value if flag else None
-
-
-def set_flag(session: Session, name: str, value: str) -> None:
-    flag = session.get(ServiceFlag, name)
-    if flag is None:
-        session.add(ServiceFlag(name=name, value=value))
-    else:
-        flag.value = value
+def _same_moment(column, moment: datetime | None):
+    return column.is_(None) if moment is None else column == moment

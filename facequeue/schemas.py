@@ -1,4 +1,4 @@
-"""Result schemas written by the workers and rendered by the API.
+"""Detection options, and the result schemas written by the workers and rendered by the API.
 
 `FaceFrame` is seed 000's per-frame object, field for field; everything facequeue adds lives
 beside `faces_obj`, never inside it. Stored results name crops by storage key (`crop_keys`,
@@ -7,10 +7,9 @@ beside `faces_obj`, never inside it. Stored results name crops by storage key (`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Point = list[int]  # [x, y]
 Region = list[int]  # [x, y, w, h]
@@ -20,32 +19,53 @@ Corners = list[int]  # [x1, y1, x2, y2]
 MAX_SAMPLED_FRAMES = 100  # num_frames' ceiling in every seed API; sample_fps stops there too
 
 
-@dataclass(frozen=True)
-class DetectOptions:
-    """What a worker does with a task's media. The API writes it into the task row; the worker reads it back."""
+# Each option is written once, in one of the bases below; the native request, the compat requests and
+# DetectOptions inherit the ones they take (as the full-stack template's ItemBase -> ItemCreate / ItemPublic).
 
-    media_type: Literal["auto", "image", "video"] = "auto"
-    num_frames: int = 5
-    single_face: bool = False
-    max_side: int | None = None
-    return_face_url: bool = False
-    expand_ratio: float = 0.3
-    landmarks: Literal["6", "90"] = "6"
-    persons: bool = False
-    need_rotate_detection: bool = False
+
+class SamplingOptions(BaseModel):
+    num_frames: int = Field(5, ge=1, le=MAX_SAMPLED_FRAMES, description="Frames sampled evenly over a video")
+
+
+class FaceOptions(BaseModel):
+    single_face: bool = Field(False, description="Keep only the largest face per frame")
+    return_face_url: bool = Field(False, description="Crop every face and return links, crop_region, crop_landmarks")
+
+
+class CropOptions(BaseModel):
+    expand_ratio: float = Field(0.3, ge=0, le=1, description="Crop expansion on each side, as a share of the box")
+
+
+class DetectOptionsBase(CropOptions, FaceOptions, SamplingOptions):
+    """Every detection option, with its default and its limits."""
+
+    media_type: Literal["auto", "image", "video"] = Field("auto", description="auto: decided by sniffing the bytes")
+    sample_fps: float | None = Field(
+        None, gt=0, le=60, description=f"Instead of num_frames: frames per second, at most {MAX_SAMPLED_FRAMES} in all"
+    )
+    max_side: int | None = Field(None, ge=64, le=8192, description="Detector working long side (downscale only)")
+    landmarks: Literal["6", "90"] = Field("6", description='"90" adds the Tencent-style 90-point face_shape_set')
+    persons: bool = Field(False, description="Group faces into persons across frames (tracking + embeddings)")
+    need_rotate_detection: bool = Field(False, description="Try 90/180/270 degrees when no upright face is found")
+    tiling: bool = Field(False, description="Add native-resolution 640 px tiles to find small faces (crowds)")
+    detector: Literal["local", "upstream", "auto"] = Field(
+        "local", description="local YuNet, the configured upstream face API, or upstream while it is healthy"
+    )
+
+
+class DetectOptions(DetectOptionsBase):
+    """What a worker does with a task's media. The API writes it into the task row; the worker reads it back.
+    Unknown keys are ignored, so rows stored with options that no longer exist still load."""
+
+    model_config = ConfigDict(frozen=True)
+
     frame_urls: tuple[str, ...] = ()
     timestamps: tuple[float, ...] = ()
-    detector: Literal["local", "upstream", "auto"] = "local"
-    sample_fps: float | None = None  # instead of num_frames: one frame every 1/sample_fps s
-    tiling: bool = False  # whole frame plus native-resolution tiles, for small faces (local detection)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> DetectOptions:
-        """From the stored JSON (lists back to tuples; keys of older rows that no longer exist are ignored)."""
-        known = {field.name: params[field.name] for field in fields(cls) if field.name in params}
-        for name in ("frame_urls", "timestamps"):
-            known[name] = tuple(known.get(name) or ())
-        return cls(**known)
+        """From the task row's stored JSON."""
+        return cls.model_validate(params)
 
 
 class FaceFrame(BaseModel):
@@ -103,18 +123,36 @@ class ShapePoint(BaseModel):
     y: int
 
 
+# Points per group of a 90-point face shape, in the seed's key order (seed 002).
+SHAPE_GROUP_SIZES = {
+    "face_profile": 21,
+    "left_eye": 8,
+    "right_eye": 8,
+    "left_eye_brow": 8,
+    "right_eye_brow": 8,
+    "mouth": 22,
+    "nose": 13,
+    "left_pupil": 1,
+    "right_pupil": 1,
+}
+
+
+def _shape_group(name: str) -> Any:
+    return Field(min_length=SHAPE_GROUP_SIZES[name], max_length=SHAPE_GROUP_SIZES[name])
+
+
 class FaceShape(BaseModel):
     """Tencent AnalyzeFace's 90 points, groups in the seed's order (JSONB storage reorders keys; this restores it)."""
 
-    face_profile: list[ShapePoint] = Field(min_length=21, max_length=21)
-    left_eye: list[ShapePoint] = Field(min_length=8, max_length=8)
-    right_eye: list[ShapePoint] = Field(min_length=8, max_length=8)
-    left_eye_brow: list[ShapePoint] = Field(min_length=8, max_length=8)
-    right_eye_brow: list[ShapePoint] = Field(min_length=8, max_length=8)
-    mouth: list[ShapePoint] = Field(min_length=22, max_length=22)
-    nose: list[ShapePoint] = Field(min_length=13, max_length=13)
-    left_pupil: list[ShapePoint] = Field(min_length=1, max_length=1)
-    right_pupil: list[ShapePoint] = Field(min_length=1, max_length=1)
+    face_profile: list[ShapePoint] = _shape_group("face_profile")
+    left_eye: list[ShapePoint] = _shape_group("left_eye")
+    right_eye: list[ShapePoint] = _shape_group("right_eye")
+    left_eye_brow: list[ShapePoint] = _shape_group("left_eye_brow")
+    right_eye_brow: list[ShapePoint] = _shape_group("right_eye_brow")
+    mouth: list[ShapePoint] = _shape_group("mouth")
+    nose: list[ShapePoint] = _shape_group("nose")
+    left_pupil: list[ShapePoint] = _shape_group("left_pupil")
+    right_pupil: list[ShapePoint] = _shape_group("right_pupil")
 
 
 class DetectResult(BaseModel):

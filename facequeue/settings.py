@@ -11,6 +11,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 HostOrNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network | str
+# Links built with no request to take the address from (webhook bodies): `facequeue serve`/`api`'s default.
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 
 
 class Settings(BaseSettings):
@@ -23,7 +25,16 @@ class Settings(BaseSettings):
         None, description="Celery broker URL; default: kombu filesystem transport in data_dir"
     )
     broker_key_prefix: str = Field("", description="Prefix of every Redis key, so deployments can share one Redis")
-    public_base_url: str | None = Field(None, description="Base URL in links the API hands out; default: the request's")
+    public_base_url: str | None = Field(
+        None, description="Base of the links the API hands out; default: the request's (webhooks: 127.0.0.1:8000)"
+    )
+
+    # --- waiting on Postgres and Redis (a stopped or frozen server costs a request at most this) -----------
+    database_connect_timeout: int = Field(2, ge=2, description="Seconds to open a database connection (libpq: >= 2)")
+    database_timeout: float = Field(
+        2.0, gt=0, description="Seconds a statement may run (statement_timeout) or wait for a pooled connection"
+    )
+    redis_timeout: float = Field(1.0, gt=0, description="Seconds to connect to Redis, and for each of its replies")
 
     # --- stored media (uploads, face crops) ----------------------------------
     storage_backend: Literal["local", "s3"] = "local"
@@ -55,6 +66,9 @@ class Settings(BaseSettings):
     max_video_seconds: float = 3 * 3600.0
     max_video_side: int = 4096
     max_video_frames: int = 1_000_000
+    max_animation_pixels: int = Field(
+        2_000_000_000, description="Frames x canvas area of an animated image (GIF, APNG, WebP) sampled as a video"
+    )
 
     # --- detection ---------------------------------------------------------
     detector_max_side: int = Field(1280, description="Frames are downscaled (never upscaled) to this long side")
@@ -68,6 +82,7 @@ class Settings(BaseSettings):
     # --- compat APIs ----------------------------------------------------------
     sync_timeout: float = Field(60.0, description="How long detect_faces, analyze_frames and face/analyze wait")
     detect_id_ttl: float = Field(3600.0, description="Seconds a crun detect_id stays valid after the task finishes")
+    # OpenCV's published cosine threshold for SFace; measured here: one person 0.70-0.78, different people <= 0.28.
     person_match_threshold: float = Field(0.363, description="SFace cosine at or above which two faces are one person")
 
     # --- tenants, limits, credits -------------------------------------------
@@ -84,6 +99,9 @@ class Settings(BaseSettings):
     upstream_credit_cost: int = Field(5, description="Credits an upstream-served image costs")
     tenant_max_in_flight: int = Field(4, description="Batch items of one tenant published or running at once")
     max_batch_items: int = Field(10_000, description="Items in one JSON batch request (JSONL uploads have no cap)")
+    max_manifest_bytes: int = Field(
+        2 * 1024**3, description="Body of a JSONL batch manifest (spooled to disk while it arrives); 413 past it"
+    )
 
     # --- webhooks -----------------------------------------------------------
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
@@ -92,6 +110,9 @@ class Settings(BaseSettings):
     )
     webhook_timeout: float = 15.0
     webhook_secret: SecretStr | None = Field(None, description="whsec_ secret for tasks without a tenant (auth off)")
+    webhook_secret_grace: float = Field(
+        86400.0, description="Seconds a tenant's previous whsec_ secret keeps signing after a rotation"
+    )
 
     # --- upstream face APIs ---------------------------------------------------
     upstream_protocol: Literal["akool", "acedata"] = "akool"
@@ -111,13 +132,29 @@ class Settings(BaseSettings):
     worker_nice: int = Field(10, description="CPU niceness of pool processes, so a co-located API answers first")
     heartbeat_interval: float = 5.0
     heartbeat_stale_after: float = 60.0
+    worker_alive_after: float = Field(
+        30.0, gt=0, description="/readyz needs a worker heartbeat this recent; each worker beats 3 times per period"
+    )
     max_attempts: int = 3
     reaper_interval: float = 15.0
-    republish_queued_after: float = Field(900.0, description="Re-publish a queued task whose message may be lost")
+    republish_queued_after: float = Field(
+        60.0, description="Re-publish a queued task whose message may be lost; then each time it waited as long again"
+    )
     image_soft_time_limit: float = 60.0
     image_time_limit: float = 90.0
     video_soft_time_limit: float = 900.0
     video_time_limit: float = 960.0
+
+    # --- metrics ----------------------------------------------------------------
+    worker_metrics_port: int = Field(0, description="Port of a worker's Prometheus exporter (0: none)")
+    worker_metrics_addr: str = Field("0.0.0.0", description="Address the worker's exporter listens on")
+    metrics_tenant_labels: bool = Field(
+        False, description="Label task counters by tenant id (one series per tenant); off: tenant=\"all\""
+    )
+    metrics_cache_seconds: float = Field(
+        5.0, description="How long a scrape reuses the backlog read from the database and the broker"
+    )
+    metrics_query_timeout: float = Field(2.0, description="Seconds the backlog's database or broker read may take")
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
@@ -140,7 +177,12 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{(self.data_dir / 'facequeue.db').resolve()}"
+        return self.database_url or f"sqlite:///{self.embedded_database_path}"
+
+    @property
+    def embedded_database_path(self) -> Path:
+        """The SQLite file used when FACEQUEUE_DATABASE_URL is unset."""
+        return (self.data_dir / "facequeue.db").resolve()
 
     @property
     def resolved_broker_url(self) -> str:
@@ -157,6 +199,11 @@ class Settings(BaseSettings):
     @property
     def is_embedded(self) -> bool:
         return self.resolved_broker_url.startswith("filesystem://")
+
+    def public_base(self, request_base_url: str | None = None) -> str:
+        """Base of every link the service hands out: FACEQUEUE_PUBLIC_BASE_URL, else the request's base URL,
+        else DEFAULT_PUBLIC_BASE_URL."""
+        return self.public_base_url or request_base_url or DEFAULT_PUBLIC_BASE_URL
 
 
 def _host_or_network(item: str) -> HostOrNetwork:

@@ -21,6 +21,9 @@ from urllib.parse import quote, urlencode
 
 from facequeue.settings import Settings
 
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
 
 class MediaStorage(Protocol):
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
@@ -142,11 +145,11 @@ def signing_key(settings: Settings) -> bytes:
     """The configured secret, or one kept in the data directory (fine for one host; set it when there are several)."""
     if settings.signing_secret is not None:
         return settings.signing_secret.get_secret_value().encode()
-    path = settings.data_dir / "signing.key"
+    path = ensure_data_dir(settings) / "signing.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"signing.key.{secrets.token_hex(4)}")
-        tmp.write_text(secrets.token_hex(32))
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE), "w") as file:
+            file.write(secrets.token_hex(32))
         try:
             os.link(tmp, path)  # atomic create-if-absent: when processes race, the first key wins
         except FileExistsError:
@@ -154,6 +157,13 @@ def signing_key(settings: Settings) -> bytes:
         finally:
             tmp.unlink()
     return path.read_text().strip().encode()
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """The data directory, created readable by this user only: it holds the signing key, the embedded database
+    (webhook secrets) and the media. An existing directory keeps the mode its owner gave it."""
+    settings.data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    return settings.data_dir
 
 
 def upload_key(task_id: str) -> str:

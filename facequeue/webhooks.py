@@ -1,6 +1,7 @@
 """Webhook events in the Standard Webhooks format: what a final task announces, how it is signed, how to verify it.
 
-Shared by the workers (build, sign), the API and receivers (`verify`); no database or broker here.
+Shared by the workers (build, sign) and the API; no database or broker here. Receivers verify with the
+light `facequeue_client.verify_webhook`; `verify` here behaves the same, for the server's own tests and tools.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -20,6 +22,7 @@ from facequeue.settings import Settings
 from facequeue.storage import signing_key
 
 __all__ = [
+    "EventType",
     "WebhookVerificationError",
     "default_secret",
     "encode_event",
@@ -30,13 +33,21 @@ __all__ = [
     "verify",
 ]
 
+
+class EventType(StrEnum):
+    """Every event sent: one per final task (batch items excepted), one per batch."""
+
+    DETECT_TASK_SUCCEEDED = "detect_task.succeeded"
+    DETECT_TASK_FAILED = "detect_task.failed"
+    DETECT_TASK_CANCELED = "detect_task.canceled"
+    BATCH_COMPLETED = "batch.completed"
+
+
 EVENT_TYPES = {
-    "succeeded": "detect_task.succeeded",
-    "failed": "detect_task.failed",
-    "canceled": "detect_task.canceled",
+    "succeeded": EventType.DETECT_TASK_SUCCEEDED,
+    "failed": EventType.DETECT_TASK_FAILED,
+    "canceled": EventType.DETECT_TASK_CANCELED,
 }
-# Where `result_url` points when FACEQUEUE_PUBLIC_BASE_URL is unset: `facequeue serve`/`api`'s default address.
-DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 _DEFAULT_SECRET_LABEL = b"facequeue webhook secret v1"
 
 
@@ -50,8 +61,7 @@ def result_url(task_id: str, settings: Settings) -> str:
 
 
 def _api_url(path: str, settings: Settings) -> str:
-    base = settings.public_base_url or DEFAULT_PUBLIC_BASE_URL
-    return base.rstrip("/") + path
+    return settings.public_base().rstrip("/") + path
 
 
 def _timestamp(moment: datetime) -> str:
@@ -82,7 +92,7 @@ def task_event(
 def batch_event(batch: Any, counts: Mapping[str, int], settings: Settings) -> dict[str, Any]:
     """The one event of a batch whose items are all final."""
     return {
-        "type": "batch.completed",
+        "type": EventType.BATCH_COMPLETED,
         "timestamp": _timestamp(batch.finished_at),
         "data": {
             "batch_id": batch.id,
@@ -122,8 +132,16 @@ def signature_headers(webhook_id: str, sent_at: datetime, body: str, webhook_sec
 
 
 def verify(payload: bytes | str, headers: Mapping[str, str], secret: str) -> dict[str, Any]:
-    """For receivers: check the signature and timestamp (5 minutes' tolerance) and return the parsed event.
+    """Check the signature (any of those sent) and the timestamp (5 minutes' tolerance); return the parsed event.
 
-    Raises WebhookVerificationError when the headers are missing, stale or signed with another secret.
+    Accepts and refuses exactly what facequeue_client.verify_webhook does (tests/webhooks/test_endpoint_api.py
+    checks both on the same cases); receivers should use that light package rather than import the server.
+    Raises WebhookVerificationError when the headers are missing, malformed, stale or signed with another secret.
     """
-    return Webhook(secret).verify(payload, dict(headers.items()))
+    lowered = {name.lower(): value for name, value in headers.items()}
+    try:
+        return Webhook(secret).verify(payload, lowered)
+    except WebhookVerificationError:
+        raise
+    except ValueError as error:  # a malformed signature header, or a signed body that is not JSON
+        raise WebhookVerificationError(f"malformed webhook: {error}") from error

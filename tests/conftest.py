@@ -87,7 +87,7 @@ def database(services: None) -> Iterator[str]:
         admin.execute(f'CREATE DATABASE "{TEST_DB_NAME}"')
     upgrade_to_head(TEST_ENV["FACEQUEUE_DATABASE_URL"])
     yield TEST_ENV["FACEQUEUE_DATABASE_URL"]
-    from db.engine import get_engine
+    from facequeue.lifecycle.sessions import get_engine
 
     get_engine().dispose()
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
@@ -100,7 +100,7 @@ def clean_state(database: str) -> Iterator[None]:
     import redis
     from sqlalchemy import text
 
-    from db.engine import get_engine
+    from facequeue.lifecycle.sessions import get_engine
 
     with get_engine().begin() as connection:
         connection.execute(text("TRUNCATE detect_tasks"))

@@ -8,7 +8,7 @@ import json
 import pytest
 import redis
 
-from facequeue.demo import astronaut_bgr
+from facequeue.cli.demo import astronaut_bgr
 from tests.support import REDIS_URL, queue_key
 
 pytestmark = pytest.mark.integration
@@ -45,17 +45,17 @@ def test_failed_publish_leaves_the_task_for_the_reaper(api_client, monkeypatch) 
     broker here is a real Redis that stays up.)"""
     from kombu.exceptions import OperationalError
 
-    import api.service
-    from db.engine import session_scope
     from db.models import DetectTask
+    from facequeue.lifecycle import publish, reaper
+    from facequeue.lifecycle.sessions import session_scope
     from facequeue.settings import get_settings
-    from workers import reaper
 
     def broker_down(*_args, **_kwargs) -> None:
         raise OperationalError("Error 111 connecting to broker: Connection refused")
 
-    monkeypatch.setattr(api.service, "publish_detect", broker_down)
-    task_id = api_client.post("/v1/detect", json={"url": "https://example.com/a.jpg"}).json()["detect_task_id"]
+    with monkeypatch.context() as outage:  # the submit's publish fails; the reaper's (same function) succeeds
+        outage.setattr(publish, "publish_detect", broker_down)
+        task_id = api_client.post("/v1/detect", json={"url": "https://example.com/a.jpg"}).json()["detect_task_id"]
     assert _queued_messages() == []
     with session_scope() as session:
         assert session.get(DetectTask, task_id).published_at is None
@@ -117,8 +117,8 @@ def test_url_wins_over_img(api_client) -> None:
 def test_data_uri_upload_is_stored_outside_the_row(api_client) -> None:
     from sqlalchemy import select
 
-    from db.engine import session_scope
     from db.models import DetectTask
+    from facequeue.lifecycle.sessions import session_scope
     from facequeue.settings import get_settings
     from facequeue.storage import get_storage
 
@@ -199,8 +199,12 @@ def test_cancel_queued_task(api_client) -> None:
 
 def test_health_and_readiness(api_client) -> None:
     assert api_client.get("/healthz").json() == {"status": "ok"}
-    ready = api_client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    ready = api_client.get("/readyz")  # no worker runs here (tests/test_health.py starts one)
+    assert ready.status_code == 503 and ready.json()["checks"] == {
+        "database": "ok",
+        "broker": "ok",
+        "workers": "error: no worker heartbeat in the last 30 s",
+    }
 
 
 def test_openapi_docs_are_served(api_client) -> None:

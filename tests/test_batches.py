@@ -10,7 +10,7 @@ import pytest
 import redis
 from werkzeug import Request, Response
 
-from facequeue.demo import astronaut_bgr
+from facequeue.cli.demo import astronaut_bgr
 from tests.support import REDIS_URL, queue_key
 from tests.test_tenants import balance, bearer, make_client, new_key
 
@@ -148,8 +148,8 @@ def test_fair_dispatch_between_tenants(clean_state, start_worker, media_server) 
     """One worker process; tenant A's 40 items are ahead of tenant B's 6 items and B's single image."""
     from sqlalchemy import select
 
-    from db.engine import session_scope
     from db.models import DetectTask
+    from facequeue.lifecycle.sessions import session_scope
 
     start_worker()
     media_server.expect_request("/face.jpg").respond_with_data(jpeg(), content_type="image/jpeg")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from kombu import Connection
 
-from workers import broker_files
+from facequeue.lifecycle import broker_files
 
 
 def _connection(folder: Path) -> Connection:
-    (folder / "control").mkdir(exist_ok=True)  # as workers/celery_app.py makes it for the embedded broker
+    (folder / "control").mkdir(exist_ok=True)  # as facequeue/lifecycle/broker.py makes it for the embedded broker
     options = {
         "data_folder_in": str(folder),
         "data_folder_out": str(folder),

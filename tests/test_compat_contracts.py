@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facequeue.demo import Placement, astronaut_bgr, compose, moving_face_frames, write_video
+from facequeue.cli.demo import Placement, astronaut_bgr, compose, moving_face_frames, write_video
 from tests.contract_examples import (
     ACEDATA_ERROR,
     ACEDATA_GROUP_SIZES,

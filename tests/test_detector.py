@@ -6,13 +6,21 @@ import cv2
 import numpy as np
 import pytest
 
-from facequeue.demo import Placement, astronaut_bgr, compose
+from facequeue.cli.demo import Placement, astronaut_bgr, compose
 from tests.contract_examples import SEED_FRAME_KEYS
-from workers.detectors.base import Face, Fusion, detect_faces, largest_face, working_scale
 from workers.detectors.blazeface import on_yunet_scale
-from workers.detectors.model_files import YUNET_2023MAR_INT8BQ, ModelFile, ModelFileError
+from workers.detectors.fusion import Fusion
 from workers.detectors.registry import get_detector, get_fusion
-from workers.results import face_frame, landmarks_str, six_points
+from workers.results import face_frame, landmarks_str, seed_landmarks
+from workers.vision import (
+    YUNET_2023MAR_INT8BQ,
+    Face,
+    ModelFile,
+    ModelFileError,
+    detect_faces,
+    largest_face,
+    working_scale,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +34,7 @@ def test_astronaut_has_one_face_with_landmarks_in_seed_order(detector) -> None:
     (face,) = faces
     x, y, w, h = face.box
     assert 150 <= x <= 200 and 40 <= y <= 90 and 70 <= w <= 110 and 90 <= h <= 140
-    left_eye, right_eye, nose, mouth_centre, mouth_left, mouth_right = six_points(face)
+    left_eye, right_eye, nose, mouth_centre, mouth_left, mouth_right = seed_landmarks(face)
     assert left_eye[0] < nose[0] < right_eye[0]  # image-left eye first
     assert left_eye[1] < nose[1] < mouth_centre[1]
     assert mouth_left[0] < mouth_centre[0] < mouth_right[0]
@@ -110,7 +118,7 @@ def test_missing_model_package_names_the_package() -> None:
 
 
 def test_tiling_finds_small_faces_the_downscaled_frame_loses(detector) -> None:
-    from workers.detectors.base import detect_faces_tiled
+    from workers.detectors.fusion import detect_faces_tiled
 
     heads = [Placement(60 + 300 * k, 150 + 40 * (k % 3), 64, mirrored=k % 2 == 1) for k in range(8)]
     wide = compose(2560, 480, heads)  # at 640 px wide the 64 px heads become 16 px
@@ -189,7 +197,7 @@ def test_fusion_merge_rules() -> None:
 
 
 def test_tiling_keeps_a_face_larger_than_the_tile_overlap_whole(detector) -> None:
-    from workers.detectors.base import detect_faces_tiled
+    from workers.detectors.fusion import detect_faces_tiled
 
     big = cv2.resize(astronaut_bgr(), (1400, 1400), interpolation=cv2.INTER_LINEAR)  # a ~300 px face
     (whole,) = detect_faces(detector, big, max_side=1280)

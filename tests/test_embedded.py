@@ -14,7 +14,7 @@ import cv2
 import httpx
 import pytest
 
-from facequeue.demo import astronaut_bgr, moving_face_frames, write_video
+from facequeue.cli.demo import astronaut_bgr, moving_face_frames, write_video
 from tests.conftest import REPO_ROOT
 from tests.support import free_port, wait_for_final
 
@@ -57,7 +57,8 @@ def embedded_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
 def _first_key(log: Path) -> str:
     """serve prints the first API key once, on first start."""
     text = log.read_text().replace("\n", "")
-    match = re.search(r"first API key, for tenant 'default' \(shown once, store it now\): (fq_[\w-]{40,})", text)
+    # fq_ and 43 url-safe characters (token_urlsafe(32)): the next line, joined on, may start with word characters
+    match = re.search(r"first API key, for tenant 'default' \(shown once, store it now\): (fq_[\w-]{43})", text)
     assert match, text
     return match.group(1)
 

@@ -13,9 +13,10 @@ import pytest
 from bench.matching import match_one_to_one
 from facequeue.settings import get_settings
 from tests.conftest import SHARED_TESTDATA
-from workers.detectors.base import Face, detect_faces_tiled
+from workers.detectors.fusion import detect_faces_tiled
 from workers.detectors.registry import get_detector, get_fusion
 from workers.media.image import decode_image
+from workers.vision import Face
 
 pytestmark = pytest.mark.testdata
 

@@ -13,7 +13,7 @@ import cv2
 import pytest
 from werkzeug import Response
 
-from facequeue.demo import Placement, astronaut_bgr, compose, moving_face_frames, write_video
+from facequeue.cli.demo import Placement, astronaut_bgr, compose, moving_face_frames, write_video
 from tests.contract_examples import SEED_FRAME_KEYS
 from tests.support import free_port, wait_for_final
 
@@ -210,9 +210,9 @@ def test_finished_task_delete_purges_result_and_media(api_client, worker) -> Non
 
 
 def test_sigkilled_worker_task_is_reaped_and_finishes_once(api_client, start_worker, media_server) -> None:
-    from db.engine import session_scope
+    from facequeue.lifecycle.reaper import reap
+    from facequeue.lifecycle.sessions import session_scope
     from facequeue.settings import get_settings
-    from workers.reaper import reap
 
     release = threading.Event()
     data = jpeg(astronaut_bgr())
@@ -240,10 +240,10 @@ def test_sigkilled_worker_task_is_reaped_and_finishes_once(api_client, start_wor
 def test_reaper_gives_up_after_max_attempts(api_client, database) -> None:
     from sqlalchemy import update
 
-    from db.engine import session_scope
     from db.models import DetectTask, utcnow
+    from facequeue.lifecycle.reaper import reap
+    from facequeue.lifecycle.sessions import session_scope
     from facequeue.settings import get_settings
-    from workers.reaper import reap
 
     settings = get_settings()
     task_id = api_client.post("/v1/detect", json={"url": "https://example.com/a.jpg"}).json()["detect_task_id"]
@@ -267,12 +267,12 @@ def test_lost_message_is_republished_and_duplicates_run_once(api_client, start_w
     import redis
     from sqlalchemy import update
 
-    from db.engine import session_scope
     from db.models import DetectTask, utcnow
+    from facequeue.lifecycle.broker import publish_detect
+    from facequeue.lifecycle.reaper import reap
+    from facequeue.lifecycle.sessions import session_scope
     from facequeue.settings import get_settings
     from tests.support import REDIS_URL, queue_key
-    from workers.celery_app import publish_detect
-    from workers.reaper import reap
 
     settings = get_settings()
     media_server.expect_request("/a.jpg").respond_with_data(jpeg(astronaut_bgr()), content_type="image/jpeg")
@@ -313,9 +313,9 @@ def test_two_workers_share_a_burst(api_client, start_worker, media_server) -> No
 def test_soft_time_limit_fails_the_task_and_keeps_the_worker(api_client, start_worker, media_server) -> None:
     import redis
 
+    from facequeue.lifecycle.broker import publish_detect
     from facequeue.settings import Settings
     from tests.support import REDIS_URL, queue_key
-    from workers.celery_app import publish_detect
 
     release = threading.Event()
     media_server.expect_request("/stuck.jpg").respond_with_handler(_slow_media(jpeg(astronaut_bgr()), release))

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from facequeue.demo import Placement, astronaut_bgr, compose, moving_face_frames, write_video
+from facequeue.cli.demo import Placement, astronaut_bgr, compose, moving_face_frames, write_video
 from tests.support import wait_for_final
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ import pytest
 from facequeue.settings import get_settings
 from tests.conftest import SHARED_TESTDATA
 from tests.support import wait_for_final
-from workers.detectors.base import detect_faces
 from workers.detectors.registry import get_detector
 from workers.media.image import decode_image
+from workers.vision import detect_faces
 
 pytestmark = pytest.mark.testdata
 
@@ -114,7 +114,7 @@ def test_clips_through_the_service(api_client, worker, media_server) -> None:
     "entry", _ground_truth("wider_face_val_sample/") if SHARED_TESTDATA.is_dir() else [], ids=lambda e: e["file"][-24:]
 )
 def test_tiling_finds_more_crowd_faces_than_single_scale(entry: dict) -> None:
-    from workers.detectors.base import detect_faces_tiled
+    from workers.detectors.fusion import detect_faces_tiled
 
     image = decode_image(SHARED_TESTDATA / entry["file"], get_settings())
     truth = [face["box_xywh"] for face in entry["faces"]]

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from db import tenants
-from db.engine import session_scope
 from db.models import Tenant
+from facequeue.lifecycle.sessions import session_scope
 from facequeue.settings import Settings, get_settings
 from tests.conftest import REPO_ROOT
 
@@ -163,7 +163,7 @@ def test_concurrent_submits_never_overdraw(auth_client) -> None:
 def test_credits_settle_on_finish(auth_client, worker, media_server) -> None:
     import cv2
 
-    from facequeue.demo import astronaut_bgr
+    from facequeue.cli.demo import astronaut_bgr
     from tests.support import wait_for_final
 
     key = new_key("settle", credits=20)
@@ -265,7 +265,7 @@ def test_keys_cli_create_list_revoke(auth_client) -> None:
 def test_only_a_hash_of_the_key_is_stored(auth_client) -> None:
     from sqlalchemy import text
 
-    from db.engine import get_engine
+    from facequeue.lifecycle.sessions import get_engine
 
     key = new_key("hashed")
     with get_engine().connect() as connection:

@@ -7,7 +7,7 @@ import base64
 import cv2
 import pytest
 
-from facequeue.demo import astronaut_bgr
+from facequeue.cli.demo import astronaut_bgr
 from tests.support import free_port, wait_for_final
 from tests.upstream.fake_upstreams import AKOOL_PATH, API_KEY, AkoolDetect
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from facequeue.schemas import Region
-from workers.detectors.base import Face
+from workers.vision import Face, jpeg_bytes
 
 CROP_JPEG_QUALITY = 92
 
@@ -21,10 +20,7 @@ def expanded_region(face: Face, ratio: float, width: int, height: int) -> Region
 
 def crop_jpeg(image_bgr: np.ndarray, region: Region) -> bytes:
     x, y, w, h = region
-    ok, encoded = cv2.imencode(".jpg", image_bgr[y : y + h, x : x + w], [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
-    if not ok:
-        raise ValueError(f"could not encode a crop of region {region}")
-    return encoded.tobytes()
+    return jpeg_bytes(image_bgr[y : y + h, x : x + w], CROP_JPEG_QUALITY)
 
 
 def relative_points(points: list[list[int]], region: Region) -> list[list[int]]:

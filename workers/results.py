@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from facequeue.schemas import FaceFrame
-from workers.detectors.base import Face
+from workers.vision import Face, six_points
 
 
-def six_points(face: Face) -> list[list[int]]:
-    """Seed order: left eye, right eye, nose, mouth centre, left mouth corner, right mouth corner."""
-    left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
-    mouth_centre = (mouth_left + mouth_right) / 2.0
-    points = np.stack([left_eye, right_eye, nose, mouth_centre, mouth_left, mouth_right])
-    return [[int(round(x)), int(round(y))] for x, y in points]
+def seed_landmarks(face: Face) -> list[list[int]]:
+    """The seed's 6 points of a face (`six_points`), in whole pixels."""
+    return [[int(round(x)), int(round(y))] for x, y in six_points(face.landmarks)]
 
 
 def landmarks_str(points: list[list[int]]) -> str:
@@ -25,7 +20,7 @@ def region(face: Face) -> list[int]:
 
 
 def face_frame(faces: list[Face], frame_time: float | None) -> FaceFrame:
-    landmarks = [six_points(face) for face in faces]
+    landmarks = [seed_landmarks(face) for face in faces]
     return FaceFrame(
         landmarks=landmarks,
         landmarks_str=[landmarks_str(points) for points in landmarks],

@@ -1,4 +1,4 @@
-"""Heartbeat, progress and cancellation for one worker run of a task.
+"""Heartbeat, progress, cancellation and the final write for one worker run of a task.
 
 A background thread refreshes the heartbeat so long downloads and slow frames never look
 stale to the reaper. Every write is fenced by the run's attempt number: when it stops
@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from db import queries
-from db.engine import session_scope
+from db import tasks
+from db.engine import DATABASE_UNAVAILABLE
+from facequeue.enums import TaskStatus
+from facequeue.lifecycle.finalize import on_task_final
+from facequeue.lifecycle.sessions import session_scope
+from facequeue.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +58,7 @@ class RunControl:
     def _write(self, **values: object) -> None:
         try:
             with session_scope() as session:
-                if not queries.heartbeat(session, self.task_id, self.attempt, **values):
+                if not tasks.heartbeat(session, self.task_id, self.attempt, **values):
                     self._lost.set()
         except SQLAlchemyError as error:
             # A missed beat is survivable; the next one (or the reaper) settles it.
@@ -75,3 +81,31 @@ class RunControl:
     def unwritten(self) -> dict[str, object]:
         """Reported values not written yet, for the run's final write."""
         return dict(self._unwritten)
+
+
+def write_final(task_id: str, attempt: int, status: TaskStatus, values: dict[str, Any], settings: Settings) -> bool:
+    """Write the run's final status (and settle credits, queue the webhook) once; False when the run no
+    longer owned the task. A database that is away is waited for, the outcome held meanwhile, until the
+    heartbeat would count as stale: by then the reaper may have handed the task on, and the write would
+    be fenced out anyway (it then raises)."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(DATABASE_UNAVAILABLE),
+        wait=wait_exponential(multiplier=0.5, max=5),
+        stop=stop_after_delay(settings.heartbeat_stale_after),
+        before_sleep=_log_final_write_wait,
+        reraise=True,
+    )
+    return retrying(_finish, task_id, attempt, status, values)
+
+
+def _finish(task_id: str, attempt: int, status: TaskStatus, values: dict[str, Any]) -> bool:
+    with session_scope() as session:
+        written = tasks.finish_task(session, task_id, attempt, status, **values)
+        if written:
+            on_task_final(session, task_id)
+    return written
+
+
+def _log_final_write_wait(state: RetryCallState) -> None:
+    task_id = state.args[0]
+    log.warning("final_write_waits_for_database", task_id=task_id, tries=state.attempt_number)

@@ -1,53 +1,42 @@
-"""Celery tasks: thin wrappers that hand the work to the pipeline."""
+"""The worker's Celery tasks: shells that hand the message to the pipeline or the webhook sender.
+
+While the database is away (the claim, or any other step, raises one of DATABASE_UNAVAILABLE), a
+message goes back to the broker instead of being acked and lost: Celery publishes it again, due after
+1, 2, 4... seconds with full jitter (so workers don't return all at once), never more than
+DB_RETRY_MAX_DELAY, for as long as the outage lasts. A retry whose task was claimed meanwhile finds it
+taken and does nothing.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from typing import Any
 
-import cv2
-import structlog
-from celery.signals import worker_process_init, worker_ready
+from celery import Task
 
-from facequeue.logs import configure_logging
+from db.engine import DATABASE_UNAVAILABLE
+from facequeue.lifecycle.broker import DETECT_TASK_NAME, WEBHOOK_TASK_NAME, get_celery
 from facequeue.settings import get_settings
-from workers.celery_app import DETECT_TASK_NAME, get_celery
-from workers.detectors.registry import get_detector
+from workers.lost_runs import DetectRequest
 from workers.pipeline import run_detect_task
+from workers.webhooks import deliver_event
+
+DB_RETRY_MAX_DELAY = 10  # seconds: the longest a message waits to try again once the database is back
+RETRY_WHILE_DATABASE_AWAY: dict[str, Any] = {
+    "autoretry_for": DATABASE_UNAVAILABLE,
+    "retry_backoff": True,
+    "retry_backoff_max": DB_RETRY_MAX_DELAY,
+    "retry_jitter": True,
+    "max_retries": None,
+}
 
 celery = get_celery()
-log = structlog.get_logger(__name__)
 
 
-@worker_process_init.connect
-def _prepare_pool_process(**_kwargs: object) -> None:
-    settings = get_settings()
-    configure_logging(settings)
-    # One OpenCV thread per process: a second thread speeds YuNet up by 8-24% here, while two
-    # single-threaded pool processes together do 1.4x; threads in every process would fight over the
-    # same cores. Niceness lets a co-located API answer first.
-    cv2.setNumThreads(settings.worker_cv_threads)
-    if settings.worker_nice:
-        _lower_priority(settings.worker_nice)
-    # Each pool process loads its models once, before its first task, not during it.
-    get_detector()
+@celery.task(name=DETECT_TASK_NAME, bind=True, Request=DetectRequest, **RETRY_WHILE_DATABASE_AWAY)
+def detect(self: Task, task_id: str) -> None:
+    run_detect_task(task_id, get_settings(), self.request.hostname)
 
 
-def _lower_priority(niceness: int) -> None:
-    os.nice(niceness)
-    # With Linux's autogroup scheduling, nice only ranks processes within their session; sessions share
-    # the CPU by their autogroup's nice, so that one is lowered too (the worker runs in its own session).
-    try:
-        Path("/proc/self/autogroup").write_text(str(niceness))
-    except OSError:
-        pass  # no autogroups here (or not allowed): the process nice above is what counts
-
-
-@celery.task(name=DETECT_TASK_NAME)
-def detect(task_id: str) -> None:
-    run_detect_task(task_id)
-
-
-@worker_ready.connect
-def _announce_ready(sender: object = None, **_kwargs: object) -> None:
-    log.info("worker_ready", hostname=getattr(sender, "hostname", None))
+@celery.task(name=WEBHOOK_TASK_NAME, **RETRY_WHILE_DATABASE_AWAY)
+def deliver(event_id: str, attempts: int) -> None:
+    deliver_event(event_id, attempts, get_settings())

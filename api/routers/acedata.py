@@ -16,12 +16,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.compat import shaped_route
-from api.deps import DetectServiceDep, SettingsDep, TenantDep
+from api.deps import DetectServiceDep, TenantDep
 from api.errors import InvalidInput, ServiceError
-from api.routers.akool import DOWNLOAD_CODES, INTERACTIVE, run_sync
-from api.service import DetectSubmission
-from db.models import TaskStatus
-from facequeue.errors import ErrorCode
+from api.rendering import fetch_failed
+from api.services.submission import DetectSubmission
+from facequeue.enums import SubmitApi, TaskStatus
 from facequeue.schemas import DetectOptions, DetectResult
 
 FACE_MODEL_VERSIONS = ("2.0", "3.0")
@@ -43,6 +42,7 @@ GATE_CODES = {
     402: "insufficient_credits",
     429: "too_many_requests",
     455: "maintenance",
+    503: "service_unavailable",
     505: "feature_disabled",
 }
 
@@ -68,7 +68,7 @@ class FaceAnalyzeRequest(BaseModel):
 
 
 @router.post("/analyze")
-def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: TenantDep, settings: SettingsDep):
+def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: TenantDep):
     if body.face_model_version not in FACE_MODEL_VERSIONS:
         raise NotImplementedVersion(
             f"face_model_version {body.face_model_version} is not implemented "
@@ -81,13 +81,12 @@ def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: Tena
         single_face=body.mode == 1,
         need_rotate_detection=bool(body.need_rotate_detection),
     )
-    task = run_sync(
-        service, DetectSubmission(url=body.image_url, params=params, queue=INTERACTIVE, tenant_id=tenant_id), settings
+    task = service.submit_and_wait(
+        DetectSubmission(url=body.image_url, params=params, tenant_id=tenant_id, api=SubmitApi.ACEDATA)
     )
     if task.status != TaskStatus.SUCCEEDED:
-        download_failed = task.error_code in DOWNLOAD_CODES or task.error_code == ErrorCode.INVALID_URL
         return acedata_error(
-            500, "api_error", "fetch failed" if download_failed else task.error_msg or "analysis failed"
+            500, "api_error", "fetch failed" if fetch_failed(task) else task.error_msg or "analysis failed"
         )
     result = DetectResult.model_validate(task.result)
     return {

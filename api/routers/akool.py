@@ -11,20 +11,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from api.compat import shaped_route
-from api.deps import DetectServiceDep, LinkDep, SettingsDep, TenantDep
-from api.errors import GATE_STATUSES, InvalidInput, ServiceError, SyncTimeout
-from api.rendering import frames_with_links, person_view
-from api.service import DetectService, DetectSubmission
-from db.models import DetectTask, TaskStatus
-from facequeue.errors import BASE_MESSAGES, ErrorCode
-from facequeue.schemas import DetectOptions, DetectResult
-from facequeue.settings import Settings
+from api.deps import DetectServiceDep, LinkDep, TenantDep
+from api.errors import GATE_STATUSES, InvalidInput, ServiceError
+from api.rendering import akool_failure_message, fetch_failed, frames_with_links, person_view
+from api.schemas import FrameListInput, MediaInput
+from api.services.submission import DetectSubmission
+from facequeue.enums import SubmitApi, TaskStatus
+from facequeue.schemas import CropOptions, DetectOptions, DetectResult, FaceOptions, SamplingOptions
 
-INTERACTIVE = "interactive"
-DOWNLOAD_CODES = {ErrorCode.URL_FORBIDDEN, ErrorCode.DOWNLOAD_FAILED, ErrorCode.MEDIA_TOO_LARGE}
 FRAME_URLS_REQUIRED = "frame_urls is required and must not be empty"
 FRAME_DOWNLOAD_FAILED = "Failed to download image from URL"
 FRAMES_FAILED = "Failed to process frames"
@@ -54,54 +50,32 @@ analyze_frames_router = APIRouter(
 )
 
 
-class DetectFacesRequest(BaseModel):
-    url: str | None = Field(None, description="Image or video URL; wins over img")
-    img: str | None = Field(None, description="Base64 image, plain or data URI")
-    num_frames: int = Field(5, ge=1, le=100, description="Frames analysed in a video (ignored for images)")
-    return_face_url: bool = False
-    single_face: bool = False
+class DetectFacesRequest(FaceOptions, SamplingOptions, MediaInput):
+    pass
 
 
-class AnalyzeFramesRequest(BaseModel):
-    frame_urls: list[str] | None = None
-    timestamps: list[float] | None = None
-    expand_ratio: float = Field(0.3, ge=0, le=1)
-
-
-def run_sync(service: DetectService, submission: DetectSubmission, settings: Settings) -> DetectTask:
-    """Submit at interactive priority and wait; on timeout the task keeps running and the error names it."""
-    task, _ = service.submit(submission)
-    if not service.wait_until_final(task, settings.sync_timeout):
-        raise SyncTimeout(task.id, settings.sync_timeout)
-    return task
+class AnalyzeFramesRequest(CropOptions, FrameListInput):
+    pass
 
 
 @detect_faces_router.post("/detect_faces")
 def detect_faces(
-    body: DetectFacesRequest, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep, settings: SettingsDep
+    body: DetectFacesRequest, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
 ) -> JSONResponse:
-    params = DetectOptions(
-        num_frames=body.num_frames, single_face=body.single_face, return_face_url=body.return_face_url
+    params = DetectOptions(**body.model_dump(exclude={"url", "img"}))
+    task = service.submit_and_wait(
+        DetectSubmission(url=body.url, img=body.img, params=params, tenant_id=tenant_id, api=SubmitApi.AKOOL)
     )
-    submission = DetectSubmission(url=body.url, img=body.img, params=params, queue=INTERACTIVE, tenant_id=tenant_id)
-    task = run_sync(service, submission, settings)
     if task.status != TaskStatus.SUCCEEDED:
-        return _detect_faces_failure(_failure_message(task))
+        return _detect_faces_failure(akool_failure_message(task))
     result = DetectResult.model_validate(task.result)
     frames = {key: frame.model_dump() for key, frame in frames_with_links(result, link).items()}
     return JSONResponse({"error_code": 0, "error_msg": "SUCCESS", "faces_obj": frames})
 
 
-def _failure_message(task: DetectTask) -> str:
-    if task.status == TaskStatus.CANCELED:
-        return "Task was canceled"
-    code = ErrorCode(task.error_code)
-    return BASE_MESSAGES[code] if code in BASE_MESSAGES else task.error_msg or "Detection failed"
-
-
 @analyze_frames_router.post("/faceswap/analyze_frames")
 def analyze_frames(
-    body: AnalyzeFramesRequest, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep, settings: SettingsDep
+    body: AnalyzeFramesRequest, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
 ) -> JSONResponse:
     if not body.frame_urls:
         raise InvalidInput(FRAME_URLS_REQUIRED, field="frame_urls")
@@ -111,10 +85,9 @@ def analyze_frames(
         expand_ratio=body.expand_ratio,
         persons=True,
     )
-    task = run_sync(service, DetectSubmission(params=params, queue=INTERACTIVE, tenant_id=tenant_id), settings)
+    task = service.submit_and_wait(DetectSubmission(params=params, tenant_id=tenant_id, api=SubmitApi.AKOOL))
     if task.status != TaskStatus.SUCCEEDED:
-        download_failed = task.error_code in DOWNLOAD_CODES or task.error_code == ErrorCode.INVALID_URL
-        message, status = (FRAME_DOWNLOAD_FAILED, 400) if download_failed else (FRAMES_FAILED, 500)
+        message, status = (FRAME_DOWNLOAD_FAILED, 400) if fetch_failed(task) else (FRAMES_FAILED, 500)
         return JSONResponse({"success": False, "error": message}, status_code=status)
     result = DetectResult.model_validate(task.result)
     persons = [person_view(person, link).model_dump() for person in result.persons or []]

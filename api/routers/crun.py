@@ -7,7 +7,6 @@ the task and its result stay readable and `result.error` says the detect_id expi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -17,11 +16,11 @@ from pydantic import BaseModel, Field
 from api.compat import shaped_route
 from api.deps import DetectServiceDep, LinkDep, SettingsDep, TenantDep
 from api.errors import ServiceError
-from api.rendering import LinkFn, person_view
-from api.service import DetectSubmission, validate_url
-from db.models import DetectTask, TaskStatus
-from facequeue.schemas import DetectOptions, DetectResult
-from facequeue.settings import Settings
+from api.rendering import crun_result
+from api.services.detect import DetectService
+from api.services.submission import DetectSubmission
+from facequeue.enums import SubmitApi, TaskStatus
+from facequeue.schemas import DetectOptions, SamplingOptions
 
 CRUN_MESSAGES = {
     401: "Unauthorized",
@@ -32,6 +31,7 @@ CRUN_MESSAGES = {
     455: "Service Unavailable",
     500: "Server Error",
     501: "Generation Failed",
+    503: "Temporarily Unavailable",  # not in the seed: a backend did not answer (with Retry-After)
     505: "Feature Disabled",
 }
 STATUS_NAMES = {
@@ -41,7 +41,6 @@ STATUS_NAMES = {
     TaskStatus.FAILED: "failed",
     TaskStatus.CANCELED: "failed",
 }
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def crun_response(code: int, message: str, data: dict | None) -> JSONResponse:
@@ -61,17 +60,23 @@ class ImageTaskRequest(BaseModel):
     callback_url: str | None = None
 
 
-class VideoTaskRequest(BaseModel):
+class VideoTaskRequest(SamplingOptions):
     video_url: str = Field(description="Video or animated GIF to detect faces in")
-    num_frames: int = Field(5, ge=1, le=100)
     callback_url: str | None = None
 
 
-def _submit(service, tenant_id: str | None, url: str, params: DetectOptions, callback_url: str | None) -> JSONResponse:
-    if callback_url is not None:
-        validate_url(callback_url)
+def _submit(
+    service: DetectService, tenant_id: str | None, url: str, params: DetectOptions, callback_url: str | None
+) -> JSONResponse:
     task, _ = service.submit(
-        DetectSubmission(url=url, params=params, tenant_id=tenant_id, with_detect_id=True, callback_url=callback_url)
+        DetectSubmission(
+            url=url,
+            params=params,
+            tenant_id=tenant_id,
+            with_detect_id=True,
+            callback_url=callback_url,
+            api=SubmitApi.CRUN,
+        )
     )
     return crun_response(200, "success", {"detect_task_id": task.id})
 
@@ -101,25 +106,9 @@ def get_result(
     status = STATUS_NAMES[TaskStatus(task.status)]
     data = {"detect_task_id": task.id, "status": status, "error": None, "result": None}
     if task.status == TaskStatus.SUCCEEDED:
-        data["result"] = _result(task, link, settings)
+        data["result"] = crun_result(task, link, settings)
         return crun_response(200, "success", data)
     if status == "failed":
         data["error"] = task.error_msg if task.status == TaskStatus.FAILED else "Task was canceled"
         return crun_response(501, CRUN_MESSAGES[501], data)
     return crun_response(200, "success", data)
-
-
-def _result(task: DetectTask, link: LinkFn, settings: Settings) -> dict:
-    result = DetectResult.model_validate(task.result)
-    persons = sorted(result.persons or [], key=lambda person: person.index)
-    expired = task.finished_at + timedelta(seconds=settings.detect_id_ttl) < datetime.now(UTC)
-    return {
-        "id": task.detect_id,
-        "status": "succeed",
-        "type": "face_detect",
-        "hair_id": None,
-        "faces": [{"id": number, "link": person_view(person, link).face_url} for number, person in enumerate(persons)],
-        "started_at": task.started_at.strftime(TIME_FORMAT),
-        "finished_at": task.finished_at.strftime(TIME_FORMAT),
-        "error": "detect_id expired" if expired else None,
-    }

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from db.engine import get_engine
-from workers.celery_app import get_celery
+from api.deps import SettingsDep
+from facequeue.lifecycle import worker_liveness
+from facequeue.lifecycle.broker import get_celery
+from facequeue.lifecycle.sessions import get_engine
+from facequeue.settings import Settings
 
 router = APIRouter(tags=["health"])
+
+EMBEDDED_BROKER_TIMEOUT = 2.0  # seconds; the embedded broker is a local folder, so this is never reached
 
 
 @router.get("/healthz")
@@ -18,27 +25,49 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz() -> JSONResponse:
-    checks = {"database": _check_database(), "broker": _check_broker()}
+def readyz(settings: SettingsDep) -> JSONResponse:
+    """Ready when the database and the broker answer and some worker beat within FACEQUEUE_WORKER_ALIVE_AFTER.
+
+    Cheap (one `SELECT 1`, a Redis PING and EXISTS) and bounded: the engine's connect, pool and statement
+    timeouts (FACEQUEUE_DATABASE_CONNECT_TIMEOUT, FACEQUEUE_DATABASE_TIMEOUT) and FACEQUEUE_REDIS_TIMEOUT
+    for each Redis connect and reply."""
+    checks = {name: _report(check, settings) for name, check in CHECKS.items()}
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
     )
 
 
-def _check_database() -> str:
-    try:
-        with get_engine().connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return "ok"
-    except Exception as error:  # report, never raise, from a probe
-        return f"error: {type(error).__name__}"
+def _check_database(_settings: Settings) -> str:
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return "ok"
 
 
-def _check_broker() -> str:
-    try:
+def _check_broker(settings: Settings) -> str:
+    if settings.is_embedded:
         with get_celery().connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=2)
+            connection.ensure_connection(max_retries=1, timeout=EMBEDDED_BROKER_TIMEOUT)
+    else:
+        worker_liveness.broker_redis(settings).ping()
+    return "ok"
+
+
+def _check_workers(settings: Settings) -> str:
+    if worker_liveness.worker_alive(settings):
         return "ok"
-    except Exception as error:
+    return f"error: no worker heartbeat in the last {settings.worker_alive_after:g} s"
+
+
+CHECKS: dict[str, Callable[[Settings], str]] = {
+    "database": _check_database,
+    "broker": _check_broker,
+    "workers": _check_workers,
+}
+
+
+def _report(check: Callable[[Settings], str], settings: Settings) -> str:
+    try:
+        return check(settings)
+    except Exception as error:  # report, never raise, from a probe; the type says enough, the text may hold hosts
         return f"error: {type(error).__name__}"

@@ -7,52 +7,26 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api.deps import DetectServiceDep, LinkDep, TenantDep
-from api.rendering import LinkFn, result_view
-from api.schemas import DetectAccepted, DetectCreate, DetectTaskPage, DetectTaskSummary, DetectTaskView
-from api.service import DetectSubmission
-from db.models import DetectTask, TaskStatus
-from facequeue.schemas import DetectOptions, DetectResult
+from api.rendering import task_view
+from api.schemas import DetectAccepted, DetectRequest, DetectTaskPage, DetectTaskSummary, DetectTaskView
+from api.services.submission import DetectSubmission
+from facequeue.enums import TaskStatus
 
 router = APIRouter(prefix="/v1", tags=["detect"])
 
 
 @router.post("/detect", status_code=status.HTTP_202_ACCEPTED, response_model=DetectAccepted)
 def submit_detect(
-    body: DetectCreate,
+    body: DetectRequest,
     service: DetectServiceDep,
     tenant_id: TenantDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> DetectAccepted:
-    task, created = service.submit(submission_of(body, tenant_id, idempotency_key))
+    task, created = service.submit(DetectSubmission.of_request(body, tenant_id, idempotency_key, body.callback_url))
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return DetectAccepted(detect_task_id=task.id, status=task.status)
-
-
-def submission_of(body: DetectCreate, tenant_id: str | None, idempotency_key: str | None) -> DetectSubmission:
-    return DetectSubmission(
-        url=body.url,
-        img=body.img,
-        params=DetectOptions(
-            media_type=body.media_type,
-            num_frames=body.num_frames,
-            single_face=body.single_face,
-            max_side=body.max_side,
-            return_face_url=body.return_face_url,
-            expand_ratio=body.expand_ratio,
-            landmarks=body.landmarks,
-            persons=body.persons,
-            need_rotate_detection=body.need_rotate_detection,
-            frame_urls=tuple(body.frame_urls or ()),
-            timestamps=tuple(body.timestamps or ()),
-            detector=body.detector,
-            sample_fps=body.sample_fps,
-            tiling=body.tiling,
-        ),
-        tenant_id=tenant_id,
-        idempotency_key=idempotency_key,
-    )
 
 
 @router.get("/detect/{detect_task_id}", response_model=DetectTaskView)
@@ -72,13 +46,16 @@ def list_detect(
     return DetectTaskPage(items=[DetectTaskSummary.of(task) for task in tasks], next_cursor=next_cursor)
 
 
+@router.post("/detect/{detect_task_id}/cancel", response_model=DetectTaskView)
+def cancel_detect_task(
+    detect_task_id: str, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
+) -> DetectTaskView:
+    """Cancel a queued or processing task. A final task is left as it is, result kept: 409 task_final."""
+    return task_view(service.cancel(detect_task_id, tenant_id), link)
+
+
 @router.delete("/detect/{detect_task_id}", response_model=DetectTaskView)
 def cancel_detect(
     detect_task_id: str, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
 ) -> DetectTaskView:
     return task_view(service.cancel_or_purge(detect_task_id, tenant_id), link)
-
-
-def task_view(task: DetectTask, link: LinkFn) -> DetectTaskView:
-    result = result_view(DetectResult.model_validate(task.result), link) if task.result else None
-    return DetectTaskView.of(task, result)

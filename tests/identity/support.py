@@ -1,13 +1,13 @@
-"""Test helpers: frames made of real faces, and detections of sampled video frames.
+"""Test helpers: frames made of real faces, detections of sampled video frames, and a whole video tracked.
 
-Real faces in a fresh clone: astronaut heads (facequeue.demo) and the cameraman of
+Real faces in a fresh clone: astronaut heads (facequeue.cli.demo) and the cameraman of
 scikit-image's camera.png. The astronaut and her mirror image embed as one person (as they
 should); the cameraman is a second, different person.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,12 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facequeue.demo import astronaut_head, background
+from facequeue.cli.demo import astronaut_head, background
 from facequeue.settings import get_settings
-from workers.detectors.base import Face, detect_faces
 from workers.detectors.registry import get_detector
-from workers.identity.tracking import FrameDetections
+from workers.identity.persons import EmbedFn, FoundPerson
+from workers.identity.tracking import FaceTracker, FrameDetections, FrameTracks
 from workers.media.video import plan_sample_indices, probe_video, sample_frames
+from workers.vision import Face, detect_faces
 
 CAMERAMAN_HEAD_BOX = (170, 80, 110, 135)  # x, y, w, h of the head in camera.png, with margin
 
@@ -75,3 +76,20 @@ def sampled_detections(path: Path, count: int) -> Iterator[FrameDetections]:
     info = probe_video(path, settings)
     for frame in sample_frames(path, info, plan_sample_indices(info.frame_count, count), settings):
         yield FrameDetections(frame.index, frame.time_s, frame.image_bgr, detect(frame.image_bgr))
+
+
+@dataclass(frozen=True)
+class VideoTracking:
+    frames: list[FrameTracks]
+    persons: list[FoundPerson]
+    person_of_track: dict[int, str]  # track id -> person_id; tracks that are no person are absent
+    embeddings: int  # embed() calls
+    detections: int
+
+
+def track_frames(frames: Iterable[FrameDetections], embed: EmbedFn) -> VideoTracking:
+    """Track a whole sampled video; ``frames`` may be a generator so that one image is held at a time."""
+    tracker = FaceTracker(embed)
+    tracked = [tracker.update(frame) for frame in frames]
+    persons, person_of_track = tracker.persons()
+    return VideoTracking(tracked, persons, person_of_track, tracker.embeddings, tracker.detections)

@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 from skimage import data
 
-from facequeue.demo import astronaut_bgr
+from facequeue.cli.demo import astronaut_bgr
 from tests.identity.support import Head, detect, scene
-from workers.detectors.base import Face
-from workers.identity.embedder import SAME_PERSON_COSINE, FaceEmbedding, cosine, get_embedder
+from workers.identity.embedder import FaceEmbedding, cosine, get_embedder
+from workers.identity.persons import SAME_PERSON_COSINE
+from workers.vision import Face
 
 
 def _embed_only_face(image: np.ndarray) -> FaceEmbedding:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from tests.identity.support import Head, detect, scene
-from workers.detectors.base import Face
 from workers.identity.embedder import FaceEmbedding, get_embedder
-from workers.identity.persons import Appearance, Person, StillFrames, corners
+from workers.identity.persons import FoundAppearance, FoundPerson, StillFrames, corners
+from workers.vision import Face
 
 
 class CountingEmbedder:
@@ -19,7 +19,7 @@ class CountingEmbedder:
         return get_embedder().embed(image_bgr, face)
 
 
-def _analyze(images: list[np.ndarray], timestamps: list[float]) -> tuple[list[Person], int]:
+def _analyze(images: list[np.ndarray], timestamps: list[float]) -> tuple[list[FoundPerson], int]:
     embed = CountingEmbedder()
     stills = StillFrames(embed if len(images) > 1 else None)
     for frame_idx, (image, timestamp) in enumerate(zip(images, timestamps, strict=True)):
@@ -39,7 +39,7 @@ def test_one_image_gives_every_face_its_own_person_without_embedding() -> None:
         ("person_1", 1, corners(right.box)),
     ]
     for person, face in zip(persons, (left, right), strict=True):
-        assert person.appearances == [Appearance(0, 0.0, corners(face.box))]
+        assert person.appearances == [FoundAppearance(0, 0.0, corners(face.box))]
         assert person.first_seen == person.last_seen == 0.0
         assert person.confidence == face.score and 0.0 < person.confidence <= 1.0
         assert person.face.face.box == face.box

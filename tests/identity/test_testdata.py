@@ -9,10 +9,9 @@ import pytest
 
 from facequeue.settings import get_settings
 from tests.conftest import SHARED_TESTDATA
-from tests.identity.support import detect, sampled_detections
+from tests.identity.support import VideoTracking, detect, sampled_detections, track_frames
 from workers.identity.embedder import get_embedder
 from workers.identity.persons import StillFrames
-from workers.identity.tracking import VideoTracking, track_frames
 from workers.media.image import decode_image
 
 pytestmark = pytest.mark.testdata

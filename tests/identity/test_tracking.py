@@ -8,10 +8,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facequeue.demo import moving_face_frames, write_video
-from tests.identity.support import Head, cameraman_bgr, detections, sampled_detections, scene
+from facequeue.cli.demo import moving_face_frames, write_video
+from tests.identity.support import (
+    Head,
+    VideoTracking,
+    cameraman_bgr,
+    detections,
+    sampled_detections,
+    scene,
+    track_frames,
+)
 from workers.identity.embedder import get_embedder
-from workers.identity.tracking import FrameDetections, VideoTracking, track_frames
+from workers.identity.tracking import FrameDetections
 from workers.results import region
 
 

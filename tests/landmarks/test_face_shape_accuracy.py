@@ -15,8 +15,9 @@ import pytest
 from facequeue.settings import get_settings
 from tests.conftest import SHARED_TESTDATA
 from workers.landmarks.analyze import FaceShape
-from workers.landmarks.shape90 import MESH_GROUPS, six_points
+from workers.landmarks.shape90 import MESH_GROUPS, five_points
 from workers.media.image import decode_image
+from workers.vision import six_points
 
 pytestmark = pytest.mark.testdata
 
@@ -137,7 +138,7 @@ def test_mean_error_per_group(matched_faces: list[MatchedFace]) -> None:
 def test_six_point_nme(matched_faces: list[MatchedFace]) -> None:
     refined, detector = [], []
     for face in matched_faces:
-        refined.append(face.six_point_nme(six_points(face.shape.mesh.points, face.shape.pupils)))
+        refined.append(face.six_point_nme(six_points(five_points(face.shape.mesh.points, face.shape.pupils))))
         yunet = face.shape.face.landmarks  # eyes, nose tip, mouth corners
         from_yunet = np.vstack([yunet[:3], yunet[3:].mean(axis=0), yunet[3:]])
         detector.append(face.six_point_nme(from_yunet))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +11,10 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from facequeue.errors import ErrorCode, TaskError
-from workers.media.fetch import fetch_to_file
+from workers.media.fetch import fetch_all, fetch_to_file
 
 LOCAL_ONLY = ["127.0.0.1/32"]
+WAIT = 10.0  # seconds before downloads that should run together count as run one after the other
 
 
 def _fetch_error(url: str, dest: Path, settings) -> TaskError:
@@ -207,3 +209,30 @@ def test_empty_body_is_corrupt_media(server: HTTPServer, tmp_path: Path, make_se
     error = _fetch_error(server.url_for("/empty.jpg"), tmp_path, make_settings(allowed_hosts=LOCAL_ONLY))
     assert error.code == ErrorCode.CORRUPT_MEDIA
     assert "empty file" in error.detail
+
+
+def test_fetch_all_downloads_together_and_keeps_url_order() -> None:
+    both_running = threading.Barrier(2, timeout=WAIT)  # breaks (and fails the test) unless two run at once
+
+    def fetch(position: int, url: str) -> str:
+        both_running.wait()
+        return f"{position}:{url}"
+
+    assert fetch_all(fetch, ["a", "b"], concurrency=2) == ["0:a", "1:b"]
+    assert fetch_all(lambda position, url: url, ["x", "y", "z"], concurrency=1) == ["x", "y", "z"]
+
+
+def test_fetch_all_raises_the_first_failure_in_url_order() -> None:
+    second_failed = threading.Event()
+
+    def fetch(position: int, url: str) -> str:
+        if position == 2:
+            raise RuntimeError("third URL failed")
+        if position == 1:
+            second_failed.set()
+            raise RuntimeError("second URL failed")
+        assert second_failed.wait(WAIT)
+        return url
+
+    with pytest.raises(RuntimeError, match="second URL failed"):
+        fetch_all(fetch, ["a", "b", "c", "d"], concurrency=4)

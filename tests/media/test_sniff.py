@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from facequeue.errors import ErrorCode, TaskError
-from workers.media.sniff import SniffedMedia, kind_from_extension, sniff
+from facequeue.media_kinds import kind_from_extension
+from workers.media.sniff import SniffedMedia, sniff
 
 
 def _image_bytes(format: str, frames: int = 1, **save_options: object) -> bytes:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import struct
 from pathlib import Path
 
 import av
@@ -16,14 +17,25 @@ from tests.media.numbered_video import (
     frame_number,
     numbered_frame,
 )
-from workers.media import video
-from workers.media.video import SeekPoint, VideoInfo, plan_sample_indices, plan_seeks, probe_video, sample_frames
+from workers.media.video import (
+    SeekPoint,
+    VideoInfo,
+    decode,
+    mp4_index,
+    plan_indices_at_rate,
+    plan_sample_indices,
+    plan_seeks,
+    probe,
+    probe_video,
+    sample_frames,
+)
+from workers.media.video.mp4_index import IndexedTimes, NotIndexed
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "videos"
 FPS = 25
 
 
-def _sample(path: Path, settings, num_frames: int) -> tuple[VideoInfo, list[video.SampledFrame]]:
+def _sample(path: Path, settings, num_frames: int) -> tuple[VideoInfo, list[decode.SampledFrame]]:
     info = probe_video(path, settings)
     return info, list(sample_frames(path, info, plan_sample_indices(info.frame_count, num_frames), settings))
 
@@ -79,13 +91,13 @@ def test_plan_seeks_jumps_only_when_it_skips_enough() -> None:
 def test_single_keyframe_video_decodes_sequentially(numbered_videos: dict[str, Path], make_settings) -> None:
     info = probe_video(numbered_videos["mp4-h264"], make_settings())
     assert info.keyframe_indices == (0,)
-    assert plan_seeks(info.keyframe_indices, [0, 30, 63], video.SEEK_PENALTY_FRAMES) == []
+    assert plan_seeks(info.keyframe_indices, [0, 30, 63], decode.SEEK_PENALTY_FRAMES) == []
 
 
 def test_sparse_samples_of_a_long_video_seek(long_video: Path, make_settings) -> None:
     info, frames = _sample(long_video, make_settings(), 10)
     wanted = plan_sample_indices(600, 10)
-    seeks = plan_seeks(info.keyframe_indices, wanted, video.SEEK_PENALTY_FRAMES)
+    seeks = plan_seeks(info.keyframe_indices, wanted, decode.SEEK_PENALTY_FRAMES)
     assert info.frame_count == 600
     assert len(seeks) >= 5
     assert all(seek.keyframe <= seek.target and seek.keyframe in info.keyframe_indices for seek in seeks)
@@ -95,12 +107,12 @@ def test_sparse_samples_of_a_long_video_seek(long_video: Path, make_settings) ->
 
 def test_dense_samples_of_a_long_video_do_not_seek(long_video: Path, make_settings) -> None:
     info = probe_video(long_video, make_settings())
-    assert plan_seeks(info.keyframe_indices, plan_sample_indices(600, 100), video.SEEK_PENALTY_FRAMES) == []
+    assert plan_seeks(info.keyframe_indices, plan_sample_indices(600, 100), decode.SEEK_PENALTY_FRAMES) == []
 
 
 def test_seeking_returns_the_same_frames_as_decoding_through(long_video: Path, make_settings, monkeypatch) -> None:
     _, with_seeks = _sample(long_video, make_settings(), 12)
-    monkeypatch.setattr(video, "SEEK_PENALTY_FRAMES", 10**9)
+    monkeypatch.setattr(decode, "SEEK_PENALTY_FRAMES", 10**9)
     _, sequential = _sample(long_video, make_settings(), 12)
     assert [(f.index, f.time_s) for f in with_seeks] == [(f.index, f.time_s) for f in sequential]
     assert all(np.array_equal(a.image_bgr, b.image_bgr) for a, b in zip(with_seeks, sequential, strict=True))
@@ -114,12 +126,21 @@ def test_garbage_is_corrupt(tmp_path: Path, make_settings) -> None:
     assert "not a readable video container" in error.detail
 
 
-def test_truncated_mp4_is_corrupt(long_video: Path, tmp_path: Path, make_settings) -> None:
+def test_truncated_mp4_is_corrupt_and_its_message_names_no_server_path(
+    long_video: Path, tmp_path: Path, make_settings
+) -> None:
     # The index (moov) comes last, so the first half of the file holds frames no one can locate.
     data = long_video.read_bytes()
-    path = tmp_path / "truncated.mp4"
+    path = tmp_path / "data" / "uploads" / "truncated.mp4"
+    path.parent.mkdir(parents=True)
     path.write_bytes(data[: len(data) // 2])
-    assert _error(path, make_settings()).code == ErrorCode.CORRUPT_MEDIA
+    error = _error(path, make_settings())
+    assert error.code == ErrorCode.CORRUPT_MEDIA
+    # FFmpeg's own text names the file and its errno: "[Errno 1094995529] ...: '/tmp/.../truncated.mp4'".
+    assert error.message == (
+        "Media could not be decoded: not a readable video container: Invalid data found when processing input"
+    )
+    assert "/" not in error.message
 
 
 def test_damaged_packets_are_skipped(long_video: Path, tmp_path: Path, make_settings, caplog) -> None:
@@ -157,6 +178,37 @@ def test_audio_only_file_has_no_video_stream(tmp_path: Path, make_settings) -> N
         container.mux(stream.encode())
     error = _error(path, make_settings())
     assert (error.code, error.detail) == (ErrorCode.NO_FRAMES, "no video stream (streams found: audio)")
+
+
+def _gif_of_pixels(path: Path, frame_count: int, side: int) -> Path:
+    """``frame_count`` frames of one white pixel each, the n-th at (n % side, n // side), kept on a black
+    ``side`` x ``side`` canvas: frame n shows n + 1 white pixels."""
+    gif = bytearray(b"GIF89a" + struct.pack("<HHBBB", side, side, 0xF0, 0, 0) + bytes([0, 0, 0, 255, 255, 255]))
+    for n in range(frame_count):
+        gif += b"\x21\xf9\x04\x04\x02\x00\x00\x00"  # disposal 1 (keep), 20 ms
+        gif += b"\x2c" + struct.pack("<HHHHB", n % side, n // side, 1, 1, 0)
+        gif += b"\x02\x02\x4c\x01\x00"  # LZW codes 4, 1, 5 (3 bits each): clear, colour 1 (white), end
+    path.write_bytes(bytes(gif + b";"))
+    return path
+
+
+def test_animation_over_the_pixel_cap_is_refused_by_the_probe(tmp_path: Path, make_settings) -> None:
+    path = _gif_of_pixels(tmp_path / "pixels.gif", 5000, 4096)
+    assert path.stat().st_size < 120_000
+    with pytest.raises(TaskError) as caught:
+        probe_video(path, make_settings())  # before any frame is decoded
+    assert (caught.value.code, caught.value.detail) == (
+        ErrorCode.MEDIA_LIMIT_EXCEEDED,
+        "animation has 5000 frames of 4096x4096 = 83886080000 pixels, the limit is 2000000000",
+    )
+
+
+def test_animation_under_the_pixel_cap_samples_its_composited_frames(tmp_path: Path, make_settings) -> None:
+    path = _gif_of_pixels(tmp_path / "pixels.gif", 5000, 4096)
+    info, frames = _sample(path, make_settings(max_animation_pixels=10**11), 5)
+    assert (info.frame_count, info.keyframe_indices) == (5000, (0,))
+    assert [frame.index for frame in frames] == [0, 1000, 2000, 3000, 4000]
+    assert [int(np.count_nonzero(frame.image_bgr[..., 0])) for frame in frames] == [1, 1001, 2001, 3001, 4001]
 
 
 def test_too_long_video_is_refused(numbered_videos: dict[str, Path], make_settings) -> None:
@@ -219,7 +271,7 @@ def test_seek_that_overshoots_falls_back_to_the_start(long_video: Path, make_set
     keyframe = info.keyframe_indices[5]
     with av.open(str(long_video)) as container:
         overshooting = _OvershootingSeeks(container, info)
-        reader = video._FrameReader(overshooting, container.streams.video[0], info)
+        reader = decode._FrameReader(overshooting, container.streams.video[0], info)
         reader.seek_to_keyframe(keyframe)
         index, frame = reader.next_at_or_after(keyframe + 3)
     assert overshooting.seeks == [int(info.frame_pts[keyframe]), int(info.frame_pts[0])]
@@ -237,7 +289,7 @@ def test_seek_that_overshoots_falls_back_to_the_start(long_video: Path, make_set
     ],
 )
 def test_indices_at_a_sample_rate(frame_count, fps, sample_fps, limit, expected) -> None:
-    assert video.plan_indices_at_rate(frame_count, fps, sample_fps, limit) == expected
+    assert plan_indices_at_rate(frame_count, fps, sample_fps, limit) == expected
 
 
 # --- The header index probe and the decode shortcuts against the plain path (demux probe, decode every frame) ---
@@ -293,15 +345,15 @@ def _use_plain_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The sampler as it was before the header index and the decode shortcuts: probe by demuxing every packet,
     decode every frame with frame threads, never drain the decoder."""
 
-    class PlainReader(video._FrameReader):
+    class PlainReader(decode._FrameReader):
         def __init__(self, container, stream, info, thread_type="AUTO") -> None:
             super().__init__(container, stream, info, "AUTO")
 
         def aim(self, target: int, *, last_before_seek: bool) -> None:
             pass
 
-    monkeypatch.setattr(video, "_indexed_timestamps", lambda *args: None)
-    monkeypatch.setattr(video, "_FrameReader", PlainReader)
+    monkeypatch.setattr(probe, "indexed_times", lambda *args: NotIndexed.NO_TABLE)
+    monkeypatch.setattr(decode, "_FrameReader", PlainReader)
 
 
 def _index_sets(info: VideoInfo) -> list[list[int]]:
@@ -317,7 +369,7 @@ def _index_sets(info: VideoInfo) -> list[list[int]]:
     ]
 
 
-def _same_frames(got: list[video.SampledFrame], expected: list[video.SampledFrame]) -> bool:
+def _same_frames(got: list[decode.SampledFrame], expected: list[decode.SampledFrame]) -> bool:
     return [(f.index, f.time_s) for f in got] == [(f.index, f.time_s) for f in expected] and all(
         np.array_equal(a.image_bgr, b.image_bgr) for a, b in zip(got, expected, strict=True)
     )
@@ -344,8 +396,8 @@ def test_probe_reads_the_header_index_where_there_is_one(
 ) -> None:
     path, settings = _gop_video(gop_videos, name), make_settings()
     with av.open(str(path)) as container:
-        indexed = video._indexed_timestamps(path, container, video._video_stream(container), settings)
-    assert isinstance(indexed, tuple) == (name in HEADER_INDEXED)
+        indexed = probe.indexed_times(path, container, probe.video_stream(container), settings)
+    assert isinstance(indexed, IndexedTimes) == (name in HEADER_INDEXED)
     info = probe_video(path, settings)
     _use_plain_path(monkeypatch)
     _assert_same_info(info, probe_video(path, settings))
@@ -353,13 +405,13 @@ def test_probe_reads_the_header_index_where_there_is_one(
     assert len(info.keyframe_indices) >= GOP_FRAME_COUNT // GOP_VIDEOS[name][2]
 
 
-@pytest.mark.parametrize("penalty", [video.SEEK_PENALTY_FRAMES, 0, 10**9], ids=["planned", "seek-always", "never"])
+@pytest.mark.parametrize("penalty", [decode.SEEK_PENALTY_FRAMES, 0, 10**9], ids=["planned", "seek-always", "never"])
 @pytest.mark.parametrize("name", GOP_VIDEOS)
 def test_samples_match_the_plain_path(
     gop_videos: dict[str, Path], make_settings, monkeypatch, name: str, penalty: int
 ) -> None:
     path, settings = _gop_video(gop_videos, name), make_settings()
-    monkeypatch.setattr(video, "SEEK_PENALTY_FRAMES", penalty)
+    monkeypatch.setattr(decode, "SEEK_PENALTY_FRAMES", penalty)
     sets = _index_sets(probe_video(path, settings))
     # A fresh probe for each set: the sampler then reuses the probe's container where it kept one.
     sampled = [list(sample_frames(path, probe_video(path, settings), indices, settings)) for indices in sets]
@@ -385,7 +437,7 @@ def test_header_index_that_disagrees_with_the_packets_is_not_used(
     gop_videos: dict[str, Path], make_settings, monkeypatch
 ) -> None:
     path, settings = _gop_video(gop_videos, "mp4-h264-gop24"), make_settings()
-    real_table = video._mp4_sample_table
+    real_table = mp4_index.mp4_sample_table
 
     def off_by_one_at_the_end(*args):
         durations, offsets = real_table(*args)
@@ -393,9 +445,9 @@ def test_header_index_that_disagrees_with_the_packets_is_not_used(
         offsets[-1] += 1
         return durations, offsets
 
-    monkeypatch.setattr(video, "_mp4_sample_table", off_by_one_at_the_end)
+    monkeypatch.setattr(mp4_index, "mp4_sample_table", off_by_one_at_the_end)
     with av.open(str(path)) as container:
-        assert video._indexed_timestamps(path, container, video._video_stream(container), settings) is video._MISMATCH
+        assert probe.indexed_times(path, container, probe.video_stream(container), settings) is NotIndexed.MISMATCH
     info = probe_video(path, settings)
     _use_plain_path(monkeypatch)
     _assert_same_info(info, probe_video(path, settings))
@@ -407,7 +459,7 @@ def test_header_index_that_disagrees_with_the_packets_is_not_used(
 def test_header_index_probe_refuses_like_demuxing(numbered_videos: dict[str, Path], make_settings, monkeypatch, limits):
     path, settings = numbered_videos["mp4-h264"], make_settings(**limits)
     with av.open(str(path)) as container:
-        assert isinstance(video._indexed_timestamps(path, container, video._video_stream(container), settings), tuple)
+        assert isinstance(probe.indexed_times(path, container, probe.video_stream(container), settings), IndexedTimes)
     error = _error(path, settings)
     _use_plain_path(monkeypatch)
     plain = _error(path, settings)
@@ -444,7 +496,7 @@ def test_wanted_frame_missing_after_draining_is_decoded_again_plainly(long_video
     settings = make_settings()
     info = probe_video(long_video, settings)
     target = info.keyframe_indices[6] + 5
-    real_index_of = video._FrameReader._index_of
+    real_index_of = decode._FrameReader._index_of
     dropped = []
 
     def drop_once(self, frame):
@@ -454,7 +506,7 @@ def test_wanted_frame_missing_after_draining_is_decoded_again_plainly(long_video
             return None
         return index
 
-    monkeypatch.setattr(video._FrameReader, "_index_of", drop_once)
+    monkeypatch.setattr(decode._FrameReader, "_index_of", drop_once)
     frames = list(sample_frames(long_video, info, [0, target, 590], settings))
     assert dropped == [True]  # dropped in the drained pass
     assert [frame.index for frame in frames] == [0, target, 590]
@@ -478,7 +530,7 @@ def test_failed_seek_after_draining_decodes_on(long_video: Path, make_settings) 
     info = probe_video(long_video, make_settings())
     first, second = info.keyframe_indices[2] + 3, info.keyframe_indices[12] + 3
     with av.open(str(long_video)) as container:
-        reader = video._FrameReader(_RefusingSeeks(container), container.streams.video[0], info)
+        reader = decode._FrameReader(_RefusingSeeks(container), container.streams.video[0], info)
         reader.aim(first, last_before_seek=True)
         index, frame = reader.next_at_or_after(first)
         assert index == first == frame_number(frame.to_ndarray(format="bgr24"))
@@ -536,7 +588,7 @@ def test_truncated_faststart_mp4_is_probed_by_demuxing(tmp_path: Path, make_sett
     path.write_bytes(data[: len(data) * 3 // 5])
     with av.open(str(path)) as container:
         assert len(container.streams.video[0].index_entries) == GOP_FRAME_COUNT
-        assert video._indexed_timestamps(path, container, video._video_stream(container), settings) is video._MISMATCH
+        assert probe.indexed_times(path, container, probe.video_stream(container), settings) is NotIndexed.MISMATCH
     info, frames = _sample(path, settings, 10)
     assert 0 < info.frame_count < GOP_FRAME_COUNT
     assert [frame_number(frame.image_bgr) for frame in frames] == [frame.index for frame in frames]

@@ -11,11 +11,11 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from facequeue.demo import astronaut_bgr
+from facequeue.cli.demo import astronaut_bgr
 from facequeue.settings import Settings
 from tests.support import free_port
 from tests.upstream.fake_upstreams import AKOOL_PATH, API_KEY, AkoolDetect, FakeUpstream
-from workers.detectors.upstream import AkoolUpstream
+from workers.detectors.upstream.akool import AkoolUpstream
 
 _prefixes = itertools.count()
 

@@ -24,9 +24,9 @@ from werkzeug import Request, Response
 
 from tests.contract_examples import AKOOL_DETECT_FACES
 from tests.landmarks.seed_example import SEED_002_FACE_SHAPE
-from workers.detectors.base import detect_faces
 from workers.detectors.yunet import YuNetDetector
 from workers.results import face_frame
+from workers.vision import detect_faces
 
 API_KEY = "upstream-test-key"
 AKOOL_PATH = "/interface/detect-api/detect_faces"

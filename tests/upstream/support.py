@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.detectors.base import Face, detect_faces
 from workers.detectors.registry import get_detector
+from workers.vision import Face, detect_faces
 
 
 def local_faces(image_bgr: np.ndarray, max_side: int = 1280) -> list[Face]:

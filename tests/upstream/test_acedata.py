@@ -22,7 +22,9 @@ from tests.upstream.fake_upstreams import (
     seed_example_shapes,
 )
 from tests.upstream.support import iou, local_faces, point_distances
-from workers.detectors.upstream import UPSTREAM_SCORE, AceDataUpstream, Failure, UpstreamError
+from workers.detectors.upstream.acedata import AceDataUpstream
+from workers.detectors.upstream.checks import UPSTREAM_SCORE
+from workers.detectors.upstream.guard import Failure, UpstreamError
 
 
 @pytest.fixture

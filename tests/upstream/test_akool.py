@@ -18,7 +18,8 @@ from tests.upstream.fake_upstreams import (
     fixed,
 )
 from tests.upstream.support import iou, local_faces, point_distances
-from workers.detectors.upstream import UPSTREAM_ERROR_CODE, UPSTREAM_SCORE, Failure, UpstreamError
+from workers.detectors.upstream.checks import UPSTREAM_SCORE
+from workers.detectors.upstream.guard import UPSTREAM_ERROR_CODE, Failure, UpstreamError
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from tests.upstream.fake_upstreams import (
 )
 from tests.upstream.support import iou, local_faces
 from workers.detectors.routing import detector_for
-from workers.detectors.upstream import AkoolUpstream, Failure, UpstreamError
+from workers.detectors.upstream.akool import AkoolUpstream
+from workers.detectors.upstream.guard import Failure, UpstreamError
 from workers.detectors.yunet import YuNetDetector
 
 RESET = 0.3  # seconds an open circuit waits before its trial call

@@ -11,13 +11,8 @@ from email.utils import format_datetime
 import pytest
 
 from tests.upstream.fake_upstreams import stalled, status
-from workers.detectors.upstream import (
-    BACKOFF_MAX,
-    MAX_RETRY_AFTER,
-    AkoolUpstream,
-    Failure,
-    UpstreamError,
-)
+from workers.detectors.upstream.akool import AkoolUpstream
+from workers.detectors.upstream.guard import BACKOFF_MAX, MAX_RETRY_AFTER, Failure, UpstreamError
 from workers.retry_after import parse_retry_after
 
 

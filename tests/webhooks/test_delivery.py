@@ -14,16 +14,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from werkzeug import Response
 
+from db import deliveries as webhook_db
 from db import tenants
-from db import webhooks as webhook_db
-from db.engine import session_scope
-from db.models import DetectTask, TaskStatus, Tenant, utcnow
-from db.webhooks import WebhookEvent
+from db.models import DetectTask, Tenant, WebhookEvent, utcnow
+from facequeue.enums import TaskStatus
+from facequeue.lifecycle.outbox import new_task_event, queue_task_event, republish_due_deliveries
+from facequeue.lifecycle.sessions import session_scope
 from facequeue.settings import Settings, get_settings
 from facequeue.webhooks import WebhookVerificationError, default_secret, verify
 from tests.support import wait_for_final
 from tests.webhooks.conftest import RETRY_SCHEDULE, Receiver, new_secret
-from workers.webhooks import new_task_event, queue_task_event, republish_due_deliveries
 
 pytestmark = pytest.mark.integration
 

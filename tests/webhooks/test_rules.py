@@ -7,7 +7,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from db.webhooks import EventState
+from facequeue.enums import EventState
 from facequeue.webhooks import WebhookVerificationError, encode_event, signature_headers, verify
 from tests.webhooks.conftest import new_secret
 from workers.retry_after import parse_retry_after

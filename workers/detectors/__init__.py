@@ -1,1 +1,1 @@
-"""Face detectors behind one protocol, with the model files they load."""
+"""Face detectors: the local models (YuNet, BlazeFace), their fusion and tiling, upstream face APIs, and routing."""

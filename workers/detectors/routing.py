@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Literal, get_args
+from collections.abc import Callable
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 import structlog
 
 from facequeue.settings import Settings
-from workers.detectors.base import Face, FaceDetector, detect_faces
 from workers.detectors.registry import get_detector
-from workers.detectors.upstream import Failure, UpstreamDetector, UpstreamError, upstream_adapter
+from workers.detectors.upstream.acedata import AceDataUpstream
+from workers.detectors.upstream.akool import AkoolUpstream
+from workers.detectors.upstream.guard import Failure, UpstreamError
+from workers.vision import Face, FaceDetector, detect_faces
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +44,22 @@ FALLBACK_NOTES = {
 }
 FAILED_NOTE = "upstream failed"
 DISABLED_NOTE = "upstream disabled"
+
+
+class UpstreamDetector(Protocol):
+    """An upstream adapter: not a model (nothing to load, no input size), one guarded call per frame, in
+    original-image pixels; `source_url` is the frame's URL, or None."""
+
+    name: str
+    model_version: str
+
+    def detect(self, image_bgr: np.ndarray, max_side: int, source_url: str | None = None) -> list[Face]: ...
+
+
+ADAPTERS: dict[str, Callable[[Settings], UpstreamDetector]] = {
+    "akool": AkoolUpstream,
+    "acedata": AceDataUpstream,
+}
 
 _shared: dict[tuple, UpstreamDetector] = {}
 _shared_lock = threading.Lock()
@@ -141,7 +160,7 @@ def shared_upstream(settings: Settings) -> UpstreamDetector:
     key = _upstream_key(settings)
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = upstream_adapter(settings)
+            _shared[key] = ADAPTERS[settings.upstream_protocol](settings)
         return _shared[key]
 
 

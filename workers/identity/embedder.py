@@ -8,11 +8,8 @@ from functools import cache
 import cv2
 import numpy as np
 
-from workers.detectors.base import Face
-from workers.detectors.model_files import SFACE_2021DEC_INT8BQ
+from workers.vision import SFACE_2021DEC_INT8BQ, Face
 
-# OpenCV's published cosine threshold for SFace; measured here: one person 0.70-0.78, different people <= 0.28.
-SAME_PERSON_COSINE = 0.363
 # The raw feature's norm is SFace's own quality signal. Measured on shared/testdata: every clear face
 # of the identity sets and single-face clips scores 8.8-15.7; the dark, blurred audience faces of
 # the hamilton clip 5.1-7.0 (and those match EACH OTHER at cosine 0.4-0.7); a detector false
@@ -33,15 +30,10 @@ class SFaceEmbedder:
 
     def __init__(self, identifiable_norm: float = IDENTIFIABLE_NORM) -> None:
         self.identifiable_norm = identifiable_norm
-        self._model: cv2.FaceRecognizerSF | None = None
-
-    def load(self) -> None:
-        if self._model is None:
-            self._model = cv2.FaceRecognizerSF.create(str(SFACE_2021DEC_INT8BQ.path()), "")
+        self._model = cv2.FaceRecognizerSF.create(str(SFACE_2021DEC_INT8BQ.path()), "")
 
     def embed(self, image_bgr: np.ndarray, face: Face) -> FaceEmbedding:
         """The identity embedding of ``face`` (given in ``image_bgr``'s pixels)."""
-        self.load()
         aligned = self._model.alignCrop(image_bgr, yunet_row(face))
         feature = self._model.feature(aligned).ravel().astype(np.float32)
         norm = float(np.linalg.norm(feature))
@@ -60,6 +52,4 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 @cache
 def get_embedder() -> SFaceEmbedder:
     """One loaded embedder per worker process."""
-    embedder = SFaceEmbedder()
-    embedder.load()
-    return embedder
+    return SFaceEmbedder()

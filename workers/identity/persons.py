@@ -2,8 +2,8 @@
 
 Both callers build persons the same way. A *unit* is a set of sightings already known to be one
 person with one representative embedding: a single face for still images, a whole track for
-video. Units are grouped by identity (`group_by_identity`), and each group becomes a `Person`
-(`build_persons`).
+video. Units are grouped by identity (`group_by_identity`), and each group becomes a `FoundPerson`
+(`build_persons`), which the pipeline stores as the result's `facequeue.schemas.Person`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workers.detectors.base import Face
-from workers.identity.embedder import SAME_PERSON_COSINE, FaceEmbedding
+from facequeue.settings import Settings
+from workers.identity.embedder import FaceEmbedding
+from workers.vision import Face
+
+# The default of FACEQUEUE_PERSON_MATCH_THRESHOLD, its one source; the service passes the setting itself.
+SAME_PERSON_COSINE: float = Settings.model_fields["person_match_threshold"].default
 
 EmbedFn = Callable[[np.ndarray, Face], FaceEmbedding]
 
@@ -30,19 +34,23 @@ class Sighting:
 
 
 @dataclass(frozen=True)
-class Appearance:
+class FoundAppearance:
+    """One frame a found person is seen in, with the face box's corners there."""
+
     frame_idx: int
     timestamp: float
     bbox: tuple[int, int, int, int]  # x1, y1, x2, y2
 
 
 @dataclass(frozen=True)
-class Person:
+class FoundPerson:
+    """A person as identity grouping found it, before the pipeline stores its crop."""
+
     person_id: str  # person_N, numbered in order of first appearance (frame, then left to right)
     index: int  # rank left to right by x of the first appearance
     bbox: tuple[int, int, int, int]  # x1, y1, x2, y2 of the first appearance
     confidence: float  # detection score of `face`
-    appearances: list[Appearance]  # in frame order
+    appearances: list[FoundAppearance]  # in frame order
     first_seen: float
     last_seen: float
     face: Sighting  # the representative face: crop this one
@@ -71,7 +79,7 @@ class StillFrames:
             if self.embed is not None:
                 self.embeddings.append(self.embed(image_bgr, face))
 
-    def persons(self) -> list[Person]:
+    def persons(self) -> list[FoundPerson]:
         if self.frames > 1:
             frames = [{sighting.frame_idx} for sighting in self.sightings]
             groups = group_by_identity(self.embeddings, frames, self.same_person)
@@ -121,7 +129,7 @@ def group_by_identity(
     return [sorted(members[i]) for i in np.flatnonzero(alive)]
 
 
-def build_persons(groups: Sequence[Sequence[Sighting]]) -> list[Person]:
+def build_persons(groups: Sequence[Sequence[Sighting]]) -> list[FoundPerson]:
     """One person per group; ``groups`` come in order of first appearance and groups[i] becomes person_i."""
     firsts = [min(group, key=first_appearance_key) for group in groups]
     left_to_right = sorted(range(len(groups)), key=lambda i: (firsts[i].face.box[0], i))
@@ -143,16 +151,16 @@ def corners(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]
     return round(x), round(y), round(x + w), round(y + h)
 
 
-def _person(number: int, index: int, group: Sequence[Sighting]) -> Person:
+def _person(number: int, index: int, group: Sequence[Sighting]) -> FoundPerson:
     sightings = sorted(group, key=first_appearance_key)
     best = max(sightings, key=lambda sighting: face_quality(sighting.face))
     timestamps = [sighting.timestamp for sighting in sightings]
-    return Person(
+    return FoundPerson(
         person_id=f"person_{number}",
         index=index,
         bbox=corners(sightings[0].face.box),
         confidence=best.face.score,
-        appearances=[Appearance(s.frame_idx, s.timestamp, corners(s.face.box)) for s in sightings],
+        appearances=[FoundAppearance(s.frame_idx, s.timestamp, corners(s.face.box)) for s in sightings],
         first_seen=min(timestamps),
         last_seen=max(timestamps),
         face=best,

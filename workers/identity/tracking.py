@@ -38,18 +38,17 @@ frame's face order. The first frame's ``removed`` is ``[]``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from workers.detectors.base import Face, box_iou
-from workers.identity.embedder import SAME_PERSON_COSINE, FaceEmbedding, cosine
+from workers.identity.colours import box_pixels, colour_distance, colour_signature
+from workers.identity.embedder import FaceEmbedding, cosine
 from workers.identity.persons import (
+    SAME_PERSON_COSINE,
     EmbedFn,
-    Person,
+    FoundPerson,
     Sighting,
     build_persons,
     face_quality,
@@ -57,6 +56,7 @@ from workers.identity.persons import (
     group_by_identity,
 )
 from workers.results import region
+from workers.vision import Face, box_iou
 
 # Measured on shared/testdata/videos at 20 samples per clip: the hamilton clip's four cuts score
 # 0.27-0.47; within a shot samples score 0.01-0.28 (the crowd clip's camera motion gives the top).
@@ -66,7 +66,6 @@ CUT_DISTANCE = 0.25
 # 99% <= 0.33 (348 sightings, 20 samples per clip); between two different people in one frame 5%
 # <= 0.31. Above this an overlap is checked by embedding: a new person may stand where one stood.
 FACE_CHANGE = 0.3
-SIGNATURE_SIDE = 160
 MIN_IOU = 0.2
 REEMBED_GAIN = 2.0
 # One view can be a poor likeness: in the hamilton clip the singer's first medium-shot face (a wide
@@ -94,15 +93,6 @@ class FrameTracks:
     track_ids: list[int]  # one per face, in input order
     removed: list[list[int]]  # [x, y, w, h] in the previous sample of faces whose track is absent here
     cut: bool
-
-
-@dataclass(frozen=True)
-class VideoTracking:
-    frames: list[FrameTracks]
-    persons: list[Person]
-    person_of_track: dict[int, str]  # track id -> person_id; tracks that are no person are absent
-    embeddings: int  # embed() calls
-    detections: int
 
 
 @dataclass(eq=False)
@@ -180,7 +170,7 @@ class FaceTracker:
     def update(self, frame: FrameDetections) -> FrameTracks:
         self.detections += len(frame.faces)
         signature = colour_signature(frame.image_bgr)
-        colours = [colour_signature(_crop(frame.image_bgr, face.box)) for face in frame.faces]
+        colours = [colour_signature(box_pixels(frame.image_bgr, face.box)) for face in frame.faces]
         active = [track for track, _ in self._previous]
         overlap = self._overlap(frame, active)
         cut = self._is_cut(signature, overlap)
@@ -189,7 +179,7 @@ class FaceTracker:
         assigned = {
             row: track
             for row, track in _sole_overlaps(overlap, active).items()
-            if _distance(track.colours, colours[row]) <= self.face_change  # else someone else may stand there
+            if colour_distance(track.colours, colours[row]) <= self.face_change  # else someone else may stand there
         }
         embeddings = {i: self._embed(frame, i) for i in range(len(frame.faces)) if i not in assigned}
         assigned |= self._match_by_identity(embeddings, overlap, active, assigned)
@@ -203,7 +193,7 @@ class FaceTracker:
         self._previous_signature = signature
         return FrameTracks(frame.frame_idx, frame.timestamp, track_ids, removed, cut)
 
-    def persons(self) -> tuple[list[Person], dict[int, str]]:
+    def persons(self) -> tuple[list[FoundPerson], dict[int, str]]:
         """Tracks of one identity merged into persons; and which person each track became."""
         tracks = sorted(
             (track for track in self._tracks if self._is_person(track)),
@@ -232,7 +222,7 @@ class FaceTracker:
     def _is_cut(self, signature: np.ndarray, overlap: np.ndarray) -> bool:
         if self._previous_signature is None:
             return False
-        distance = _distance(self._previous_signature, signature)
+        distance = colour_distance(self._previous_signature, signature)
         lost, previous = int(np.sum(~overlap.any(axis=0))), overlap.shape[1]
         return distance > self.cut_distance or (previous >= 2 and lost * 2 > previous)
 
@@ -309,28 +299,6 @@ class FaceTracker:
         return self._embed_fn(frame.image_bgr, frame.faces[index])
 
 
-def track_frames(frames: Iterable[FrameDetections], embed: EmbedFn, **options: float) -> VideoTracking:
-    """Track a whole sampled video; ``frames`` may be a generator so that one image is held at a time.
-
-    ``options`` are `FaceTracker`'s keyword parameters.
-    """
-    tracker = FaceTracker(embed, **options)
-    tracked = [tracker.update(frame) for frame in frames]
-    persons, person_of_track = tracker.persons()
-    return VideoTracking(tracked, persons, person_of_track, tracker.embeddings, tracker.detections)
-
-
-def colour_signature(image_bgr: np.ndarray) -> np.ndarray:
-    """A coarse HSV colour histogram of a frame or a face: stable while a shot lasts, jumps at a cut."""
-    height, width = image_bgr.shape[:2]
-    scale = min(1.0, SIGNATURE_SIDE / max(width, height))  # fewer pixels, same histogram
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
-    hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
-    histogram = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 4], [0, 180, 0, 256, 0, 256])
-    return cv2.normalize(histogram, None, 1.0, 0.0, cv2.NORM_L1)
-
-
 def _sole_overlaps(overlap: np.ndarray, active: list[_Track]) -> dict[int, _Track]:
     """Face -> track where each is the other's only overlap: position alone decides, no embedding needed."""
     sole_in_row = (overlap > 0).sum(axis=1) == 1
@@ -340,18 +308,6 @@ def _sole_overlaps(overlap: np.ndarray, active: list[_Track]) -> dict[int, _Trac
         for row, col in zip(*np.nonzero(overlap), strict=True)
         if sole_in_row[row] and sole_in_column[col]
     }
-
-
-def _distance(a: np.ndarray, b: np.ndarray) -> float:
-    return float(cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA))
-
-
-def _crop(image_bgr: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-    """The box's pixels, at least one (boxes are clipped to the image, but may be empty at its edge)."""
-    height, width = image_bgr.shape[:2]
-    x, y, w, h = (round(v) for v in box)
-    x, y = min(max(0, x), width - 1), min(max(0, y), height - 1)
-    return image_bgr[y : y + max(1, h), x : x + max(1, w)]
 
 
 def _centre(box: tuple[float, float, float, float]) -> np.ndarray:

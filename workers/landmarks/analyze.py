@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from workers.detectors.base import Face, FaceDetector, detect_faces
 from workers.landmarks.facemesh import FaceMesh, Iris, Mesh
+from workers.vision import Face, FaceDetector, detect_faces
 
 ALL_FACES, LARGEST_FACE = 0, 1
 

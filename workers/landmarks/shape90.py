@@ -13,17 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-GROUP_SIZES = {
-    "face_profile": 21,
-    "left_eye": 8,
-    "right_eye": 8,
-    "left_eye_brow": 8,
-    "right_eye_brow": 8,
-    "mouth": 22,
-    "nose": 13,
-    "left_pupil": 1,
-    "right_pupil": 1,
-}
+from facequeue.schemas import SHAPE_GROUP_SIZES
 
 MESH_GROUPS: dict[str, tuple[int, ...]] = {
     # Image-left temple at eye height (127), down the jaw to the chin (152, point 10), up to the image-right
@@ -58,18 +48,17 @@ def face_shape(mesh_points: np.ndarray, pupils: np.ndarray) -> dict[str, list[di
     """The 9 groups in the seed's key order; pupils = (image-left, image-right) from Iris."""
     groups = {name: mesh_points[list(indices)] for name, indices in MESH_GROUPS.items()}
     groups["left_pupil"], groups["right_pupil"] = pupils[:1], pupils[1:2]
-    return {name: [_point(x, y) for x, y in groups[name]] for name in GROUP_SIZES}
+    return {name: [_point(x, y) for x, y in groups[name]] for name in SHAPE_GROUP_SIZES}
 
 
-def six_points(mesh_points: np.ndarray, pupils: np.ndarray) -> np.ndarray:
-    """The seed's 6 points refined: image-left eye, image-right eye, nose tip, mouth centre, mouth corners.
+def five_points(mesh_points: np.ndarray, pupils: np.ndarray) -> np.ndarray:
+    """A face's 5 points (`Face.landmarks` order) refined: image-left pupil, image-right pupil, nose tip, mouth
+    corners.
 
-    The mouth centre is the corners' midpoint, as it is when derived from YuNet's 5 points. Measured on the
-    43 dlib faces against iBUG eye centres, nose tip and mouth corners: NME 0.059 of the inter-ocular
-    distance, where YuNet's own points give 0.148.
+    Measured on the 43 dlib faces against iBUG eye centres, nose tip and mouth corners, as the seed's 6 points
+    (`workers.vision.six_points`): NME 0.059 of the inter-ocular distance, where YuNet's own points give 0.148.
     """
-    corners = mesh_points[list(MOUTH_CORNERS)]
-    return np.vstack([pupils[:2], mesh_points[NOSE_TIP], corners.mean(axis=0), corners])
+    return np.vstack([pupils[:2], mesh_points[NOSE_TIP], mesh_points[list(MOUTH_CORNERS)]])
 
 
 def _point(x: float, y: float) -> dict[str, int]:

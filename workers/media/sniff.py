@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Literal
-from urllib.parse import urlsplit
+from pathlib import Path
 
 import filetype
 from PIL import Image
 
 from facequeue.errors import ErrorCode, TaskError
-
-MediaKind = Literal["image", "video"]
+from facequeue.media_kinds import MediaKind
 
 # Image types Pillow decodes; filetype also recognises HEIC, JPEG XR, raw camera files... which it cannot.
 SUPPORTED_IMAGE_MIMES = frozenset(
@@ -31,9 +28,6 @@ SUPPORTED_IMAGE_MIMES = frozenset(
 )
 # Formats that can hold an animation; for these Pillow is asked how many frames there are.
 MAYBE_ANIMATED_MIMES = frozenset({"image/gif", "image/webp", "image/png", "image/apng"})
-
-IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "jpe", "png", "gif", "webp", "bmp", "tif", "tiff", "ico", "avif"})
-VIDEO_EXTENSIONS = frozenset({"mp4", "m4v", "mov", "avi", "webm", "mkv", "mpg", "mpeg", "flv", "wmv", "3gp", "ogv"})
 
 _HEAD_BYTES = 8192  # as much as filetype's matchers look at
 _TEXT_PROBE_BYTES = 512
@@ -61,16 +55,6 @@ def sniff(path: Path) -> SniffedMedia:
         animated = mime in MAYBE_ANIMATED_MIMES and _is_animated(path)
         return SniffedMedia(kind="video" if animated else "image", mime=mime, animated=animated)
     raise TaskError(ErrorCode.UNSUPPORTED_MEDIA, f"{mime} is not a supported image or video type")
-
-
-def kind_from_extension(url_or_name: str) -> MediaKind | None:
-    """A hint from the name's extension (query and fragment ignored); never a substitute for ``sniff``."""
-    suffix = PurePosixPath(urlsplit(url_or_name).path).suffix.lower().lstrip(".")
-    if suffix in IMAGE_EXTENSIONS:
-        return "image"
-    if suffix in VIDEO_EXTENSIONS:
-        return "video"
-    return None
 
 
 def _read_head(path: Path) -> bytes:

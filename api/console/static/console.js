@@ -1,0 +1,441 @@
+// The facequeue console: hash-routed views over the v1 API, filled from the <template>s of the page.
+// API data reaches the DOM only as textContent or properties, never as HTML.
+
+const KEY = "facequeue.apiKey"; // sessionStorage: gone with the tab, never sent as a cookie
+const POLL_MS = 2000;
+const PAGE_SIZE = 25;
+const PROGRESS_LOOKUPS = 10; // list rows carry no progress: ask for at most this many running tasks per poll
+const TIMEOUT_MS = 15000;
+const UPLOAD_TIMEOUT_MS = 120000;
+const LIVE = new Set(["queued", "processing", "running"]);
+
+const view = document.getElementById("view");
+const notice = document.getElementById("notice");
+let leaveView = () => {};
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+function request(path, { method = "GET", body, timeout = TIMEOUT_MS } = {}) {
+  const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY)}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return fetch(path, { method, headers, body: payload, signal: AbortSignal.timeout(timeout) });
+}
+
+async function api(path, options) {
+  const response = await request(path, options);
+  if (response.status === 401) {
+    signOut("The API refused this key: sign in again.");
+  }
+  if (!response.ok) {
+    const problem = (await response.json().catch(() => null))?.error;
+    throw new ApiError(response.status, problem?.code ?? `http_${response.status}`,
+      problem?.message ?? `The API answered ${response.status} ${response.statusText}`);
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+// An image the API serves behind the key: <img> can't send the header, so fetch it into a blob URL.
+// null when this server has no such picture (404, or 501 where previews are not built).
+async function apiImage(path) {
+  const response = await request(path);
+  if (response.status === 404 || response.status === 501) return null;
+  if (!response.ok) throw new ApiError(response.status, `http_${response.status}`, "The picture could not be loaded");
+  return URL.createObjectURL(await response.blob());
+}
+
+function showNotice(message) {
+  notice.textContent = message;
+  notice.hidden = !message;
+}
+
+function showError(error) {
+  showNotice(error instanceof ApiError ? `${error.message} (${error.code})` : `Request failed: ${error.message}`);
+}
+
+// Runs tick now and again every POLL_MS while it returns true; transient failures keep it going.
+function poll(tick) {
+  let timer;
+  let stopped = false;
+  const run = async () => {
+    let again;
+    try {
+      again = await tick();
+    } catch (error) {
+      showError(error);
+      again = !(error instanceof ApiError) || error.status === 429 || error.status >= 500;
+    }
+    if (again && !stopped) timer = setTimeout(run, POLL_MS);
+  };
+  run();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
+function mount(templateId) {
+  const content = document.getElementById(templateId).content.cloneNode(true);
+  view.replaceChildren(content);
+  return (name) => view.querySelector(`[data-slot="${name}"]`);
+}
+
+function el(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+const enc = encodeURIComponent;
+const when = (iso) => (iso ? new Date(iso).toLocaleString("sv-SE") : "—"); // local time as 2026-11-27 14:05:09
+const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
+const badge = (status) => el("span", { className: `badge ${status}`, textContent: status });
+const taskLink = (id) => el("a", { href: `#/tasks/${enc(id)}`, textContent: id });
+const setBadge = (node, status) => Object.assign(node, { className: `badge ${status}`, textContent: status });
+const setBar = (node, fraction) => (node.style.width = `${Math.round(Math.min(1, fraction) * 100)}%`);
+
+function fillRows(tbody, rows) {
+  tbody.replaceChildren(...rows.map((cells) => el("tr", {}, ...cells.map((cell) => el("td", {}, cell)))));
+}
+
+function fillFacts(slot, facts) {
+  for (const [name, value] of Object.entries(facts)) slot(name).textContent = value;
+}
+
+function signInPage() {
+  const slot = mount("tpl-sign-in");
+  slot("form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, new FormData(event.target).get("key").trim());
+    try {
+      await api("v1/detect?limit=1");
+      showNotice("");
+      if (location.hash === "#/tasks") route();
+      else location.hash = "#/tasks";
+    } catch (error) {
+      if (error.status !== 401) showError(error);
+    }
+  });
+}
+
+function signOut(message = "") {
+  sessionStorage.removeItem(KEY);
+  route();
+  showNotice(message);
+}
+
+function tasksPage() {
+  const slot = mount("tpl-tasks");
+  const cursors = [null]; // the cursor of each page seen, for "First page" and "Next page"
+  let stopPolling = () => {};
+  let nextCursor = null;
+
+  const submit = async (body, label) => {
+    slot("drop-label").textContent = label;
+    try {
+      const accepted = await api("v1/detect", { method: "POST", body, timeout: UPLOAD_TIMEOUT_MS });
+      location.hash = `#/tasks/${enc(accepted.detect_task_id)}`;
+    } catch (error) {
+      showError(error);
+      slot("drop-label").textContent = "Drop an image or video here, or click to choose one";
+    }
+  };
+  const submitFile = (file) => {
+    const reader = new FileReader(); // a data URI: the API takes base64 with or without its prefix
+    reader.onload = () => submit({ img: reader.result }, `Uploading ${file.name}…`);
+    reader.onerror = () => showNotice(`Could not read ${file.name}`);
+    reader.readAsDataURL(file);
+  };
+  const drop = slot("drop");
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    if (event.dataTransfer.files.length) submitFile(event.dataTransfer.files[0]);
+  });
+  slot("file").addEventListener("change", (event) => event.target.files.length && submitFile(event.target.files[0]));
+  slot("url-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit({ url: new FormData(event.target).get("url") }, "Submitting the URL…");
+  });
+
+  const progressCell = (task, detail) => {
+    if (!detail) return LIVE.has(task.status) ? "waiting" : "—";
+    const { done, total } = detail.progress;
+    const bar = el("div", { className: "bar small" }, el("div"));
+    setBar(bar.firstChild, total ? done / total : 0);
+    return el("span", { className: "cell-progress" }, bar, total ? `${done}/${total}` : "starting");
+  };
+  const load = () => {
+    stopPolling();
+    stopPolling = poll(async () => {
+      const query = new URLSearchParams({ limit: PAGE_SIZE });
+      if (slot("status").value) query.set("status", slot("status").value);
+      if (cursors.at(-1)) query.set("cursor", cursors.at(-1));
+      const page = await api(`v1/detect?${query}`);
+      const running = page.items.filter((task) => task.status === "processing").slice(0, PROGRESS_LOOKUPS);
+      const details = new Map();
+      await Promise.all(running.map(async (task) => {
+        details.set(task.detect_task_id, await api(`v1/detect/${enc(task.detect_task_id)}`).catch(() => null));
+      }));
+      fillRows(slot("rows"), page.items.map((task) => [
+        taskLink(task.detect_task_id), badge(task.status), task.kind ?? "—",
+        progressCell(task, details.get(task.detect_task_id)), when(task.created_at), when(task.finished_at),
+      ]));
+      nextCursor = page.next_cursor;
+      slot("empty").hidden = page.items.length > 0;
+      slot("next").hidden = !nextCursor;
+      slot("first").hidden = cursors.length === 1;
+      return page.items.some((task) => LIVE.has(task.status));
+    });
+  };
+  slot("status").addEventListener("change", () => {
+    cursors.splice(1);
+    load();
+  });
+  slot("next").addEventListener("click", () => {
+    cursors.push(nextCursor);
+    load();
+  });
+  slot("first").addEventListener("click", () => {
+    cursors.splice(1);
+    load();
+  });
+  load();
+  return () => stopPolling();
+}
+
+function taskPage(id) {
+  const slot = mount("tpl-task");
+  const blobUrls = new Map(); // path -> blob URL (or null: no picture), fetched once per page
+  let shownResult = false;
+  let selectedKey = null; // a slow preview must not replace the one picked after it
+  slot("id").textContent = id;
+
+  const picture = async (path) => {
+    if (!blobUrls.has(path)) blobUrls.set(path, await apiImage(path).catch(() => null));
+    return blobUrls.get(path);
+  };
+  const showPicture = (img, note, url, missing) => {
+    img.hidden = !url;
+    img.parentElement.classList.toggle("empty", !url);
+    if (url) img.src = url;
+    else note.textContent = missing;
+  };
+  const selectFrame = async (key, frame, row) => {
+    selectedKey = key;
+    for (const other of slot("frame-rows").children) other.classList.toggle("selected", other === row);
+    const caption = `Frame ${key}: ${plural(frame.region.length, "face")}`;
+    slot("preview-note").textContent = caption;
+    const url = await picture(`v1/detect/${enc(id)}/preview.jpg?frame=${enc(key)}`);
+    if (selectedKey === key) {
+      showPicture(slot("preview-img"), slot("preview-note"), url, `${caption} (no annotated preview on this server)`);
+    }
+  };
+  const showResult = (result) => {
+    const keys = Object.keys(result.faces_obj).sort((a, b) => Number(a) - Number(b));
+    slot("frames-card").hidden = false;
+    const rows = keys.map((key) => {
+      const frame = result.faces_obj[key];
+      const scores = result.scores[key] ?? [];
+      const row = el("tr", {}, ...[key, frame.frame_time == null ? "—" : `${frame.frame_time.toFixed(2)} s`,
+        String(frame.region.length), scores.length ? Math.max(...scores).toFixed(3) : "—"]
+        .map((text) => el("td", { textContent: text })));
+      row.addEventListener("click", () => selectFrame(key, frame, row));
+      return row;
+    });
+    slot("frame-rows").replaceChildren(...rows);
+    const start = Math.max(0, keys.findIndex((key) => result.faces_obj[key].region.length > 0));
+    if (rows.length) selectFrame(keys[start], result.faces_obj[keys[start]], rows[start]);
+    if (result.media.kind === "video") {
+      // without a contact sheet the frame list below says all it would
+      picture(`v1/detect/${enc(id)}/contact.jpg`).then((url) => {
+        slot("contact").hidden = !url;
+        if (url) slot("contact-img").src = url;
+      });
+    }
+    const persons = result.persons ?? [];
+    slot("persons-card").hidden = persons.length === 0;
+    fillRows(slot("person-rows"), persons.map((person) => [
+      String(person.index), faceThumbnail(person.face_url), person.person_id,
+      `${person.first_seen.toFixed(2)}–${person.last_seen.toFixed(2)} s`, String(person.appearances.length),
+      person.confidence.toFixed(3),
+    ]));
+  };
+  const render = (task) => {
+    const result = task.result;
+    const faces = result ? Object.values(result.faces_obj).reduce((sum, frame) => sum + frame.region.length, 0) : null;
+    setBadge(slot("status"), task.status);
+    setBar(slot("bar"), task.progress.total ? task.progress.done / task.progress.total : task.status === "succeeded" ? 1 : 0);
+    fillFacts(slot, {
+      kind: task.kind ?? "—",
+      progress: task.progress.total ? `${task.progress.done} of ${task.progress.total} frames` : "—",
+      frames: result ? String(result.frame_count) : "—",
+      faces: faces === null ? "—" : String(faces),
+      persons: result?.persons ? String(result.persons.length) : "—",
+      detector: task.detector ?? "—",
+      created: when(task.created_at),
+      finished: when(task.finished_at),
+    });
+    slot("error").hidden = !task.error;
+    if (task.error) slot("error").textContent = `${task.error.code}: ${task.error.message}`;
+    const remove = slot("remove");
+    remove.hidden = false;
+    remove.textContent = LIVE.has(task.status) ? "Cancel task" : "Delete task";
+    slot("json").textContent = JSON.stringify(task, null, 2);
+    if (result && !shownResult) {
+      shownResult = true;
+      showResult(result);
+    }
+    return LIVE.has(task.status);
+  };
+
+  const stopPolling = poll(async () => render(await api(`v1/detect/${enc(id)}`)));
+  slot("remove").addEventListener("click", async () => {
+    const live = slot("remove").textContent === "Cancel task";
+    if (!live && !confirm("Delete this task and its stored media?")) return;
+    try {
+      const task = await api(`v1/detect/${enc(id)}`, { method: "DELETE" });
+      if (live) render(task);
+      else location.hash = "#/tasks";
+    } catch (error) {
+      showError(error);
+    }
+  });
+  return () => {
+    stopPolling();
+    for (const url of blobUrls.values()) if (url) URL.revokeObjectURL(url);
+  };
+}
+
+function faceThumbnail(url) {
+  // Only http(s) links become a src: a result field must never smuggle in another scheme.
+  if (!url || !/^https?:\/\//.test(url)) return "—";
+  return el("img", { className: "face", src: url, alt: "Face crop" });
+}
+
+function batchesPage(id) {
+  const slot = mount("tpl-batches");
+  slot("form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = `#/batches/${enc(new FormData(event.target).get("batch").trim())}`;
+  });
+  if (!id) return undefined;
+  slot("form").elements.batch.value = id;
+  return poll(async () => {
+    const batch = await api(`v1/batches/${enc(id)}`);
+    slot("batch").hidden = false;
+    slot("id").textContent = batch.batch_id;
+    setBadge(slot("status"), batch.status);
+    setBar(slot("bar"), batch.progress);
+    fillFacts(slot, {
+      total: String(batch.total),
+      progress: `${Math.round(batch.progress * 100)}%`,
+      eta: batch.eta_seconds == null ? "—" : duration(batch.eta_seconds),
+      created: when(batch.created_at),
+      finished: when(batch.finished_at),
+    });
+    fillRows(slot("count-rows"), Object.entries(batch.counts).map(([status, count]) => [badge(status), String(count)]));
+    fillRows(slot("failure-rows"), batch.failures.map((failure) => [
+      String(failure.position), taskLink(failure.detect_task_id),
+      `${failure.error.code ?? "error"}: ${failure.error.message ?? ""}`,
+    ]));
+    slot("no-failures").hidden = batch.failures.length > 0;
+    return LIVE.has(batch.status);
+  });
+}
+
+function duration(seconds) {
+  const minutes = Math.floor(seconds / 60);
+  return minutes ? `${minutes} min ${Math.round(seconds % 60)} s` : `${Math.round(seconds)} s`;
+}
+
+function webhooksPage() {
+  const slot = mount("tpl-webhooks");
+  const showEndpoint = (endpoint) => {
+    slot("endpoint").hidden = false;
+    fillFacts(slot, {
+      url: endpoint.url ?? "not set",
+      rotated: when(endpoint.secret_rotated_at),
+      previous: when(endpoint.previous_secret_expires_at),
+    });
+  };
+  // A 404 here means this server lacks the route: say so instead of failing.
+  const missingAs = (name) => (error) => {
+    if (error.status !== 404) throw error;
+    slot(name).hidden = false;
+    return null;
+  };
+  const act = (work) => async (event) => {
+    event.preventDefault();
+    try {
+      await work(event);
+    } catch (error) {
+      showError(error);
+    }
+  };
+  slot("form").addEventListener("submit", act(async (event) => {
+    const url = new FormData(event.target).get("url");
+    showEndpoint(await api("v1/webhook-endpoint", { method: "PUT", body: { url } }));
+  }));
+  slot("rotate").addEventListener("click", act(async () => {
+    if (!confirm("Make a new signing secret? The current one keeps signing for a grace period.")) return;
+    const rotated = await api("v1/webhook-endpoint/rotate-secret", { method: "POST" });
+    slot("secret").textContent = rotated.secret;
+    slot("secret-box").hidden = false;
+    slot("previous").textContent = when(rotated.previous_secret_expires_at);
+  }));
+  slot("remove").addEventListener("click", act(async () => {
+    if (!confirm("Remove the webhook endpoint? Tasks without a callback_url then send no events.")) return;
+    await api("v1/webhook-endpoint", { method: "DELETE" });
+    showEndpoint({ url: null });
+  }));
+  api("v1/webhook-endpoint").then(showEndpoint, missingAs("endpoint-missing")).catch(showError);
+  api("v1/deliveries?limit=20").then((page) => {
+    fillRows(slot("delivery-rows"), page.items.map((delivery) => [
+      when(delivery.created_at), delivery.webhook_id, String(delivery.attempt ?? "—"), delivery.url ?? "—",
+      delivery.status_code == null ? delivery.error ?? "no answer" : String(delivery.status_code),
+      delivery.latency_ms == null ? "—" : `${delivery.latency_ms} ms`,
+    ]));
+  }, (error) => {
+    slot("deliveries").hidden = error.status === 404;
+    return missingAs("deliveries-missing")(error);
+  }).catch(showError);
+}
+
+const ROUTES = [
+  [/^#\/tasks\/([^/]+)$/, "tasks", taskPage],
+  [/^#\/batches(?:\/([^/]+))?$/, "batches", batchesPage],
+  [/^#\/webhooks$/, "webhooks", webhooksPage],
+  [/^/, "tasks", tasksPage],
+];
+
+function route() {
+  leaveView();
+  leaveView = () => {};
+  showNotice("");
+  const signedIn = Boolean(sessionStorage.getItem(KEY));
+  document.getElementById("nav").hidden = !signedIn;
+  if (!signedIn) {
+    signInPage();
+    return;
+  }
+  const [pattern, section, page] = ROUTES.find(([pattern]) => pattern.test(location.hash));
+  const args = location.hash.match(pattern).slice(1).map((part) => part && decodeURIComponent(part));
+  for (const link of document.querySelectorAll("[data-nav]")) link.classList.toggle("active", link.dataset.nav === section);
+  leaveView = page(...args) ?? (() => {});
+}
+
+document.getElementById("sign-out").addEventListener("click", () => signOut());
+window.addEventListener("hashchange", route);
+route();

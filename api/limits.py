@@ -1,0 +1,148 @@
+"""Body limits and the API key, enforced at the ASGI layer before FastAPI reads a byte of the body.
+
+FastAPI reads a JSON body whole before any dependency (auth included) runs: 300 MiB sent without a key
+to /face/analyze peaked the API at 759 MB for its 401 (issue 10). Here, per request:
+- the route's body limit: an upload's base64 plus room for the JSON around it, or, for a JSONL manifest on
+  POST /v1/batches, FACEQUEUE_MAX_MANIFEST_BYTES. A declared Content-Length over it is refused at once;
+  a chunked body is cut off where it passes it. Both are 413.
+- the API key, from the headers alone, for every route that depends on the caller (api/deps.py).
+Every refusal comes out in the error shape of the API the request addressed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+
+from fastapi import APIRouter
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import CALLER_SCOPE_KEY, request_caller
+from api.compat import ErrorRenderer, ServiceHTTPException, native_error, shaped_response, unexpected_error
+from api.deps import current_caller
+from api.errors import PayloadTooLarge, ServiceError
+from facequeue.settings import Settings
+
+JSONL_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines"})
+
+
+def is_jsonl(content_type: str | None) -> bool:
+    """Whether a Content-Type names a JSONL body (given the first header, as Starlette and FastAPI read it)."""
+    return (content_type or "").split(";")[0].strip().lower() in JSONL_CONTENT_TYPES
+
+
+def json_body_limit(settings: Settings) -> int:
+    # base64 inflates by 4/3; leave room for the JSON around it
+    return settings.max_upload_bytes * 4 // 3 + 64 * 1024
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    render: ErrorRenderer
+    needs_caller: bool = False
+    takes_jsonl: bool = False
+
+
+class RouteTable:
+    """The API routes with what the limits need: the error shape, whether the caller is needed, whether a
+    JSONL manifest is accepted. Routes outside it (docs, static files) answer in the native shape."""
+
+    def __init__(self, routers: Iterable[APIRouter], jsonl_endpoints: Collection[Callable]) -> None:
+        self._routes = [
+            (
+                route,
+                RoutePolicy(
+                    render=getattr(route, "render_error", native_error),
+                    needs_caller=_depends_on(route.dependant, current_caller),
+                    takes_jsonl=route.endpoint in jsonl_endpoints,
+                ),
+            )
+            for router in routers
+            for route in router.routes
+            if isinstance(route, APIRoute)
+        ]
+        # A path no route matches still gets the shape of the API whose folder it is in (longest first).
+        folders = {(route.path.rsplit("/", 1)[0] + "/", policy.render) for route, policy in self._routes}
+        self._folders = sorted(folders, key=lambda folder: -len(folder[0]))
+
+    def policy_for(self, scope: Scope) -> RoutePolicy:
+        partial = None
+        for route, policy in self._routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return policy
+            if match is Match.PARTIAL and partial is None:
+                partial = policy
+        if partial is not None:  # the path exists, the method does not: a 405 is coming, in this API's shape
+            return RoutePolicy(render=partial.render)
+        path = scope["path"]
+        return RoutePolicy(render=next((r for folder, r in self._folders if path.startswith(folder)), native_error))
+
+
+def _depends_on(dependant: Dependant, call: Callable) -> bool:
+    return any(sub.call is call or _depends_on(sub, call) for sub in dependant.dependencies)
+
+
+class RequestLimits:
+    """ASGI middleware: the route's body limit while streaming, and the API key before the body is read."""
+
+    def __init__(self, app: ASGIApp, routes: RouteTable, settings: Settings) -> None:
+        self.app = app
+        self.routes = routes
+        self.settings = settings
+        self.json_limit = json_body_limit(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        policy = self.routes.policy_for(scope)
+        if policy.takes_jsonl and is_jsonl(headers.get("content-type")):
+            limit, what = self.settings.max_manifest_bytes, "the JSONL manifest"
+        else:
+            limit, what = self.json_limit, "the request body"
+        too_large = PayloadTooLarge(f"{what} is larger than {limit} bytes")
+        if _declared_length(headers) > limit:
+            await self._refuse(policy, too_large, headers, scope, receive, send)
+            return
+        if policy.needs_caller:
+            try:
+                scope[CALLER_SCOPE_KEY] = await request_caller(headers, self.settings)
+            except ServiceError as error:
+                await self._refuse(policy, error, headers, scope, receive, send)
+                return
+            except Exception as error:  # the answer keeps the API's shape even when the key lookup itself fails
+                refusal = unexpected_error(error, "authentication_failed", scope["path"])
+                await self._refuse(policy, refusal, headers, scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise ServiceHTTPException(too_large)  # rendered by the route's own error handling
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    @staticmethod
+    async def _refuse(
+        policy: RoutePolicy, error: ServiceError, headers: Headers, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        response = shaped_response(policy.render, error)
+        if "transfer-encoding" in headers or _declared_length(headers):
+            # a body we will never read: close rather than let the server receive and drop all of it
+            response.headers["Connection"] = "close"
+        await response(scope, receive, send)
+
+
+def _declared_length(headers: Headers) -> int:
+    """The largest Content-Length declared (0 if none): a duplicate must not smuggle a larger body past."""
+    return max((int(value) for value in headers.getlist("content-length") if value.strip().isdigit()), default=0)

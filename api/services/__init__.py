@@ -1,0 +1,1 @@
+"""The API's services: routers translate HTTP into their calls, and they own every transaction."""

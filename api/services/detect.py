@@ -1,0 +1,176 @@
+"""The one detect task service: every router (native and compat) submits, reads and cancels through it."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.errors import IdempotencyConflict, InsufficientCredits, InvalidInput, NotFound, ServiceError, SyncTimeout
+from api.services.gates import check_features, check_not_in_maintenance
+from api.services.submission import DetectSubmission, checked_input, request_hash, validate_url
+from db import tasks
+from db.models import DetectTask, new_task_id, utcnow
+from facequeue.enums import CreditState, Queue, TaskStatus
+from facequeue.lifecycle import billing, metrics
+from facequeue.lifecycle.finalize import on_task_final
+from facequeue.lifecycle.publish import publish_submitted
+from facequeue.settings import Settings
+from facequeue.storage import MediaStorage, task_prefix, upload_key
+
+SYNC_POLL_SECONDS = 0.05
+
+
+class TaskFinal(ServiceError):
+    status_code = 409
+    code = "task_final"
+
+
+def owned_task(session: Session, task_id: str, tenant_id: str | None) -> DetectTask:
+    """The task, if the caller may see it; a task of another tenant is as absent as a missing one."""
+    task = tasks.get_task(session, task_id, tenant_id)
+    if task is None:
+        raise NotFound(f"detect task {task_id} not found", field="detect_task_id")
+    return task
+
+
+class DetectService:
+    def __init__(self, session: Session, settings: Settings, storage: MediaStorage) -> None:
+        self.session = session
+        self.settings = settings
+        self.storage = storage
+
+    # --- submit ------------------------------------------------------------
+    def submit(self, submission: DetectSubmission) -> tuple[DetectTask, bool]:
+        """Store the task, then publish it. Returns (task, created); created is False for an idempotent replay."""
+        if submission.callback_url is not None:
+            validate_url(submission.callback_url, field="callback_url")
+        check_not_in_maintenance(self.session, self.settings)
+        check_features(submission.params, self.settings)
+        checked = checked_input(submission, self.settings)
+        checked_hash = request_hash(checked, submission.callback_url)
+        if submission.idempotency_key:
+            existing = self._idempotent_replay(submission, checked_hash)
+            if existing is not None:
+                return existing, False
+        kind = billing.kind_hint(checked.params, checked.url)
+        cost = billing.estimated_cost(checked.params, kind, self.settings)
+
+        task = DetectTask(
+            id=new_task_id(),
+            tenant_id=submission.tenant_id,
+            kind=kind,
+            source_url=checked.url,
+            params=checked.params.model_dump(),
+            queue=submission.queue,
+            status=TaskStatus.QUEUED,
+            progress_total=0,
+            idempotency_key=submission.idempotency_key,
+            request_hash=checked_hash,
+            detect_id=_new_detect_id() if submission.with_detect_id else None,
+            callback_url=submission.callback_url,
+            api=submission.api,
+            # Marked published in the same commit (one commit per submit); a failed publish unmarks it.
+            published_at=utcnow(),
+        )
+        if submission.tenant_id is not None:
+            # reserved in the task's own transaction: both commit, or neither
+            if not billing.reserve(self.session, submission.tenant_id, cost):
+                self.session.rollback()
+                raise InsufficientCredits(f"Insufficient Credits: this task needs {cost}")
+            task.cost, task.credit_state = cost, CreditState.RESERVED
+        if checked.image_bytes is not None:
+            task.upload_key = upload_key(task.id)
+            self.storage.put_bytes(task.upload_key, checked.image_bytes)
+        self.session.add(task)
+        try:
+            self.session.commit()
+        except IntegrityError:
+            # Lost a race on the same idempotency key: the other request's task is the answer.
+            self.session.rollback()
+            self.storage.delete_prefix(task_prefix(task.id))
+            existing = self._idempotent_replay(submission, checked_hash)
+            if existing is None:
+                raise
+            return existing, False
+        metrics.count_submitted(kind, submission.api, submission.tenant_id, self.settings)
+        publish_submitted(self.session, task, self.settings)
+        return task, True
+
+    def submit_and_wait(self, submission: DetectSubmission) -> DetectTask:
+        """The synchronous compat calls: submit at interactive priority and wait up to FACEQUEUE_SYNC_TIMEOUT;
+        on timeout the task keeps running and the error names it."""
+        task, _ = self.submit(replace(submission, queue=Queue.INTERACTIVE))
+        if not self._wait_until_final(task, self.settings.sync_timeout):
+            raise SyncTimeout(task.id, self.settings.sync_timeout)
+        return task
+
+    def _idempotent_replay(self, submission: DetectSubmission, checked_hash: str) -> DetectTask | None:
+        existing = tasks.find_by_idempotency_key(self.session, submission.tenant_id, submission.idempotency_key)
+        if existing is not None and existing.request_hash != checked_hash:
+            raise IdempotencyConflict(
+                "Idempotency-Key was already used with a different request body", field="Idempotency-Key"
+            )
+        return existing
+
+    # --- read --------------------------------------------------------------
+    def get(self, task_id: str, tenant_id: str | None) -> DetectTask:
+        return owned_task(self.session, task_id, tenant_id)
+
+    def list(
+        self, tenant_id: str | None, status: str | None, cursor: str | None, limit: int
+    ) -> tuple[Sequence[DetectTask], str | None]:
+        try:
+            return tasks.list_tasks(self.session, tenant_id, status, cursor, limit)
+        except ValueError as error:
+            raise InvalidInput("cursor is malformed", field="cursor") from error
+
+    def _wait_until_final(self, task: DetectTask, timeout: float) -> bool:
+        """Block until the task is final; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.session.refresh(task)
+            if TaskStatus(task.status).is_final:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self.session.rollback()  # end the read transaction so the next refresh sees the worker's commit
+            time.sleep(SYNC_POLL_SECONDS)
+
+    # --- cancel / delete ---------------------------------------------------
+    def cancel(self, task_id: str, tenant_id: str | None) -> DetectTask:
+        """Cancel a queued or processing task; a final one is left exactly as it is (its result kept)."""
+        task = self.get(task_id, tenant_id)
+        if not tasks.cancel_task(self.session, task.id):
+            self.session.rollback()
+            self.session.refresh(task)
+            raise TaskFinal(
+                f"detect task {task.id} is already {task.status}: there is nothing to cancel, and its result "
+                f"is kept (DELETE /v1/detect/{task.id} deletes it)",
+                field="detect_task_id",
+            )
+        on_task_final(self.session, task.id)
+        self.session.commit()
+        self.session.refresh(task)
+        return task
+
+    def cancel_or_purge(self, task_id: str, tenant_id: str | None) -> DetectTask:
+        """Cancel a live task; for a finished one, delete its result and stored media."""
+        task = self.get(task_id, tenant_id)
+        if tasks.cancel_task(self.session, task.id):
+            on_task_final(self.session, task.id)
+        else:
+            tasks.purge_result(self.session, task.id)
+        self.session.commit()
+        if TaskStatus(task.status).is_final:
+            self.storage.delete_prefix(task_prefix(task.id))
+        self.session.refresh(task)
+        return task
+
+
+def _new_detect_id() -> str:
+    return secrets.token_urlsafe(8)

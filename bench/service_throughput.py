@@ -1,0 +1,140 @@
+"""(a) The same images through a bare in-process YuNet loop and through the whole service at saturation.
+
+Bare: decode_image + detect_faces at the service's default working size, one image after another in this
+process (OpenCV uses its own threads). Service: every image submitted at once as a base64 upload, then
+API -> database -> broker -> worker pool (2 processes) -> database; its rate is the number of images over
+the time from the first task created to the last one finished, both read from the database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from bench.data import labelled_images
+from bench.options import RunOptions
+from bench.report import Section, Table, Target
+from bench.running_services import WORKER_CONCURRENCY, image_body, now, running_forms, submit_all
+
+TARGET_RATIO = 0.85
+QUICK_IMAGES = 12
+
+
+def run(options: RunOptions) -> Section:
+    count = QUICK_IMAGES if options.quick else options.images
+    # The 13 labelled photos, repeated: group photos of 332x500 to 1024x732 px, 2 to 142 faces each.
+    paths = list(itertools.islice(itertools.cycle(image.path for image in labelled_images()), count))
+    section = Section("service", "(a) service vs bare model", options.command("service"))
+    bare_seconds = bare_loop(paths)
+    bare_rate = count / bare_seconds
+    rows = [["bare YuNet loop, in process", count, bare_seconds, bare_rate, 1.0, "", "", ""]]
+    rates = {"bare loop": bare_rate}
+    for form, service in running_forms(options.forms, options.workdir, section.notes):
+        run_ = through_service(service, paths)
+        rate = run_["succeeded"] / run_["seconds"]
+        rates[f"service, {form}"] = rate
+        ratio = rate / bare_rate
+        rows.append(
+            [f"service, {form}", run_["succeeded"], run_["seconds"], rate, ratio]
+            + [_ms(run_["timings"], stage) for stage in ("decode", "detect", "total")]
+        )
+        section.targets.append(
+            Target(
+                f"{form} service >= {TARGET_RATIO}x the bare loop's img/s",
+                f"{ratio:.2f}x: {rate:.1f} vs {bare_rate:.1f} img/s",
+                ratio >= TARGET_RATIO and run_["succeeded"] == count,
+                _bound(run_, bare_seconds / count),
+            )
+        )
+    section.tables.append(
+        Table(
+            [
+                "path",
+                "images",
+                "seconds",
+                "img/s",
+                "ratio to bare",
+                "worker decode ms",
+                "worker detect ms",
+                "worker task ms",
+            ],
+            rows,
+            f"{count} images, the service's default max_side; worker columns: mean per task from the tasks' timings",
+        )
+    )
+    section.figures["rates"] = _plot(rates)
+    return section
+
+
+def bare_loop(paths: list[Path]) -> float:
+    """Seconds to decode and detect every image, after one warm-up image (model load)."""
+    from facequeue.settings import get_settings
+    from workers.detectors.registry import get_detector
+    from workers.media.image import decode_image
+    from workers.vision import detect_faces
+
+    settings = get_settings()
+    detector = get_detector()
+
+    def one(path: Path) -> None:
+        detect_faces(detector, decode_image(path, settings), settings.detector_max_side)
+
+    one(paths[0])
+    started = time.perf_counter()
+    for path in paths:
+        one(path)
+    return time.perf_counter() - started
+
+
+def through_service(service, paths: list[Path]) -> dict:
+    bodies = {path: image_body(path) for path in set(paths)}  # encoded before the clock starts
+    since = now()
+    started = time.perf_counter()
+    submitted = submit_all(service.base_url, [bodies[path] for path in paths], threads=4)
+    submit_seconds = time.perf_counter() - started
+    accepted = sum(1 for item in submitted if item.task_id)
+    counts = service.wait_final(since, accepted)
+    return {
+        "form": service.form,
+        "submit_seconds": submit_seconds,
+        "succeeded": counts["succeeded"],
+        "seconds": service.span_seconds(since),
+        "timings": service.worker_timings(since),
+    }
+
+
+def _ms(timings: list[dict[str, float]], stage: str) -> float:
+    return 1000 * statistics.fmean(timing.get(stage, 0.0) for timing in timings) if timings else float("nan")
+
+
+def _bound(run_: dict, bare_per_image: float) -> str:
+    """Where the service's time goes, from the workers' own per-task timings."""
+    task = _ms(run_["timings"], "total") / 1000
+    pool_rate = WORKER_CONCURRENCY / task if task else float("nan")
+    parts = [
+        f"a task takes {task * 1000:.0f} ms inside a worker against {bare_per_image * 1000:.0f} ms per image in "
+        f"the bare loop, so {WORKER_CONCURRENCY} pool processes alone would top out at {pool_rate:.1f} img/s",
+        f"the API took {run_['submit_seconds']:.1f} s of the {run_['seconds']:.1f} s to accept the uploads, on the "
+        "same cores as the workers",
+    ]
+    if run_["form"] == "embedded":
+        parts.append(
+            "the embedded form keeps tasks in SQLite (one writer at a time: the API's inserts and the workers' "
+            "updates wait for each other's lock) and passes each message as a file (kombu's filesystem transport: "
+            "a write, a directory scan and a move per message)"
+        )
+    return "; ".join(parts)
+
+
+def _plot(rates: dict[str, float]):
+    figure, axis = plt.subplots(figsize=(6, 3))
+    axis.barh(list(rates), list(rates.values()), color=["grey", *["tab:blue"] * (len(rates) - 1)])
+    axis.set_xlabel("images per second")
+    axis.set_title("Same images: bare YuNet loop vs whole service")
+    for position, rate in enumerate(rates.values()):
+        axis.text(rate, position, f" {rate:.1f}", va="center")
+    return figure

@@ -1,0 +1,206 @@
+"""Every endpoint of the native API as a flow (see _flows.py): the request it sends and how its answer is read."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from facequeue_client._flows import Flow, Poller, PollPolicy, RetryPolicy, Send, call, paged, waiting
+from facequeue_client.errors import Conflict
+from facequeue_client.models import (
+    BatchAccepted,
+    BatchItemResult,
+    BatchStatus,
+    Delivery,
+    DeliveryLog,
+    RotatedSecret,
+    Task,
+    TaskSummary,
+    WebhookEndpoint,
+    WebhookEventRecord,
+    WebhookSecret,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview | None
+TaskRef = str | Task  # a task id, or a task as returned by detect/get
+JSONL_CONTENT_TYPE = "application/x-ndjson"
+
+
+def _task_id(task: TaskRef) -> str:
+    return task.detect_task_id if isinstance(task, Task) else task
+
+
+def media_fields(source: Source) -> dict[str, str]:
+    """An http(s) URL goes as `url`; bytes, or the bytes of a file path, as base64 `img`; None adds nothing
+    (for `frame_urls` tasks)."""
+    if source is None:
+        return {}
+    if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
+        return {"url": source}
+    data = bytes(source) if isinstance(source, bytes | bytearray | memoryview) else Path(source).read_bytes()
+    return {"img": base64.b64encode(data).decode("ascii")}
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _jsonl_line(item: Mapping[str, Any]) -> bytes:
+    return (_compact_json(item) + "\n").encode()
+
+
+def jsonl_lines(items: Iterable[Mapping[str, Any]]) -> Iterator[bytes]:
+    """The manifest, one item at a time as httpx sends it: never held whole in memory."""
+    return (_jsonl_line(item) for item in items)
+
+
+async def async_jsonl_lines(
+    items: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+) -> AsyncIterator[bytes]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield _jsonl_line(item)
+    else:
+        for item in items:
+            yield _jsonl_line(item)
+
+
+def parse_result_line(line: str) -> BatchItemResult:
+    return BatchItemResult.model_validate_json(line)
+
+
+def _model(model: type[M]) -> Callable[[httpx.Response], M]:
+    return lambda response: model.model_validate_json(response.content)
+
+
+def _no_content(_response: httpx.Response) -> None:
+    return None
+
+
+def _unread(response: httpx.Response) -> httpx.Response:
+    return response
+
+
+def _task_path(task: TaskRef, *rest: str) -> str:
+    return "/".join(("/v1/detect", quote(_task_id(task), safe=""), *rest))
+
+
+def _batch_path(batch_id: str, *rest: str) -> str:
+    return "/".join(("/v1/batches", quote(batch_id, safe=""), *rest))
+
+
+class Api:
+    """The native API, without I/O: each method returns the flow of one client method."""
+
+    def __init__(self, retry: RetryPolicy, poll: PollPolicy) -> None:
+        self.retry = retry
+        self.poll = poll
+
+    def _call(self, send: Send, parse: Callable[[httpx.Response], Any]) -> Flow[Any]:
+        return call(send, parse, self.retry)
+
+    # --- tasks ---------------------------------------------------------------
+    def detect(self, source: Source, idempotency_key: str | None, options: Mapping[str, Any]) -> Flow[Task]:
+        # One key per detect() call, made here once: every retry of this submit carries it, so a retry
+        # whose first try did reach the server is answered with the same task instead of a second one.
+        key = idempotency_key or uuid.uuid4().hex
+        send = Send("POST", "/v1/detect", json={**options, **media_fields(source)}, headers={"Idempotency-Key": key})
+        return self._call(send, _model(Task))
+
+    def get(self, task: TaskRef) -> Flow[Task]:
+        return self._call(Send("GET", _task_path(task)), _model(Task))
+
+    def list(self, status: str | None, page_size: int) -> Flow[None]:
+        return paged("/v1/detect", {"status": status, "limit": page_size}, TaskSummary.model_validate, self.retry)
+
+    def _delete_task(self, task: TaskRef) -> Flow[Task]:
+        return self._call(Send("DELETE", _task_path(task)), _model(Task))
+
+    def cancel(self, task: TaskRef) -> Flow[Task]:
+        try:
+            return (yield from self._call(Send("POST", _task_path(task, "cancel")), _model(Task)))
+        except Conflict as error:
+            if error.code != "task_final":
+                raise
+        # The server left the task as it was: final states never change, so reading it now races nothing.
+        return (yield from self.get(task))
+
+    def delete(self, task: TaskRef) -> Flow[Task]:
+        current = yield from self._delete_task(task)
+        if current.status == "canceled":  # a live task is only canceled by the first DELETE; the next deletes its data
+            current = yield from self._delete_task(task)
+        return current
+
+    def wait(self, task: TaskRef, timeout: float | None, on_progress: Callable[[Task], Any] | None) -> Flow[Task]:
+        return waiting(Poller(lambda: self.get(task), self.poll), timeout, on_progress)
+
+    # --- batches -------------------------------------------------------------
+    def submit_batch(
+        self, items: Iterable[Mapping[str, Any]], defaults: Mapping[str, Any] | None, callback_url: str | None
+    ) -> Flow[BatchAccepted]:
+        body = {"items": list(items), "defaults": dict(defaults or {}), "callback_url": callback_url}
+        return self._call(Send("POST", "/v1/batches", json=body), _model(BatchAccepted))
+
+    def stream_batch(
+        self,
+        lines: Iterable[bytes] | AsyncIterable[bytes],
+        defaults: Mapping[str, Any] | None,
+        callback_url: str | None,
+    ) -> Flow[BatchAccepted]:
+        params = {"defaults": _compact_json(dict(defaults)) if defaults else None, "callback_url": callback_url}
+        send = Send("POST", "/v1/batches", params=params, headers={"Content-Type": JSONL_CONTENT_TYPE}, content=lines)
+        return self._call(send, _model(BatchAccepted))
+
+    def batch_status(self, batch_id: str) -> Flow[BatchStatus]:
+        return self._call(Send("GET", _batch_path(batch_id)), _model(BatchStatus))
+
+    def batch_results(self, batch_id: str) -> Flow[httpx.Response]:
+        """The open response; the client reads its JSONL lines as they arrive (parse_result_line)."""
+        return self._call(Send("GET", _batch_path(batch_id, "results"), stream=True), _unread)
+
+    def wait_batch(
+        self, batch_id: str, timeout: float | None, on_progress: Callable[[BatchStatus], Any] | None
+    ) -> Flow[BatchStatus]:
+        return waiting(Poller(lambda: self.batch_status(batch_id), self.poll), timeout, on_progress)
+
+    def cancel_batch(self, batch_id: str) -> Flow[BatchStatus]:
+        return self._call(Send("DELETE", _batch_path(batch_id)), _model(BatchStatus))
+
+    # --- webhooks ------------------------------------------------------------
+    def deliveries(self, task: TaskRef) -> Flow[DeliveryLog]:
+        return self._call(Send("GET", _task_path(task, "deliveries")), _model(DeliveryLog))
+
+    def redeliver(self, task: TaskRef) -> Flow[WebhookEventRecord]:
+        return self._call(Send("POST", _task_path(task, "redeliver")), _model(WebhookEventRecord))
+
+    def webhook_endpoint(self) -> Flow[WebhookEndpoint]:
+        return self._call(Send("GET", "/v1/webhook-endpoint"), _model(WebhookEndpoint))
+
+    def set_webhook_endpoint(self, url: str) -> Flow[WebhookEndpoint]:
+        return self._call(Send("PUT", "/v1/webhook-endpoint", json={"url": url}), _model(WebhookEndpoint))
+
+    def delete_webhook_endpoint(self) -> Flow[None]:
+        return self._call(Send("DELETE", "/v1/webhook-endpoint"), _no_content)
+
+    def webhook_secret(self) -> Flow[WebhookSecret]:
+        return self._call(Send("GET", "/v1/webhook-endpoint/secret"), _model(WebhookSecret))
+
+    def rotate_webhook_secret(self) -> Flow[RotatedSecret]:
+        return self._call(Send("POST", "/v1/webhook-endpoint/rotate-secret"), _model(RotatedSecret))
+
+    def recent_deliveries(
+        self, status: str | None, event_type: str | None, detect_task_id: str | None, page_size: int
+    ) -> Flow[None]:
+        params = {"status": status, "event_type": event_type, "detect_task_id": detect_task_id, "limit": page_size}
+        return paged("/v1/deliveries", params, Delivery.model_validate, self.retry)

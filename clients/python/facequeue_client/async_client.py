@@ -1,0 +1,165 @@
+"""The asyncio client. Its logic lives in _api.py and _flows.py, shared with Client; this file only
+performs the flows' requests and pauses with httpx.AsyncClient and asyncio.sleep."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+
+from facequeue_client import models
+from facequeue_client._api import Source, TaskRef, async_jsonl_lines, parse_result_line
+from facequeue_client._config import ClientBase
+from facequeue_client._flows import Emit, Flow, Send, Sleep, single, step
+from facequeue_client.errors import connection_failed
+
+
+class AsyncClient(ClientBase):
+    """Client's asyncio twin: the same methods, awaited (`list`, `batch_results` and `recent_deliveries` are
+    async iterators). Use it as an async context manager, or await `aclose()`."""
+
+    http_class = httpx.AsyncClient
+    _http: httpx.AsyncClient
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- driving flows ---------------------------------------------------------
+    async def _send(self, send: Send) -> httpx.Response:
+        self.request_count += 1
+        try:
+            response = await self._http.send(self._http.build_request(**send.arguments()), stream=send.stream)
+        except httpx.TransportError as error:
+            raise connection_failed(self.base_url, error) from error
+        if send.stream and not response.is_success:
+            await response.aread()  # an error's envelope is read whole; only a success is streamed
+        return response
+
+    async def _iterate(self, flow: Flow[Any]) -> AsyncIterator[Any]:
+        outcome = None
+        while (action := step(flow, outcome)) is not None:
+            if isinstance(action, Emit):
+                outcome = None
+                yield action.item
+            elif isinstance(action, Sleep):
+                outcome = await asyncio.sleep(action.seconds)
+            else:
+                outcome = await self._send(action)
+
+    async def _run(self, flow: Flow[Any]) -> Any:
+        async with aclosing(self._iterate(single(flow))) as items:
+            return await anext(items)
+
+    # --- tasks -------------------------------------------------------------------
+    async def detect(self, source: Source = None, *, idempotency_key: str | None = None, **options: Any) -> models.Task:
+        """See Client.detect."""
+        return await self._run(self._api.detect(source, idempotency_key, options))
+
+    async def get(self, task: TaskRef) -> models.Task:
+        return await self._run(self._api.get(task))
+
+    def list(self, status: str | None = None, *, page_size: int = 50) -> AsyncIterator[models.TaskSummary]:
+        """See Client.list; iterate with `async for`."""
+        return self._iterate(self._api.list(status, page_size))
+
+    async def cancel(self, task: TaskRef) -> models.Task:
+        """See Client.cancel."""
+        return await self._run(self._api.cancel(task))
+
+    async def delete(self, task: TaskRef) -> models.Task:
+        """See Client.delete."""
+        return await self._run(self._api.delete(task))
+
+    async def wait(
+        self, task: TaskRef, timeout: float | None = None, on_progress: Callable[[models.Task], Any] | None = None
+    ) -> models.Task:
+        """See Client.wait; `on_progress` is a plain function, called in the event loop."""
+        return await self._run(self._api.wait(task, timeout, on_progress))
+
+    # --- batches -----------------------------------------------------------------
+    async def submit_batch(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
+    ) -> models.BatchAccepted:
+        """See Client.submit_batch."""
+        return await self._run(self._api.submit_batch(items, defaults, callback_url))
+
+    async def stream_batch(
+        self,
+        items: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
+    ) -> models.BatchAccepted:
+        """See Client.stream_batch; `items` may also be an async iterable."""
+        return await self._run(self._api.stream_batch(async_jsonl_lines(items), defaults, callback_url))
+
+    async def batch_status(self, batch_id: str) -> models.BatchStatus:
+        return await self._run(self._api.batch_status(batch_id))
+
+    async def batch_results(self, batch_id: str) -> AsyncIterator[models.BatchItemResult]:
+        """See Client.batch_results; iterate with `async for`."""
+        response = await self._run(self._api.batch_results(batch_id))
+        try:
+            async for line in response.aiter_lines():
+                if line:
+                    yield parse_result_line(line)
+        finally:
+            await response.aclose()
+
+    async def wait_batch(
+        self,
+        batch_id: str,
+        timeout: float | None = None,
+        on_progress: Callable[[models.BatchStatus], Any] | None = None,
+    ) -> models.BatchStatus:
+        """See Client.wait_batch."""
+        return await self._run(self._api.wait_batch(batch_id, timeout, on_progress))
+
+    async def cancel_batch(self, batch_id: str) -> models.BatchStatus:
+        return await self._run(self._api.cancel_batch(batch_id))
+
+    # --- webhooks ----------------------------------------------------------------
+    async def deliveries(self, task: TaskRef) -> models.DeliveryLog:
+        return await self._run(self._api.deliveries(task))
+
+    async def redeliver(self, task: TaskRef) -> models.WebhookEventRecord:
+        return await self._run(self._api.redeliver(task))
+
+    async def webhook_endpoint(self) -> models.WebhookEndpoint:
+        return await self._run(self._api.webhook_endpoint())
+
+    async def set_webhook_endpoint(self, url: str) -> models.WebhookEndpoint:
+        return await self._run(self._api.set_webhook_endpoint(url))
+
+    async def delete_webhook_endpoint(self) -> None:
+        await self._run(self._api.delete_webhook_endpoint())
+
+    async def webhook_secret(self) -> models.WebhookSecret:
+        return await self._run(self._api.webhook_secret())
+
+    async def rotate_webhook_secret(self) -> models.RotatedSecret:
+        return await self._run(self._api.rotate_webhook_secret())
+
+    def recent_deliveries(
+        self,
+        *,
+        status: str | None = None,
+        event_type: str | None = None,
+        detect_task_id: str | None = None,
+        page_size: int = 50,
+    ) -> AsyncIterator[models.Delivery]:
+        """See Client.recent_deliveries; iterate with `async for`."""
+        return self._iterate(self._api.recent_deliveries(status, event_type, detect_task_id, page_size))

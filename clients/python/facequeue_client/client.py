@@ -1,0 +1,170 @@
+"""The blocking client. Its logic lives in _api.py and _flows.py, shared with AsyncClient; this file only
+performs the flows' requests and pauses with httpx.Client and time.sleep."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import closing
+from typing import Any
+
+import httpx
+
+from facequeue_client import models
+from facequeue_client._api import Source, TaskRef, jsonl_lines, parse_result_line
+from facequeue_client._config import ClientBase
+from facequeue_client._flows import Emit, Flow, Send, Sleep, single, step
+from facequeue_client.errors import connection_failed
+
+
+class Client(ClientBase):
+    """A facequeue server over HTTP, blocking (see ClientBase for the arguments). Use it as a context manager,
+    or call `close()`."""
+
+    http_class = httpx.Client
+    _http: httpx.Client
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- driving flows ---------------------------------------------------------
+    def _send(self, send: Send) -> httpx.Response:
+        self.request_count += 1
+        try:
+            response = self._http.send(self._http.build_request(**send.arguments()), stream=send.stream)
+        except httpx.TransportError as error:
+            raise connection_failed(self.base_url, error) from error
+        if send.stream and not response.is_success:
+            response.read()  # an error's envelope is read whole; only a success is streamed
+        return response
+
+    def _iterate(self, flow: Flow[Any]) -> Iterator[Any]:
+        outcome = None
+        while (action := step(flow, outcome)) is not None:
+            if isinstance(action, Emit):
+                outcome = None
+                yield action.item
+            elif isinstance(action, Sleep):
+                outcome = time.sleep(action.seconds)
+            else:
+                outcome = self._send(action)
+
+    def _run(self, flow: Flow[Any]) -> Any:
+        with closing(self._iterate(single(flow))) as items:
+            return next(items)
+
+    # --- tasks -------------------------------------------------------------------
+    def detect(self, source: Source = None, *, idempotency_key: str | None = None, **options: Any) -> models.Task:
+        """Submit an image or video: an http(s) URL, a file path, or bytes; `options` are POST /v1/detect's
+        fields (num_frames=10, landmarks="90", ...). Retries reuse one Idempotency-Key, so they make one task."""
+        return self._run(self._api.detect(source, idempotency_key, options))
+
+    def get(self, task: TaskRef) -> models.Task:
+        return self._run(self._api.get(task))
+
+    def list(self, status: str | None = None, *, page_size: int = 50) -> Iterator[models.TaskSummary]:
+        """Every task, newest first (optionally of one status), following the cursors page by page."""
+        return self._iterate(self._api.list(status, page_size))
+
+    def cancel(self, task: TaskRef) -> models.Task:
+        """Cancel a queued or running task; a task already final is returned as it is, its result kept
+        (POST /v1/detect/{id}/cancel, never DELETE)."""
+        return self._run(self._api.cancel(task))
+
+    def delete(self, task: TaskRef) -> models.Task:
+        """Delete a task's result and stored media, canceling it first if it still runs."""
+        return self._run(self._api.delete(task))
+
+    def wait(
+        self, task: TaskRef, timeout: float | None = None, on_progress: Callable[[models.Task], Any] | None = None
+    ) -> models.Task:
+        """Poll until the task is final, the pause between polls growing as PollPolicy says; `on_progress(task)`
+        on each change of status or progress. Raises WaitTimeout after `timeout` seconds (None: no limit)."""
+        return self._run(self._api.wait(task, timeout, on_progress))
+
+    # --- batches -----------------------------------------------------------------
+    def submit_batch(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
+    ) -> models.BatchAccepted:
+        """A batch as one JSON request; items are POST /v1/detect bodies, `defaults` fill what they leave out."""
+        return self._run(self._api.submit_batch(items, defaults, callback_url))
+
+    def stream_batch(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
+    ) -> models.BatchAccepted:
+        """A batch of any size, sent as JSONL while `items` is iterated (never held whole). Not retried:
+        the items are consumed by the first try."""
+        return self._run(self._api.stream_batch(jsonl_lines(items), defaults, callback_url))
+
+    def batch_status(self, batch_id: str) -> models.BatchStatus:
+        return self._run(self._api.batch_status(batch_id))
+
+    def batch_results(self, batch_id: str) -> Iterator[models.BatchItemResult]:
+        """One result per item, in submit order, read from the JSONL stream as it arrives."""
+        response = self._run(self._api.batch_results(batch_id))
+        try:
+            for line in response.iter_lines():
+                if line:
+                    yield parse_result_line(line)
+        finally:
+            response.close()
+
+    def wait_batch(
+        self,
+        batch_id: str,
+        timeout: float | None = None,
+        on_progress: Callable[[models.BatchStatus], Any] | None = None,
+    ) -> models.BatchStatus:
+        """Poll the batch's status until every item is final, the pause growing as for `wait`; `on_progress(status)`
+        on each change of the counts. Raises WaitTimeout after `timeout` seconds (None: no limit)."""
+        return self._run(self._api.wait_batch(batch_id, timeout, on_progress))
+
+    def cancel_batch(self, batch_id: str) -> models.BatchStatus:
+        return self._run(self._api.cancel_batch(batch_id))
+
+    # --- webhooks ----------------------------------------------------------------
+    def deliveries(self, task: TaskRef) -> models.DeliveryLog:
+        return self._run(self._api.deliveries(task))
+
+    def redeliver(self, task: TaskRef) -> models.WebhookEventRecord:
+        return self._run(self._api.redeliver(task))
+
+    def webhook_endpoint(self) -> models.WebhookEndpoint:
+        return self._run(self._api.webhook_endpoint())
+
+    def set_webhook_endpoint(self, url: str) -> models.WebhookEndpoint:
+        return self._run(self._api.set_webhook_endpoint(url))
+
+    def delete_webhook_endpoint(self) -> None:
+        self._run(self._api.delete_webhook_endpoint())
+
+    def webhook_secret(self) -> models.WebhookSecret:
+        return self._run(self._api.webhook_secret())
+
+    def rotate_webhook_secret(self) -> models.RotatedSecret:
+        return self._run(self._api.rotate_webhook_secret())
+
+    def recent_deliveries(
+        self,
+        *,
+        status: str | None = None,
+        event_type: str | None = None,
+        detect_task_id: str | None = None,
+        page_size: int = 50,
+    ) -> Iterator[models.Delivery]:
+        """Deliveries across all tasks, newest first, following the cursors."""
+        return self._iterate(self._api.recent_deliveries(status, event_type, detect_task_id, page_size))

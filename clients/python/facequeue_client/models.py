@@ -1,0 +1,213 @@
+"""Typed answers of the API. Every model keeps fields a newer server adds (`extra="allow"`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Progress(_Model):
+    done: int
+    total: int
+
+
+class TaskError(_Model):
+    code: str
+    message: str
+
+
+class Frame(_Model):
+    """One frame of `faces_obj`, in Akool detect_faces' shape (see the README)."""
+
+    landmarks: list[list[list[int]]]
+    landmarks_str: list[str]
+    region: list[list[int]]
+    removed: list[list[int]]
+    frame_time: float | None
+    face_urls: list[str] | None = None
+    crop_region: list[list[int]] | None = None
+    crop_landmarks: list[str] | None = None
+
+
+class MediaInfo(_Model):
+    kind: str
+    mime: str
+    width: int
+    height: int
+    duration: float | None = None
+    fps: float | None = None
+    frame_count: int | None = None
+
+
+class DetectorInfo(_Model):
+    name: str
+    model_version: str
+    max_side: int
+
+
+class DetectResult(_Model):
+    faces_obj: dict[str, Frame]
+    scores: dict[str, list[float]]
+    media: MediaInfo
+    detector: DetectorInfo
+    frame_count: int
+    face_shape_set: dict[str, list[dict[str, Any]]] | None = None
+    persons: list[dict[str, Any]] | None = None
+
+
+class Task(_Model):
+    """A detection task. `detect` returns the accepted task (id and status); `get` and `wait` fill the rest."""
+
+    detect_task_id: str
+    status: str
+    kind: str | None = None
+    progress: Progress | None = None
+    attempts: int = 0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    finished_at: datetime | None = None
+    timings: dict[str, float] = {}
+    detector: str | None = None
+    model_version: str | None = None
+    result: DetectResult | None = None
+    error: TaskError | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def progress_marker(self) -> tuple[Any, ...]:
+        """What `wait` compares to tell a change worth reporting."""
+        progress = self.progress or Progress(done=0, total=0)
+        return self.status, progress.done, progress.total
+
+    @property
+    def ref(self) -> str:
+        return f"task {self.detect_task_id}"
+
+
+class TaskSummary(_Model):
+    """A task as `list` shows it."""
+
+    detect_task_id: str
+    status: str
+    kind: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class BatchAccepted(_Model):
+    batch_id: str
+    total: int
+
+
+class BatchFailure(_Model):
+    position: int
+    detect_task_id: str
+    error: dict[str, str]
+
+
+class BatchStatus(_Model):
+    batch_id: str
+    status: str  # running | completed | canceled
+    total: int
+    counts: dict[str, int]
+    progress: float
+    eta_seconds: float | None
+    created_at: datetime
+    finished_at: datetime | None
+    failures: list[BatchFailure]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != "running"
+
+    @property
+    def progress_marker(self) -> tuple[Any, ...]:
+        return self.status, tuple(sorted(self.counts.items()))
+
+    @property
+    def ref(self) -> str:
+        return f"batch {self.batch_id}"
+
+
+class BatchItemResult(_Model):
+    """One line of a batch's results, in submit order."""
+
+    position: int
+    detect_task_id: str
+    status: str
+    result: DetectResult | None
+    error: TaskError | None
+
+
+class WebhookEventRecord(_Model):
+    """An event the server sends (or sent) for a task, with its delivery state."""
+
+    webhook_id: str
+    type: str
+    url: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+
+
+class Delivery(_Model):
+    """One attempt to deliver an event."""
+
+    webhook_id: str
+    attempt: int | None = None
+    url: str | None = None
+    status_code: int | None = None
+    error: str | None = None
+    response_body: str | None = None
+    latency_ms: int | None = None
+    created_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+
+class DeliveryLog(_Model):
+    detect_task_id: str
+    events: list[WebhookEventRecord]
+    items: list[Delivery]
+
+
+class WebhookEndpoint(_Model):
+    """The tenant's default webhook endpoint."""
+
+    url: str | None
+    secret_rotated_at: datetime | None = None
+    previous_secret_expires_at: datetime | None = None
+
+
+class WebhookSecret(_Model):
+    """The tenant's current `whsec_` secret, which verifies its events (`verify_webhook`)."""
+
+    secret: str
+
+
+class RotatedSecret(_Model):
+    """A new `whsec_` secret, shown once; the previous one keeps signing until `previous_secret_expires_at`."""
+
+    secret: str
+    previous_secret_expires_at: datetime | None = None
+
+
+class WebhookEvent(_Model):
+    """A verified event received by a webhook endpoint; `webhook_id` is stable across retries (deduplicate on it)."""
+
+    webhook_id: str
+    type: str
+    timestamp: datetime
+    data: dict[str, Any]

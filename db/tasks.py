@@ -1,0 +1,221 @@
+"""Detect tasks: every read and write of detect_tasks.
+
+State changes are single conditional UPDATEs, so the API, many workers and the reaper can
+race on one row and exactly one of them wins. A worker run is fenced by `attempts`: a run
+that lost its claim (reaped and re-queued) can no longer write.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import and_, extract, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.models import DetectTask, utcnow
+from facequeue.enums import FINAL_STATUSES, Queue, TaskStatus
+
+
+def get_task(session: Session, task_id: str, tenant_id: str | None = None) -> DetectTask | None:
+    task = session.get(DetectTask, task_id)
+    if task is None or task.tenant_id != tenant_id:
+        return None
+    return task
+
+
+def find_by_idempotency_key(session: Session, tenant_id: str | None, key: str) -> DetectTask | None:
+    return session.scalar(
+        select(DetectTask).where(
+            func.coalesce(DetectTask.tenant_id, "") == (tenant_id or ""), DetectTask.idempotency_key == key
+        )
+    )
+
+
+def encode_cursor(task: DetectTask) -> str:
+    return base64.urlsafe_b64encode(f"{task.created_at.isoformat()}|{task.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    created, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+    return datetime.fromisoformat(created), task_id
+
+
+def list_tasks(
+    session: Session, tenant_id: str | None, status: str | None, cursor: str | None, limit: int
+) -> tuple[Sequence[DetectTask], str | None]:
+    """Newest first; the cursor is the last row's (created_at, id)."""
+    query = select(DetectTask).where(func.coalesce(DetectTask.tenant_id, "") == (tenant_id or ""))
+    if status:
+        query = query.where(DetectTask.status == status)
+    if cursor:
+        created, task_id = decode_cursor(cursor)
+        query = query.where(
+            or_(DetectTask.created_at < created, and_(DetectTask.created_at == created, DetectTask.id < task_id))
+        )
+    rows = session.scalars(query.order_by(DetectTask.created_at.desc(), DetectTask.id.desc()).limit(limit + 1)).all()
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def mark_published(session: Session, task_id: str) -> None:
+    session.execute(update(DetectTask).where(DetectTask.id == task_id).values(published_at=utcnow()))
+
+
+def mark_unpublished(session: Session, task_id: str) -> None:
+    """A publish failed after the commit that marked it: the reaper's next pass publishes the task."""
+    session.execute(
+        update(DetectTask)
+        .where(DetectTask.id == task_id, DetectTask.status == TaskStatus.QUEUED)
+        .values(published_at=None)
+    )
+
+
+def cancel_task(session: Session, task_id: str) -> bool:
+    """Cancel a queued or processing task; the worker notices at its next heartbeat."""
+    now = utcnow()
+    result = session.execute(
+        update(DetectTask)
+        .where(DetectTask.id == task_id, DetectTask.status.in_([TaskStatus.QUEUED, TaskStatus.PROCESSING]))
+        .values(status=TaskStatus.CANCELED, finished_at=now, error_code=None, error_msg=None)
+    )
+    return result.rowcount == 1
+
+
+def purge_result(session: Session, task_id: str) -> None:
+    session.execute(
+        update(DetectTask)
+        .where(DetectTask.id == task_id, DetectTask.status.in_(list(FINAL_STATUSES)))
+        .values(result=None, purged_at=utcnow())
+    )
+
+
+class ClaimedRun(NamedTuple):
+    attempt: int
+    params: dict[str, Any]
+    source_url: str | None
+    upload_key: str | None
+    tenant_id: str | None
+
+
+def claim_task(session: Session, task_id: str, worker_name: str, worker_pid: int) -> ClaimedRun | None:
+    """queued -> processing for exactly one worker run (committed), recorded as the named worker's pool
+    process `worker_pid`; None when someone else has it or it is final. One round trip: the UPDATE returns
+    what the run needs."""
+    now = utcnow()
+    claimed = session.execute(
+        update(DetectTask)
+        .where(DetectTask.id == task_id, DetectTask.status == TaskStatus.QUEUED)
+        .values(
+            status=TaskStatus.PROCESSING,
+            attempts=DetectTask.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            progress_done=0,
+            worker_name=worker_name,
+            worker_pid=worker_pid,
+        )
+        .returning(
+            DetectTask.attempts, DetectTask.params, DetectTask.source_url, DetectTask.upload_key, DetectTask.tenant_id
+        )
+    ).first()
+    if claimed is None:
+        return None
+    session.commit()
+    return ClaimedRun(claimed.attempts, dict(claimed.params), claimed.source_url, claimed.upload_key, claimed.tenant_id)
+
+
+def _owned(task_id: str, attempt: int):
+    return and_(DetectTask.id == task_id, DetectTask.status == TaskStatus.PROCESSING, DetectTask.attempts == attempt)
+
+
+def heartbeat(session: Session, task_id: str, attempt: int, **values: Any) -> bool:
+    """Refresh the heartbeat (and any progress/metadata); False once the run no longer owns the task."""
+    result = session.execute(update(DetectTask).where(_owned(task_id, attempt)).values(heartbeat_at=utcnow(), **values))
+    return result.rowcount == 1
+
+
+def finish_task(session: Session, task_id: str, attempt: int, status: TaskStatus, **values: Any) -> bool:
+    """Write a final status once; a second or stale run changes nothing."""
+    result = session.execute(
+        update(DetectTask).where(_owned(task_id, attempt)).values(status=status, finished_at=utcnow(), **values)
+    )
+    return result.rowcount == 1
+
+
+def stale_processing_tasks(session: Session, stale_after: float, limit: int = 500) -> Sequence[DetectTask]:
+    cutoff = utcnow() - timedelta(seconds=stale_after)
+    return session.scalars(
+        select(DetectTask)
+        .where(DetectTask.status == TaskStatus.PROCESSING, DetectTask.heartbeat_at < cutoff)
+        .limit(limit)
+    ).all()
+
+
+def tasks_claimed_by(session: Session, worker_name: str, worker_pid: int | None = None) -> Sequence[DetectTask]:
+    """Processing rows the named worker claimed (only its pool process `worker_pid`, if given)."""
+    query = select(DetectTask).where(DetectTask.status == TaskStatus.PROCESSING, DetectTask.worker_name == worker_name)
+    if worker_pid is not None:
+        query = query.where(DetectTask.worker_pid == worker_pid)
+    return session.scalars(query).all()
+
+
+def requeue_lost_run(session: Session, task: DetectTask) -> bool:
+    """processing (run lost) -> queued, only if nobody touched the row since it was read."""
+    result = session.execute(
+        update(DetectTask)
+        .where(_owned(task.id, task.attempts), DetectTask.heartbeat_at == task.heartbeat_at)
+        .values(status=TaskStatus.QUEUED, published_at=None, heartbeat_at=None)
+    )
+    return result.rowcount == 1
+
+
+def fail_lost_run(session: Session, task: DetectTask, error_code: str, error_msg: str) -> bool:
+    result = session.execute(
+        update(DetectTask)
+        .where(_owned(task.id, task.attempts), DetectTask.heartbeat_at == task.heartbeat_at)
+        .values(status=TaskStatus.FAILED, finished_at=utcnow(), error_code=error_code, error_msg=error_msg)
+    )
+    return result.rowcount == 1
+
+
+def queued_tasks_to_republish(
+    session: Session, unpublished_after: float, republish_after: float, limit: int = 1000
+) -> Sequence[DetectTask]:
+    """Queued rows whose publish never happened, or whose message may be lost: published `republish_after`
+    seconds ago and at least as long ago as the task had waited before that publish. So a task waiting in a
+    deep backlog is sent again after 1, 2, 4, 8... times `republish_after`, not once per reaper pass."""
+    now = utcnow()
+    waited_before_publish = extract("epoch", DetectTask.published_at) - extract("epoch", DetectTask.created_at)
+    waited_since_publish = now.timestamp() - extract("epoch", DetectTask.published_at)
+    return session.scalars(
+        select(DetectTask)
+        .where(
+            DetectTask.status == TaskStatus.QUEUED,
+            or_(
+                and_(
+                    DetectTask.published_at.is_(None),
+                    DetectTask.queue != Queue.BATCH,  # held batch items wait for the fair dispatcher, not the reaper
+                    DetectTask.created_at < now - timedelta(seconds=unpublished_after),
+                ),
+                and_(
+                    DetectTask.published_at < now - timedelta(seconds=republish_after),
+                    waited_since_publish >= waited_before_publish,
+                ),
+            ),
+        )
+        .order_by(DetectTask.created_at)
+        .limit(limit)
+    ).all()
+
+
+def queued_tasks_published_before(session: Session, moment: datetime, limit: int = 1000) -> Sequence[DetectTask]:
+    """Queued rows whose message went out before `moment` (for a broker that lost every message)."""
+    return session.scalars(
+        select(DetectTask)
+        .where(DetectTask.status == TaskStatus.QUEUED, DetectTask.published_at < moment)
+        .order_by(DetectTask.created_at)
+        .limit(limit)
+    ).all()

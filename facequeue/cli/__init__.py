@@ -1,0 +1,30 @@
+"""The `facequeue` command, the composition root: it assembles the service's parts and is imported by none.
+
+Each module holds one job: `serve` runs and supervises the processes, `admin` changes the database,
+`tenants` manages tenants' webhook endpoints and secrets, `client` talks to a running service over HTTP,
+`demo` makes the demo's media. Commands import the parts they run inside their bodies, so that starting
+one command (a worker, `keys list`) loads only what it uses.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from facequeue.cli import admin, client, serve, tenants
+
+app = typer.Typer(help="facequeue: asynchronous face detection", no_args_is_help=True)
+# registered one by one, in the order `facequeue --help` lists them
+for command in (
+    admin.migrate,
+    serve.api,
+    serve.worker,
+    serve.serve,
+    admin.maintenance,
+    admin.webhook_secret,
+    admin.reap,
+    client.detect,
+    client.demo,
+):
+    app.command()(command)
+app.add_typer(admin.keys_app, name="keys")
+app.add_typer(tenants.tenants_app, name="tenants")

@@ -1,0 +1,128 @@
+"""Administration of the database behind the service: migrations, API keys, maintenance mode, the reaper."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from facequeue.cli.console import announce, console
+from facequeue.settings import get_settings
+
+keys_app = typer.Typer(help="API keys: create, list, revoke", no_args_is_help=True)
+
+
+def migrate() -> None:
+    """Apply database migrations."""
+    from db.engine import ensure_embedded_database
+    from db.migrate import upgrade_to_head
+    from facequeue.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)  # alembic's lines too: in JSON when FACEQUEUE_LOG_FORMAT=json (a migration Job)
+    ensure_embedded_database(settings)  # private (0600) before alembic's SQLite would create it world-readable
+    upgrade_to_head(settings.resolved_database_url)
+    database = redact(settings.resolved_database_url)
+    announce("database_up_to_date", f"database at [bold]{database}[/] is up to date", database=database)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="tenant name; created when new")],
+    credits: Annotated[int | None, typer.Option(help="set the tenant's credit balance (default: unlimited)")] = None,
+    rate: Annotated[str | None, typer.Option(help="rate limit of this key, e.g. 10/second")] = None,
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from db import tenants
+    from facequeue.lifecycle.sessions import session_scope
+
+    if rate is not None:
+        _check_rate(rate)
+    with session_scope() as session:
+        record = tenants.get_or_create_tenant(session, tenant)
+        if credits is not None:
+            record.credits = credits
+        api_key, key = tenants.create_key(session, record, rate)
+        prefix = api_key.prefix
+    console.print(f"key [bold]{prefix}[/] for tenant [bold]{tenant}[/] (shown once, store it now):")
+    print(key)
+
+
+def _check_rate(rate: str) -> None:
+    from limits import parse
+
+    try:
+        parse(rate)
+    except ValueError as error:
+        raise typer.BadParameter(f"{rate!r} is not a rate like 10/second: {error}") from error
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys by display prefix (the keys themselves are not stored)."""
+    from rich.table import Table
+
+    from db import tenants
+    from facequeue.lifecycle.sessions import session_scope
+
+    table = Table("prefix", "tenant", "credits", "rate", "created", "revoked")
+    with session_scope() as session:
+        for key, tenant in tenants.list_keys(session):
+            credits = "unlimited" if tenant.credits is None else str(tenant.credits)
+            rate = key.rate_limit or tenant.rate_limit or f"{get_settings().default_rate_limit} (default)"
+            revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
+            table.add_row(key.prefix, tenant.name, credits, rate, key.created_at.isoformat(timespec="seconds"), revoked)
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix_or_id: str) -> None:
+    """Revoke a key by its display prefix or id."""
+    from db import tenants
+    from facequeue.lifecycle.sessions import session_scope
+
+    with session_scope() as session:
+        count = tenants.revoke_key(session, prefix_or_id)
+    if count == 0:
+        console.print(f"[red]no active key {prefix_or_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked {count} key(s)")
+
+
+def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None:
+    """Turn maintenance mode on (new work answers 455; polling still works) or off, for every API process."""
+    from db import flags
+    from facequeue.lifecycle.sessions import session_scope
+
+    if state not in ("on", "off"):
+        raise typer.BadParameter("state must be on or off")
+    with session_scope() as session:
+        flags.set_flag(session, flags.MAINTENANCE_FLAG, state)
+    console.print(f"maintenance {state}")
+
+
+def webhook_secret() -> None:
+    """Print the whsec_ secret that signs webhooks of tasks without a tenant (FACEQUEUE_AUTH=off)."""
+    from facequeue.webhooks import default_secret
+
+    print(default_secret(get_settings()))
+
+
+def reap() -> None:
+    """Run the reaper once: re-publish lost messages, re-queue or fail tasks whose worker died."""
+    from facequeue.lifecycle.outbox import register_session_listeners
+    from facequeue.lifecycle.reaper import reap as reap_once
+    from facequeue.lifecycle.sessions import session_scope
+
+    register_session_listeners()  # the webhook messages it re-sends go out when its session commits
+    with session_scope() as session:
+        report = reap_once(session, get_settings())
+    console.print(vars(report))
+
+
+def redact(url: str) -> str:
+    """A database URL fit to print: its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,213 @@
+"""Running the service: the API and the worker on their own (distributed form), or both on one machine
+(`serve`, embedded form) with the worker kept alive by a supervisor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+from facequeue.cli.admin import migrate, redact
+from facequeue.cli.console import announce
+from facequeue.enums import Queue
+from facequeue.settings import Settings, get_settings
+from facequeue.storage import ensure_data_dir
+
+WORKER_STOP_TIMEOUT = 30.0
+# uvicorn's loggers go through our root handler (facequeue/logs.py) instead of formatters of its own; the
+# API's RequestIds middleware writes each request's line, so uvicorn's access log would only repeat it.
+UVICORN_LOGGING: dict = {"log_config": None, "access_log": False, "log_level": "warning"}
+
+
+def api(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    migrate_first: bool = typer.Option(False, "--migrate"),
+    workers: Annotated[int, typer.Option(help="API processes (each serves requests; one per core is typical)")] = 1,
+) -> None:
+    """Run the HTTP API only (distributed form)."""
+    import uvicorn
+
+    from facequeue.lifecycle.exposition import use_private_multiprocess_dir
+    from facequeue.logs import configure_logging
+
+    if workers > 1:  # /metrics, whichever process answers it, adds up every API process's counters
+        use_private_multiprocess_dir("api")
+    configure_logging(get_settings())
+    if migrate_first:
+        migrate()
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, **UVICORN_LOGGING)
+
+
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="pool processes; default FACEQUEUE_WORKER_CONCURRENCY")
+    ] = None,
+    queues: str = ",".join(Queue),
+    name: str = "facequeue@%h",
+) -> None:
+    """Run a Celery worker (distributed form)."""
+    from facequeue.lifecycle.exposition import use_private_multiprocess_dir
+
+    use_private_multiprocess_dir("worker")  # before the imports below load prometheus_client, and the pool forks
+    from facequeue.logs import configure_logging
+    from workers.celery_app import worker_app
+
+    settings = get_settings()
+    configure_logging(settings)
+    worker_app().worker_main(
+        [
+            *(["--quiet"] if settings.log_format == "json" else []),  # no banner: it is plain text
+            "worker",
+            f"--loglevel={settings.log_level}",
+            f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--queues={queues}",
+            f"--hostname={name}",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    demo: Annotated[
+        bool, typer.Option(help="once up, detect faces in a generated demo video and print the result")
+    ] = False,
+) -> None:
+    """Run everything on one machine: migrations, API, a worker pool (embedded default: SQLite + filesystem broker)."""
+    import uvicorn
+
+    from facequeue.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    ensure_data_dir(settings)
+    migrate()
+    database = redact(settings.resolved_database_url)
+    broker_folder = settings.broker_folder if settings.is_embedded else None
+    announce(
+        "data_locations",
+        f"data lives in [bold]{settings.data_dir.resolve()}[/]: database {database}, "
+        f"broker {settings.resolved_broker_url}{' ' + str(broker_folder) if broker_folder else ''}, "
+        f"media {settings.media_dir}",
+        data_dir=str(settings.data_dir.resolve()),
+        database=database,
+        broker=settings.resolved_broker_url,
+        broker_folder=str(broker_folder) if broker_folder else None,
+        media=str(settings.media_dir),
+    )
+    first_key = _first_key(settings)
+    worker = WorkerSupervisor([sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h"])
+    worker.start()
+    demo_process = None
+    if demo:
+        demo_env = {**os.environ, **({"FACEQUEUE_API_KEY": first_key} if first_key else {})}
+        demo_process = subprocess.Popen(
+            [sys.executable, "-m", "facequeue", "demo", "--server", f"http://{host}:{port}"], env=demo_env
+        )
+    # uvicorn re-raises the SIGTERM it shut down on once it returns; as SystemExit the `finally` below still
+    # runs and stops the worker, instead of the default action ending this process and orphaning it.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, **UVICORN_LOGGING)
+    finally:
+        worker.stop()
+        if demo_process is not None and demo_process.poll() is None:
+            demo_process.send_signal(signal.SIGTERM)
+            demo_process.wait(timeout=30)
+
+
+def _first_key(settings: Settings) -> str | None:
+    """On first start with auth on, make a key so the service is usable at once; print it once."""
+    if settings.auth == "off":
+        announce(
+            "auth_off",
+            "[bold red]WARNING: FACEQUEUE_AUTH=off — every request is served without an API key.[/]",
+            level="warning",
+        )
+        return None
+    from db import tenants
+    from facequeue.lifecycle.sessions import session_scope
+
+    with session_scope() as session:
+        if tenants.any_key_exists(session):
+            return os.environ.get("FACEQUEUE_API_KEY")
+        _, key = tenants.create_key(session, tenants.get_or_create_tenant(session, "default"))
+    announce(
+        "first_api_key",
+        f"first API key, for tenant 'default' (shown once, store it now): [bold]{key}[/]",
+        level="warning",
+        tenant="default",
+        api_key=key,
+    )
+    return key
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+class WorkerSupervisor(threading.Thread):
+    """Keeps the embedded worker running: a worker that dies (killed, out of memory, a crash) is started
+    again, and the pool processes it left behind are killed; its tasks are recovered by the reaper like
+    any lost worker's."""
+
+    def __init__(self, command: list[str]) -> None:
+        super().__init__(name="worker-supervisor", daemon=True)
+        self.command = command
+        self.process: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # stop() never misses a worker started at the same moment
+
+    def run(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                # its own process group, so stop() can end the pool processes with it
+                self.process = subprocess.Popen(self.command, start_new_session=True)
+            code = self.process.wait()
+            if not self._stopping.is_set():
+                _kill_group(self.process.pid)  # pool processes a killed worker left behind
+                announce(
+                    "worker_exited",
+                    f"[bold red]worker exited with code {code}; starting a new one[/]",
+                    level="error",
+                    code=code,
+                )
+                self._stopping.wait(1)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # warm shutdown: running tasks finish first
+            try:
+                process.wait(timeout=WORKER_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                announce(
+                    "worker_killed",
+                    "[bold red]worker did not stop in time; killing it (the reaper re-runs its tasks)[/]",
+                    level="error",
+                    timeout=WORKER_STOP_TIMEOUT,
+                )
+        _kill_group(process.pid)  # whatever is left of it
+        process.wait()
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

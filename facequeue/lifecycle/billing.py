@@ -1,0 +1,68 @@
+"""Credits, start to end: the estimate reserved on submit, and the settlement once the task is final.
+
+A task reserves the most it can cost when it is stored (in the same transaction, so both commit
+or neither); when it is final, a success is charged what it used and the rest is refunded, and
+anything else is refunded in full. Only tasks of a tenant carry credits.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from db import credits
+from db.models import DetectTask
+from facequeue.enums import CreditState, TaskStatus
+from facequeue.media_kinds import kind_from_extension
+from facequeue.schemas import MAX_SAMPLED_FRAMES, DetectOptions, DetectResult
+from facequeue.settings import Settings
+
+LOCAL_FRAME_CREDITS = 1  # a frame our own detectors serve; FACEQUEUE_UPSTREAM_CREDIT_COST prices the others
+
+
+def kind_hint(options: DetectOptions, url: str | None) -> str | None:
+    """The media kind before any byte is read: the requested media_type, else the URL's extension."""
+    if options.media_type != "auto":
+        return options.media_type
+    if url is not None:
+        return kind_from_extension(url)
+    return None
+
+
+def estimated_cost(options: DetectOptions, kind: str | None, settings: Settings) -> int:
+    """Credits reserved on submit: the most the task can cost (an unknown kind may be a video);
+    the worker's outcome settles it and refunds the rest."""
+    video_frames = MAX_SAMPLED_FRAMES if options.sample_fps else options.num_frames
+    frames = len(options.frame_urls) or (1 if kind == "image" else video_frames)
+    per_frame = LOCAL_FRAME_CREDITS if options.detector == "local" else _upstream_frame_credits(settings)
+    return frames * per_frame
+
+
+def actual_cost(result: DetectResult, settings: Settings) -> int:
+    upstream_frames = result.detector.upstream_frames
+    local_frames = result.frame_count - upstream_frames
+    return local_frames * LOCAL_FRAME_CREDITS + upstream_frames * _upstream_frame_credits(settings)
+
+
+def _upstream_frame_credits(settings: Settings) -> int:
+    return max(1, settings.upstream_credit_cost)
+
+
+def reserve(session: Session, tenant_id: str, cost: int) -> bool:
+    """Take `cost` from the tenant's balance; False when it does not cover it. The caller commits."""
+    return credits.reserve(session, tenant_id, cost)
+
+
+def settle(session: Session, task_id: str, settings: Settings) -> None:
+    """Succeeded: charge what was used and refund the rest of the reservation; otherwise refund it all."""
+    task = session.get(DetectTask, task_id)
+    if task is None or task.credit_state != CreditState.RESERVED:
+        return
+    if task.status == TaskStatus.SUCCEEDED and task.result is not None:
+        used = min(task.cost, actual_cost(DetectResult.model_validate(task.result), settings))
+        credits.close(session, task_id, CreditState.SETTLED, task.cost - used)
+    else:
+        refund(session, task)
+
+
+def refund(session: Session, task: DetectTask) -> None:
+    credits.close(session, task.id, CreditState.REFUNDED, task.cost)

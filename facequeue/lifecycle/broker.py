@@ -1,0 +1,153 @@
+"""The Celery application and how work is published to it.
+
+The embedded default uses kombu's filesystem transport (no broker server); the distributed
+form sets FACEQUEUE_BROKER_URL=redis://... The code path is the same. The API only publishes
+here; the worker registers its tasks on this same app (`workers/tasks.py`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import kombu.exceptions
+import redis
+import structlog
+from celery import Celery
+from kombu import Queue as KombuQueue
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from facequeue.enums import Queue
+from facequeue.lifecycle import broker_files
+from facequeue.settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+DETECT_TASK_NAME = "facequeue.detect"
+WEBHOOK_TASK_NAME = "facequeue.webhook"
+# An attempt's hard limit beyond FACEQUEUE_WEBHOOK_TIMEOUT: name resolution has no timeout of its own.
+WEBHOOK_TIME_LIMIT_MARGIN = 30.0
+# A publish (or another Redis call) that failed because the broker did not answer or dropped the connection.
+BROKER_UNAVAILABLE = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError)
+# Present in Redis while it holds what was published to it: gone after a restart without persistence, a
+# flush or a failover to an empty replica, which the reaper takes as "every message is lost" (reaper.py).
+BROKER_SENTINEL_KEY = "facequeue:broker-sentinel"  # after FACEQUEUE_BROKER_KEY_PREFIX
+
+
+def create_celery(settings: Settings) -> Celery:
+    # embedded: kombu's filesystem transport with atomic message files (broker_files.py)
+    broker = f"{broker_files.SCHEME}://" if settings.is_embedded else settings.resolved_broker_url
+    app = Celery("facequeue", broker=broker)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        task_default_queue=Queue.DEFAULT.value,
+        # Queue's order is the priority order (Redis: queue_order_strategy=priority).
+        task_queues=[KombuQueue(queue.value, routing_key=queue.value) for queue in Queue],
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_concurrency=settings.worker_concurrency,
+        broker_transport_options=_transport_options(settings),
+        # One retry at once (a connection the broker closed is opened again); a broker that doesn't answer
+        # costs FACEQUEUE_REDIS_TIMEOUT per try, and the caller's fallback takes over (the reaper publishes).
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0},
+        # Celery waits this long for a result a dead pool process might have sent before it reports the
+        # task lost (default 10 s); results are ignored here, so there is nothing to wait for.
+        worker_lost_wait=1.0,
+    )
+    return app
+
+
+def _transport_options(settings: Settings) -> dict:
+    if not settings.is_embedded:
+        # Redis redelivers an unacked message after visibility_timeout; the reaper usually acts long before.
+        return {
+            "visibility_timeout": int(settings.video_time_limit * 2),
+            "queue_order_strategy": "priority",
+            "global_keyprefix": settings.broker_key_prefix,
+            "socket_timeout": settings.redis_timeout,
+            "socket_connect_timeout": settings.redis_timeout,
+        }
+    folder = settings.broker_folder
+    for sub in ("queue", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),
+        # Sleeps only while every queue is empty or the pool is full, so a short interval costs little
+        # and a pool process that finishes a task gets the next one without waiting.
+        "polling_interval": 0.01,
+    }
+
+
+@lru_cache
+def get_celery() -> Celery:
+    return create_celery(get_settings())
+
+
+def log_failed_publish(event: str, error: Exception, **context: object) -> None:
+    """A broker that is away is an outage, not a bug: one line for it (a rendered traceback costs the request
+    seconds), a traceback for anything else."""
+    if isinstance(error, BROKER_UNAVAILABLE):
+        log.warning(event, error=type(error).__name__, **context)
+    else:
+        log.exception(event, **context)
+
+
+def redis_options(timeout: float) -> dict[str, Any]:
+    """redis-py options of every Redis client (broker sentinel, rate limits): each connect and each reply
+    bounded by `timeout` (FACEQUEUE_REDIS_TIMEOUT), and no retries (redis-py's default of 3, with backoff,
+    would multiply that wait)."""
+    return {"socket_connect_timeout": timeout, "socket_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
+
+
+def broker_lost_messages(settings: Settings) -> bool:
+    """Whether the Redis broker lost what it held since `mark_broker_intact` (also true before the first
+    mark). The embedded broker is a folder on disk: nothing empties it."""
+    if settings.is_embedded:
+        return False
+    return not _broker_redis(settings.resolved_broker_url, settings.redis_timeout).exists(_sentinel_key(settings))
+
+
+def mark_broker_intact(settings: Settings) -> None:
+    """Set once every message the broker lost was published again."""
+    _broker_redis(settings.resolved_broker_url, settings.redis_timeout).set(_sentinel_key(settings), "1")
+
+
+def _sentinel_key(settings: Settings) -> str:
+    return settings.broker_key_prefix + BROKER_SENTINEL_KEY
+
+
+@lru_cache
+def _broker_redis(url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(url, **redis_options(timeout))
+
+
+def publish_detect(task_id: str, queue: str, kind: str | None, settings: Settings) -> None:
+    """Send one detect message; time limits follow the media kind (video when still unknown)."""
+    soft, hard = (
+        (settings.image_soft_time_limit, settings.image_time_limit)
+        if kind == "image"
+        else (settings.video_soft_time_limit, settings.video_time_limit)
+    )
+    get_celery().send_task(
+        DETECT_TASK_NAME, args=[task_id], queue=queue, routing_key=queue, soft_time_limit=soft, time_limit=hard
+    )
+
+
+def publish_webhook(event_id: str, attempts: int, countdown: float, settings: Settings) -> None:
+    """Send one webhook attempt message, due in `countdown` seconds; `attempts` fences out stale copies."""
+    get_celery().send_task(
+        WEBHOOK_TASK_NAME,
+        args=[event_id, attempts],
+        queue=Queue.WEBHOOKS,
+        routing_key=Queue.WEBHOOKS,
+        countdown=countdown or None,  # None: an ordinary message, not one the worker holds until an ETA
+        time_limit=settings.webhook_timeout + WEBHOOK_TIME_LIMIT_MARGIN,
+    )

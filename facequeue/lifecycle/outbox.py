@@ -1,0 +1,148 @@
+"""The webhook outbox: event rows written with a final status, and their messages published after commit.
+
+- `queue_task_event` (from `on_task_final`) adds the event row in the transaction that made the
+  task final; its message is published only once that transaction commits, by a Session
+  `after_commit` listener that `register_session_listeners` installs at process start-up;
+- `republish_due_deliveries` (the reaper) re-sends messages never published or lost;
+- `redeliver` (the API) sends an event again with a fresh round of retries.
+
+Sending an attempt is the worker's delivery task (`workers/webhooks.py`).
+"""
+
+from __future__ import annotations
+
+import structlog
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from db import deliveries, tenants
+from db.models import Batch, DetectTask, WebhookEvent, utcnow
+from facequeue.enums import EventState
+from facequeue.lifecycle.broker import log_failed_publish, publish_webhook
+from facequeue.lifecycle.publish import UNPUBLISHED_GRACE_SECONDS
+from facequeue.settings import Settings, get_settings
+from facequeue.webhooks import batch_event, encode_event, new_webhook_id, task_event
+
+log = structlog.get_logger(__name__)
+
+_PENDING_PUBLISHES = "facequeue.webhook_publishes"  # key in Session.info
+
+
+def queue_task_event(session: Session, task_id: str, settings: Settings) -> WebhookEvent | None:
+    """Add the event of a task that just became final, to be published once the session commits."""
+    webhook_event = new_task_event(session, task_id, settings)
+    if webhook_event is not None and webhook_event.state == EventState.PENDING:
+        publish_after_commit(session, webhook_event.id, 0)
+    return webhook_event
+
+
+def new_task_event(session: Session, task_id: str, settings: Settings) -> WebhookEvent | None:
+    """The event row for a final task: to its callback_url, else its tenant's webhook_url; None if neither.
+
+    Batch items send nothing of their own: their batch sends one event when all of them are final.
+    """
+    # Columns, not the ORM object: the final status was written by an UPDATE the identity map hasn't seen.
+    task = session.execute(
+        select(
+            DetectTask.tenant_id,
+            DetectTask.callback_url,
+            DetectTask.batch_id,
+            DetectTask.status,
+            DetectTask.error_code,
+            DetectTask.error_msg,
+            DetectTask.finished_at,
+        ).where(DetectTask.id == task_id)
+    ).one()
+    if task.batch_id is not None:
+        return None
+    payload = task_event(task_id, task.status, task.error_code, task.error_msg, task.finished_at or utcnow(), settings)
+    return _new_event(session, task_id, task.tenant_id, task.callback_url, payload)
+
+
+def queue_batch_event(session: Session, batch: Batch, counts: dict[str, int], settings: Settings) -> None:
+    """The one event of a batch whose items are all final (subject id: the batch id)."""
+    webhook_event = _new_event(
+        session, batch.id, batch.tenant_id, batch.callback_url, batch_event(batch, counts, settings)
+    )
+    if webhook_event is not None and webhook_event.state == EventState.PENDING:
+        publish_after_commit(session, webhook_event.id, 0)
+
+
+def _new_event(
+    session: Session, subject_id: str, tenant_id: str | None, callback_url: str | None, payload: dict
+) -> WebhookEvent | None:
+    tenant = tenants.get_tenant(session, tenant_id)
+    url = callback_url or (tenant.webhook_url if tenant else None)
+    if not url:
+        return None
+    disabled = deliveries.endpoint_disabled(session, tenant_id, url)
+    webhook_event = WebhookEvent(
+        id=new_webhook_id(),
+        task_id=subject_id,
+        tenant_id=tenant_id,
+        type=payload["type"],
+        url=url,
+        body=encode_event(payload),
+        state=EventState.DISABLED if disabled else EventState.PENDING,
+        attempts=0,
+        round_start=0,
+        next_attempt_at=None if disabled else utcnow(),
+        created_at=utcnow(),
+    )
+    session.add(webhook_event)
+    return webhook_event
+
+
+def redeliver(session: Session, event_id: str) -> None:
+    """Send the event again now, same webhook-id, with a fresh round of retries; published after commit."""
+    attempts = deliveries.rearm_event(session, event_id)
+    publish_after_commit(session, event_id, attempts)
+
+
+def republish_due_deliveries(session: Session, settings: Settings) -> int:
+    """For the reaper: publish again the attempts whose message was never sent or may be lost.
+
+    The messages go out when `session` next commits; duplicates are harmless (attempts are fenced).
+    """
+    due = deliveries.events_due_for_republish(session, UNPUBLISHED_GRACE_SECONDS, settings.republish_queued_after)
+    for webhook_event in due:
+        publish_after_commit(session, webhook_event.id, webhook_event.attempts)
+    return len(due)
+
+
+def publish_after_commit(session: Session, event_id: str, attempts: int, countdown: float = 0.0) -> None:
+    """Publish the attempt message only once the rows it refers to are committed (dropped on rollback)."""
+    session.info.setdefault(_PENDING_PUBLISHES, []).append((event_id, attempts, countdown))
+
+
+def register_session_listeners() -> None:
+    """Install the after_commit/after_rollback listeners that send (or drop) the messages queued by
+    `publish_after_commit`. Every process that commits outbox rows calls this once at start-up: the
+    API app, each worker process, and the CLI's reaper. Calling it again changes nothing."""
+    if not event.contains(Session, "after_commit", _publish_pending):
+        event.listen(Session, "after_commit", _publish_pending)
+        event.listen(Session, "after_rollback", _drop_pending)
+
+
+def _publish_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING_PUBLISHES, None)
+    if not pending:
+        return
+    settings = get_settings()
+    for event_id, attempts, countdown in pending:
+        _publish(session, event_id, attempts, countdown, settings)
+
+
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING_PUBLISHES, None)
+
+
+def _publish(committed: Session, event_id: str, attempts: int, countdown: float, settings: Settings) -> None:
+    # Never raise: the caller's commit already succeeded, and republish_due_deliveries recovers a lost publish.
+    try:
+        publish_webhook(event_id, attempts, countdown, settings)
+        # after_commit may not use the committed session for SQL; a short one of its own records the publish.
+        with Session(committed.get_bind()) as session, session.begin():
+            deliveries.mark_published(session, event_id, attempts)
+    except Exception as error:
+        log_failed_publish("webhook_publish_failed", error, event_id=event_id, attempts=attempts)

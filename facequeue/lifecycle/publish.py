@@ -1,0 +1,41 @@
+"""Publishing a committed task's detect message, and recording that it was (or was not) published.
+
+A task row is committed before its message is sent, so a worker never receives a task it cannot
+read. A publish that fails, or a message the broker loses, leaves a queued row behind: the
+`published_at` mark tells the reaper which rows need their message sent again.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from db import tasks
+from db.models import DetectTask
+from facequeue.enums import Queue
+from facequeue.lifecycle.broker import log_failed_publish, publish_detect
+from facequeue.settings import Settings
+
+# Publishing follows the commit at once; the reaper gives it this long before stepping in (tasks and webhooks).
+UNPUBLISHED_GRACE_SECONDS = 30.0
+
+
+def publish_submitted(session: Session, task: DetectTask, settings: Settings) -> None:
+    """Publish a task just committed as published; a failed publish unmarks it for the reaper."""
+    try:
+        publish_detect(task.id, task.queue, task.kind, settings)
+    except Exception as error:  # the row is committed: unmarked, the reaper publishes it soon, nothing is lost
+        log_failed_publish("publish_failed", error, task_id=task.id)
+        tasks.mark_unpublished(session, task.id)
+        session.commit()
+
+
+def publish_again(session: Session, task_id: str, queue: str, kind: str | None, settings: Settings) -> None:
+    """The reaper's publish of a queued task whose message was never sent or may be lost. The caller commits."""
+    publish_detect(task_id, queue, kind, settings)
+    tasks.mark_published(session, task_id)
+
+
+def publish_held(session: Session, task_id: str, kind: str | None, settings: Settings) -> None:
+    """The dispatcher's publish of a held batch item: marked first, so it counts as in flight. The caller commits."""
+    tasks.mark_published(session, task_id)
+    publish_detect(task_id, Queue.BATCH, kind, settings)

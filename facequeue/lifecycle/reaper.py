@@ -1,0 +1,97 @@
+"""Recovers tasks whose message or worker was lost.
+
+- a broker that lost every message (Redis restarted without persistence, was flushed, or failed
+  over to an empty replica: its sentinel key is gone) gets every queued task's message again at once;
+- queued rows never published (publish failed after commit), or published so long ago that the
+  message may be lost (FACEQUEUE_REPUBLISH_QUEUED_AFTER, then backing off), are published again;
+- processing rows whose run was lost are re-queued, or failed once they used up their attempts: at
+  once when a worker saw its pool process die or restarts under its old name (`recover_runs_of`),
+  otherwise once their heartbeat went stale.
+
+Duplicate messages are harmless: only one run can claim a queued row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.orm import Session
+
+from db import tasks
+from db.models import DetectTask, utcnow
+from facequeue.errors import ErrorCode, TaskError
+from facequeue.lifecycle.broker import broker_lost_messages, mark_broker_intact
+from facequeue.lifecycle.dispatch import dispatch
+from facequeue.lifecycle.finalize import on_task_final
+from facequeue.lifecycle.outbox import republish_due_deliveries
+from facequeue.lifecycle.publish import UNPUBLISHED_GRACE_SECONDS, publish_again
+from facequeue.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ReapReport:
+    republished: int = 0
+    requeued: int = 0
+    failed: int = 0
+    webhooks_republished: int = 0
+    dispatched: int = 0
+
+
+def reap(session: Session, settings: Settings) -> ReapReport:
+    report = ReapReport()
+    for task in tasks.stale_processing_tasks(session, settings.heartbeat_stale_after):
+        _recover_run(session, task, f"heartbeat lost on each of {task.attempts} attempts", settings, report)
+    if broker_lost_messages(settings):
+        report.republished += republish_lost_messages(session, settings)
+        mark_broker_intact(settings)  # only now: a pass that failed half-way leaves the next pass to finish it
+    for task in tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, settings.republish_queued_after):
+        publish_again(session, task.id, task.queue, task.kind, settings)
+        report.republished += 1
+    report.webhooks_republished = republish_due_deliveries(session, settings)
+    report.dispatched = dispatch(session, settings)
+    session.commit()
+    return report
+
+
+def republish_lost_messages(session: Session, settings: Settings) -> int:
+    """Publish again every queued task whose message went out before now: the broker lost them all."""
+    lost_before = utcnow()
+    republished = 0
+    # each publish marks its row published now, after `lost_before`, so every batch is new rows
+    while batch := tasks.queued_tasks_published_before(session, lost_before):
+        for task in batch:
+            publish_again(session, task.id, task.queue, task.kind, settings)
+        session.commit()
+        republished += len(batch)
+    log.warning("broker_lost_messages", republished=republished)
+    return republished
+
+
+def recover_runs_of(session: Session, settings: Settings, worker_name: str, worker_pid: int | None = None) -> int:
+    """Re-queue at once what a dead run held: the worker's pool process `worker_pid` died under it, or (no
+    pid) the worker starts again under the name of a predecessor that died. Celery requires a running
+    worker's name to be unique, so no live run is taken. Returns how many tasks were recovered."""
+    report = ReapReport()
+    for task in tasks.tasks_claimed_by(session, worker_name, worker_pid):
+        why = f"its worker process died on attempt {task.attempts}, the last allowed"
+        _recover_run(session, task, why, settings, report)
+    return report.requeued + report.failed
+
+
+def _recover_run(session: Session, task: DetectTask, why: str, settings: Settings, report: ReapReport) -> None:
+    """Re-queue and publish a processing task whose run was lost, or fail it (`why`) after its last attempt."""
+    if task.attempts >= settings.max_attempts:
+        error = TaskError(ErrorCode.WORKER_LOST, why)
+        if tasks.fail_lost_run(session, task, error.code, error.message):
+            on_task_final(session, task.id)
+            report.failed += 1
+            log.warning("task_failed_worker_lost", task_id=task.id, attempts=task.attempts)
+    elif tasks.requeue_lost_run(session, task):
+        session.commit()
+        publish_again(session, task.id, task.queue, task.kind, settings)
+        report.requeued += 1
+        log.warning("task_requeued", task_id=task.id, attempts=task.attempts)
+    session.commit()

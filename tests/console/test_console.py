@@ -1,0 +1,212 @@
+"""The web console in a real browser: Debian's chromium driven by Playwright, against `facequeue serve` (the
+embedded API and its worker, tests/test_embedded.py's fixture) signed in with that server's first key."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cv2
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+
+from facequeue.cli.demo import astronaut_bgr
+from tests.conftest import IN_CI
+from tests.test_batches import wait_batch
+from tests.test_embedded import embedded_server  # noqa: F401  (started once for this module)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+KEY_STORAGE = "facequeue.apiKey"
+DETECT_TIMEOUT_MS = 90_000
+LEAD_SCREENSHOT = Path("/tmp/console.png")  # a copy the lead can look at
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        reason = f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def requests_made() -> list[Request]:
+    """Every request the page made, to prove nothing leaves this machine."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, requests_made: list[Request]) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.on("request", lambda request: requests_made.append(request))
+    yield page
+    context.close()
+
+
+def sign_in(page: Page, server: str, key: str) -> None:
+    page.goto(f"{server}/console")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+
+
+def drop_file(page: Page, selector: str, name: str, mime: str, data: bytes) -> None:
+    """Drag-and-drop as a person does it: a drop event whose DataTransfer holds the file."""
+    transfer = page.evaluate_handle(
+        """([name, mime, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: mime }));
+            return transfer;
+        }""",
+        [name, mime, base64.b64encode(data).decode()],
+    )
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+def only_local(requests: list[Request]) -> list[str]:
+    """URLs the page requested from anywhere but this machine (blob: and data: URLs never leave the page)."""
+    urls = [request.url for request in requests if not request.url.startswith(("blob:", "data:"))]
+    assert urls
+    return [url for url in urls if urlsplit(url).hostname != "127.0.0.1"]
+
+
+def test_drop_a_photo_and_see_its_one_face(
+    embedded_server,  # noqa: F811
+    page: Page,
+    requests_made: list[Request],
+    tmp_path: Path,
+) -> None:
+    server, _, key, _ = embedded_server
+    sign_in(page, server, key)
+    # the key lives in this tab's sessionStorage only: no cookie, not in the URL
+    assert page.evaluate(f"sessionStorage.getItem('{KEY_STORAGE}')") == key
+    assert page.evaluate("document.cookie") == ""
+    assert page.context.cookies() == []
+
+    drop_file(page, "[data-slot=drop]", "astronaut.jpg", "image/jpeg", cv2.imencode(".jpg", astronaut_bgr())[1])
+    page.wait_for_url(re.compile(r"/console#/tasks/[^/]+$"))
+    task_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("[data-slot=status]")).to_have_text("succeeded", timeout=DETECT_TIMEOUT_MS)
+    expect(page.locator("[data-slot=faces]")).to_have_text("1")
+    expect(page.locator("[data-slot=frames]")).to_have_text("1")
+    expect(page.locator("[data-slot=frame-rows] tr")).to_have_count(1)
+    expect(page.locator("[data-slot=frame-rows] tr td").nth(2)).to_have_text("1")
+    expect(page.locator("[data-slot=preview-note]")).to_contain_text("Frame 0: 1 face")
+    expect(page.locator("[data-slot=json]")).to_contain_text(f'"detect_task_id": "{task_id}"')
+    screenshot = tmp_path / "console-task.png"
+    page.screenshot(path=screenshot, full_page=True, animations="disabled")
+    shutil.copyfile(screenshot, LEAD_SCREENSHOT)
+
+    page.get_by_role("link", name="Tasks", exact=True).click()
+    row = page.locator("[data-slot=rows] tr", has=page.get_by_role("link", name=task_id))
+    expect(row.locator(".badge")).to_have_text("succeeded")
+    page.get_by_label("Status").select_option("failed")
+    expect(page.locator("[data-slot=empty]")).to_be_visible()
+    expect(page.locator("[data-slot=rows] tr")).to_have_count(0)
+
+    api_calls = [request for request in requests_made if "/v1/" in request.url]
+    assert {request.headers.get("authorization") for request in api_calls} == {f"Bearer {key}"}
+    assert key not in " ".join(request.url for request in requests_made)
+    assert only_local(requests_made) == []
+
+
+def test_a_refused_key_stays_signed_out(embedded_server, page: Page) -> None:  # noqa: F811
+    server, _, _, _ = embedded_server
+    page.goto(f"{server}/console")
+    page.get_by_label("API key").fill("fq_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#notice")).to_have_text("The API refused this key: sign in again.")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert page.evaluate(f"sessionStorage.getItem('{KEY_STORAGE}')") is None
+
+
+def test_batch_page_shows_counts_and_failures(embedded_server, page: Page) -> None:  # noqa: F811
+    server, _, key, _ = embedded_server
+    photo = base64.b64encode(cv2.imencode(".jpg", cv2.resize(astronaut_bgr(), (256, 256)))[1]).decode()
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=server, headers=headers, timeout=10) as client:
+        accepted = client.post("/v1/batches", json={"items": [{"img": photo}, {"img": "bm90IGFuIGltYWdl"}]})
+        assert accepted.status_code == 202, accepted.text
+        batch = wait_batch(client, accepted.json()["batch_id"])
+    assert (batch["status"], batch["counts"]["succeeded"], len(batch["failures"])) == ("completed", 1, 1)
+    batch_id, (failed,) = batch["batch_id"], batch["failures"]
+
+    sign_in(page, server, key)
+    page.get_by_role("link", name="Batches").click()
+    page.get_by_placeholder("Batch id").fill(batch_id)
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("[data-slot=status]")).to_have_text("completed")
+    expect(page.locator("[data-slot=total]")).to_have_text("2")
+    expect(page.locator("[data-slot=progress]")).to_have_text("100%")
+    counts = page.locator("[data-slot=count-rows] tr")
+    expect(counts.filter(has_text="succeeded").locator("td").nth(1)).to_have_text("1")
+    expect(counts.filter(has_text="failed").locator("td").nth(1)).to_have_text("1")
+    failure = page.locator("[data-slot=failure-rows] tr")
+    expect(failure).to_have_count(1)
+    expect(failure.get_by_role("link")).to_have_text(failed["detect_task_id"])
+    expect(failure).to_contain_text(f"{failed['error']['code']}: {failed['error']['message']}")
+
+
+def test_webhooks_page_shows_the_endpoint_or_says_it_is_missing(embedded_server, page: Page) -> None:  # noqa: F811
+    server, _, key, _ = embedded_server
+    endpoint = httpx.get(f"{server}/v1/webhook-endpoint", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    sign_in(page, server, key)
+    page.get_by_role("link", name="Webhooks").click()
+    if endpoint.status_code == 404:
+        expect(page.get_by_text("This server does not offer the webhook endpoint API.")).to_be_visible()
+    else:
+        assert endpoint.status_code == 200, endpoint.text
+        expect(page.locator("[data-slot=url]")).to_have_text(endpoint.json()["url"] or "not set")
+    expect(page.locator("#notice")).to_be_hidden()
+
+
+def test_docs_and_redoc_load_only_from_this_server(
+    embedded_server,  # noqa: F811
+    page: Page,
+    requests_made: list[Request],
+) -> None:
+    server, _, _, _ = embedded_server
+    page.goto(f"{server}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("facequeue")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/detect").first).to_be_visible()
+    page.goto(f"{server}/redoc")
+    expect(page.get_by_role("heading", name=re.compile("^facequeue"))).to_be_visible()
+    loaded = [request.url for request in requests_made]
+    assert f"{server}/docs/static/swagger-ui-bundle.js" in loaded
+    assert f"{server}/docs/static/redoc.standalone.js" in loaded
+    # the policy that keeps ReDoc's CDN-hosted logo from loading
+    assert "img-src 'self' data:;" in httpx.get(f"{server}/redoc", timeout=10).headers["content-security-policy"]
+    assert only_local(requests_made) == []
+
+
+def test_console_shell_allows_scripts_from_this_server_only(embedded_server) -> None:  # noqa: F811
+    server, _, _, _ = embedded_server
+    shell = httpx.get(f"{server}/console", timeout=10)
+    assert shell.status_code == 200 and shell.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in shell.headers["content-security-policy"]
+    assert not re.search(r"(src|href)=\"(https?:)?//", shell.text)  # nothing from a CDN
+    for asset, kind in (("console.js", "javascript"), ("console.css", "text/css")):
+        response = httpx.get(f"{server}/console/static/{asset}", timeout=10)
+        assert response.status_code == 200 and kind in response.headers["content-type"]

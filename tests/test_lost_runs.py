@@ -1,0 +1,180 @@
+"""Lost messages and lost runs recovered quickly (issue 10, sections 2.1 and 2.7), with real Postgres, Redis
+and Celery workers: the republish backoff, a broker that lost every message, a pool process killed under
+its task, and a worker restarted under the name of one that died. The reaper's stale-heartbeat path is
+never needed here (tests run it only when they call it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from werkzeug import Response
+
+from facequeue.cli.demo import astronaut_bgr
+from tests.conftest import WorkerProcess
+from tests.support import BROKER_KEY_PREFIX, REDIS_URL, queue_key, wait_for_final
+
+pytestmark = pytest.mark.integration
+
+RECLAIM_BOUND = 15.0  # Celery reports a dead pool process within worker_lost_wait (1 s); the rest is the busy box
+
+
+def _rows_for_backoff(now):
+    """(id, status, queue, created, published) around FACEQUEUE_REPUBLISH_QUEUED_AFTER = 60."""
+    ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+    return [
+        ("fresh", "queued", "default", ago(30), ago(30)),  # published 30 s ago: its message is surely there
+        ("first", "queued", "default", ago(70), ago(70)),  # 70 s since its only publish
+        ("backed-off", "queued", "default", ago(200), ago(80)),  # waited 120 s before its last publish, 80 since
+        ("due-again", "queued", "default", ago(130), ago(65)),  # waited 65 s before it, 65 since: due
+        ("never-published", "queued", "default", ago(40), None),  # the publish after its commit failed
+        ("held", "queued", "batch", ago(40), None),  # a batch item the fair dispatcher holds back
+        ("running", "processing", "default", ago(500), ago(500)),
+    ]
+
+
+@pytest.mark.parametrize("backend", ["postgres", "sqlite"])
+def test_republish_waits_twice_as_long_each_time(backend: str, clean_state, tmp_path: Path) -> None:
+    from db import tasks
+    from db.engine import build_engine, build_sessionmaker, transaction
+    from db.models import Base, DetectTask, utcnow
+    from facequeue.lifecycle.publish import UNPUBLISHED_GRACE_SECONDS
+    from facequeue.settings import Settings, get_settings
+
+    settings = get_settings() if backend == "postgres" else Settings(database_url=None, data_dir=tmp_path)
+    engine = build_engine(settings)
+    if backend == "sqlite":
+        Base.metadata.create_all(engine)
+    try:
+        now = utcnow()
+        with transaction(build_sessionmaker(engine)) as session:
+            for task_id, status, queue, created, published in _rows_for_backoff(now):
+                session.add(
+                    DetectTask(
+                        id=task_id, status=status, queue=queue, created_at=created, published_at=published, params={}
+                    )
+                )
+        with transaction(build_sessionmaker(engine)) as session:
+            due = tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, 60.0)
+            assert sorted(task.id for task in due) == ["due-again", "first", "never-published"]
+    finally:
+        engine.dispose()
+
+
+def test_broker_that_lost_its_messages_gets_every_one_again(api_client) -> None:
+    from facequeue.lifecycle.reaper import reap
+    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.settings import get_settings
+
+    settings = get_settings()
+    broker = redis.Redis.from_url(REDIS_URL)
+    submitted = [api_client.post("/v1/detect", json={"url": f"http://127.0.0.1/{n}.jpg"}) for n in range(3)]
+    assert [response.status_code for response in submitted] == [202] * 3
+    assert broker.llen(queue_key("default")) == 3
+
+    with session_scope() as session:  # no sentinel yet (a Redis this run never marked): sent again, harmless
+        assert reap(session, settings).republished == 3
+    with session_scope() as session:
+        assert reap(session, settings).republished == 0  # marked intact: nothing is sent twice
+    assert broker.llen(queue_key("default")) == 6
+
+    for key in broker.scan_iter(f"{BROKER_KEY_PREFIX}*"):  # Redis restarted without persistence
+        broker.delete(key)
+    with session_scope() as session:
+        assert reap(session, settings).republished == 3
+    assert broker.llen(queue_key("default")) == 3
+
+
+def test_killed_pool_process_task_is_claimed_again_at_once(api_client, start_worker, media_server) -> None:
+    """Only the dead pool process's task goes back: its sibling's run, on the same worker, keeps going."""
+    from db.models import DetectTask
+    from facequeue.lifecycle.sessions import session_scope
+
+    release = threading.Event()
+    media_server.expect_request("/hold.jpg").respond_with_handler(_held_image(release))
+    worker = start_worker("pool", concurrency=2)
+    doomed, sibling = (
+        api_client.post("/v1/detect", json={"url": media_server.url_for(f"/hold.jpg?{n}")}).json()["detect_task_id"]
+        for n in range(2)
+    )
+    claims = {task_id: _wait_claimed(task_id, attempt=1) for task_id in (doomed, sibling)}
+    assert claims[doomed].worker_name == claims[sibling].worker_name == f"{worker.name}@{os.uname().nodename}"
+    assert claims[doomed].worker_pid != claims[sibling].worker_pid
+
+    os.kill(claims[doomed].worker_pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    reclaimed = _wait_claimed(doomed, attempt=2)
+    reclaim_seconds = time.monotonic() - killed_at
+    release.set()
+
+    assert reclaim_seconds < RECLAIM_BOUND
+    assert reclaimed.worker_pid != claims[doomed].worker_pid
+    with session_scope() as session:
+        assert session.get(DetectTask, sibling).attempts == 1
+    assert [wait_for_final(api_client, task_id)["attempts"] for task_id in (doomed, sibling)] == [2, 1]
+    assert wait_for_final(api_client, doomed)["status"] == wait_for_final(api_client, sibling)["status"] == "succeeded"
+    assert "lost_runs_recovered" in worker.log()
+
+
+def test_worker_restarted_under_its_name_requeues_what_it_held(api_client, media_server, tmp_path: Path) -> None:
+    release = threading.Event()
+    media_server.expect_request("/hold.jpg").respond_with_handler(_held_image(release))
+    first = WorkerProcess("restarted", tmp_path / "first.log", {}, concurrency=1)
+    second = None
+    try:
+        first.wait_ready()
+        task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/hold.jpg")}).json()[
+            "detect_task_id"
+        ]
+        _wait_claimed(task_id, attempt=1)
+        first.kill()  # the whole worker, as a crash or an OOM kill of its container would
+        second = WorkerProcess("restarted", tmp_path / "second.log", {}, concurrency=1)
+        second.wait_ready()
+        _wait_claimed(task_id, attempt=2, timeout=RECLAIM_BOUND)
+        release.set()
+        task = wait_for_final(api_client, task_id)
+        assert (task["status"], task["attempts"]) == ("succeeded", 2)
+        assert "lost_runs_recovered" in second.log()
+    finally:
+        release.set()
+        for worker in (first, second):
+            if worker is not None:
+                worker.stop()
+
+
+def _held_image(release: threading.Event):
+    """A JPEG whose body is held back until `release`: the task stays claimed, mid-download."""
+    import cv2
+
+    data = cv2.imencode(".jpg", astronaut_bgr())[1].tobytes()
+
+    def handler(_request):
+        def body():
+            yield data[:100]
+            release.wait(timeout=60)
+            yield data[100:]
+
+        return Response(body(), content_type="image/jpeg", headers={"Content-Length": str(len(data))})
+
+    return handler
+
+
+def _wait_claimed(task_id: str, attempt: int, timeout: float = 30):
+    """The row once run `attempt` has claimed it."""
+    from db.models import DetectTask
+    from facequeue.lifecycle.sessions import session_scope
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            task = session.get(DetectTask, task_id)
+            if task.status == "processing" and task.attempts == attempt:
+                return task
+        time.sleep(0.05)
+    raise TimeoutError(f"{task_id}: attempt {attempt} never claimed it")
