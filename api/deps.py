@@ -3,17 +3,19 @@ settings -> session -> storage -> services, and caller -> tenant."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from api.auth import CALLER_SCOPE_KEY, Caller
+from api.openapi.security import BearerKey, HeaderKey
 from api.rendering import LinkFn, link_maker
 from api.services.batches import BatchService
 from api.services.deliveries import DeliveryService
 from api.services.detect import DetectService
+from api.services.sync_slots import sync_call_slot
 from api.services.webhook_endpoints import WebhookEndpointService
 from facequeue.lifecycle.sessions import get_sessionmaker
 from facequeue.settings import Settings
@@ -58,8 +60,9 @@ async def result_links(storage: StorageDep, settings: SettingsDep, request: Requ
 LinkDep = Annotated[LinkFn, Depends(result_links)]
 
 
-async def current_caller(request: Request) -> Caller:
-    """Authenticated by api/limits.py before the body was read; a route depending on this is one it checks."""
+async def current_caller(request: Request, _bearer: BearerKey, _api_key: HeaderKey) -> Caller:
+    """Authenticated by api/limits.py before the body was read; a route depending on this is one it checks.
+    The two key headers are parameters only so the OpenAPI document declares them (api/openapi/security.py)."""
     return request.scope[CALLER_SCOPE_KEY]
 
 
@@ -71,6 +74,16 @@ async def current_tenant(caller: CallerDep) -> str | None:
 
 
 TenantDep = Annotated[str | None, Depends(current_tenant)]
+
+
+async def sync_call(caller: CallerDep, settings: SettingsDep) -> AsyncIterator[None]:
+    """One of the caller's FACEQUEUE_MAX_SYNC_CALLS_PER_KEY synchronous calls, held until the call ends."""
+    async with sync_call_slot(caller.key_id, settings):
+        yield
+
+
+# route dependency of the synchronous compat calls
+SyncCallSlot = Depends(sync_call)
 
 
 async def detect_service(session: SessionDep, settings: SettingsDep, storage: StorageDep) -> DetectService:

@@ -120,6 +120,12 @@ class RateLimited(ServiceError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class TooManySyncCalls(RateLimited):
+    """An API key already has FACEQUEUE_MAX_SYNC_CALLS_PER_KEY synchronous calls waiting."""
+
+    code = "too_many_sync_calls"
+
+
 class Maintenance(ServiceError):
     status_code = 455
     code = "maintenance"

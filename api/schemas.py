@@ -245,5 +245,5 @@ class WebhookSecretView(BaseModel):
 
 
 class RotatedSecretView(BaseModel):
-    secret: str = Field(description="The new whsec_ secret, shown once")
+    secret: str = Field(description="The new whsec_ secret, current from now on")
     previous_secret_expires_at: datetime | None

@@ -1,7 +1,8 @@
 """The backlog as the database sees it: tasks waiting or running per queue, and webhook events not yet settled.
 
 Read on every metrics scrape (cached briefly by the caller), so each is one grouped query over the
-rows that are still open, served by the (status, created_at) and (state, next_attempt_at) indexes.
+rows that are still open, served by the (status, created_at) and (state, next_attempt_at) indexes, and
+bounded like every statement (FACEQUEUE_DATABASE_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -24,12 +25,6 @@ class QueueBacklog(NamedTuple):
     state: str
     tasks: int
     oldest_created_at: datetime | None
-
-
-def limit_statement_time(session: Session, seconds: float) -> None:
-    """Cancel this transaction's statements after `seconds` (Postgres; SQLite is a local file)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.set_config("statement_timeout", str(max(1, int(seconds * 1000))), True)))
 
 
 _STATE = case((DetectTask.status == TaskStatus.PROCESSING, "processing"), (HELD, "held"), else_="queued")

@@ -84,12 +84,15 @@ class DetectTask(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # until when the frames kept for previews stay stored (FACEQUEUE_PREVIEW_TTL); null: none are kept
+    previews_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         Index("ix_detect_tasks_status_created", "status", "created_at"),
         Index("ix_detect_tasks_created_id", "created_at", "id"),
         Index("uq_detect_tasks_detect_id", "detect_id", unique=True),
         Index("ix_detect_tasks_batch_position", "batch_id", "batch_position"),
+        Index("ix_detect_tasks_previews_until", "previews_until"),  # the reaper's scan for expired previews
         # the fair dispatcher's scan: held (unpublished) batch items per tenant, oldest first
         Index("ix_detect_tasks_held", "queue", "status", "published_at", "tenant_id"),
         # One idempotency key per tenant; coalesce so tasks without a tenant are scoped together.

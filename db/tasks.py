@@ -26,6 +26,12 @@ def get_task(session: Session, task_id: str, tenant_id: str | None = None) -> De
     return task
 
 
+def final_among(session: Session, task_ids: Sequence[str]) -> set[str]:
+    """Which of `task_ids` are final: one query for every synchronous call waiting in an API process."""
+    final = select(DetectTask.id).where(DetectTask.id.in_(task_ids), DetectTask.status.in_(FINAL_STATUSES))
+    return set(session.scalars(final))
+
+
 def find_by_idempotency_key(session: Session, tenant_id: str | None, key: str) -> DetectTask | None:
     return session.scalar(
         select(DetectTask).where(
@@ -219,3 +225,15 @@ def queued_tasks_published_before(session: Session, moment: datetime, limit: int
         .order_by(DetectTask.created_at)
         .limit(limit)
     ).all()
+
+
+def expired_previews(session: Session, now: datetime, limit: int = 500) -> Sequence[str]:
+    """Tasks whose preview frames were kept until before `now` (FACEQUEUE_PREVIEW_TTL)."""
+    return session.scalars(
+        select(DetectTask.id).where(DetectTask.previews_until < now).order_by(DetectTask.previews_until).limit(limit)
+    ).all()
+
+
+def forget_previews(session: Session, task_ids: Sequence[str]) -> None:
+    """Their preview frames are deleted: previews of these tasks now answer 404."""
+    session.execute(update(DetectTask).where(DetectTask.id.in_(task_ids)).values(previews_until=None))

@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     CORRUPT_MEDIA = "corrupt_media"
     NO_FRAMES = "no_frames"
     MEDIA_LIMIT_EXCEEDED = "media_limit_exceeded"
+    INSUFFICIENT_CREDITS = "insufficient_credits"
     TIME_LIMIT_EXCEEDED = "time_limit_exceeded"
     WORKER_LOST = "worker_lost"
     UPSTREAM_FAILED = "upstream_failed"
@@ -33,6 +34,7 @@ BASE_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.CORRUPT_MEDIA: "Media could not be decoded",
     ErrorCode.NO_FRAMES: "Video has no decodable frames",
     ErrorCode.MEDIA_LIMIT_EXCEEDED: "Media exceeds the configured limits",
+    ErrorCode.INSUFFICIENT_CREDITS: "Insufficient Credits",  # as the API's 402 on submit
     ErrorCode.TIME_LIMIT_EXCEEDED: "Task exceeded its time limit",
     ErrorCode.WORKER_LOST: "Task was abandoned by its workers too many times",
     ErrorCode.UPSTREAM_FAILED: "Upstream face API failed",

@@ -166,3 +166,6 @@ class DetectResult(BaseModel):
     crop_keys: dict[str, list[str]] | None = None
     face_shape_set: dict[str, list[FaceShape]] | None = Field(None, description="90-point shapes per frame")
     persons: list[Person] | None = None
+    preview_frames: dict[str, float] | None = Field(
+        None, description="frames kept for annotated previews: key -> the kept JPEG's size over the frame's"
+    )

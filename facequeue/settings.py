@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # --- stored media (uploads, face crops) ----------------------------------
     storage_backend: Literal["local", "s3"] = "local"
     media_url_ttl: int = Field(3600, description="Seconds a crop link stays valid")
+    preview_ttl: float = Field(
+        86400.0, ge=0, description="Seconds a task's frames are kept for annotated previews once it succeeded (0: none)"
+    )
     signing_secret: SecretStr | None = Field(
         None, description="HMAC key for local media links; default: kept in data_dir"
     )
@@ -81,6 +84,9 @@ class Settings(BaseSettings):
 
     # --- compat APIs ----------------------------------------------------------
     sync_timeout: float = Field(60.0, description="How long detect_faces, analyze_frames and face/analyze wait")
+    max_sync_calls_per_key: int = Field(
+        4, ge=1, description="Synchronous compat calls one API key may have waiting at once; 429 past it"
+    )
     detect_id_ttl: float = Field(3600.0, description="Seconds a crun detect_id stays valid after the task finishes")
     # OpenCV's published cosine threshold for SFace; measured here: one person 0.70-0.78, different people <= 0.28.
     person_match_threshold: float = Field(0.363, description="SFace cosine at or above which two faces are one person")
@@ -101,6 +107,11 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(10_000, description="Items in one JSON batch request (JSONL uploads have no cap)")
     max_manifest_bytes: int = Field(
         2 * 1024**3, description="Body of a JSONL batch manifest (spooled to disk while it arrives); 413 past it"
+    )
+
+    # --- live task events (GET /v1/detect/{id}/events) -------------------------
+    events_heartbeat: float = Field(
+        15.0, gt=0, description="Seconds of silence after which a task's event stream sends a comment"
     )
 
     # --- webhooks -----------------------------------------------------------
@@ -149,12 +160,11 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(0, description="Port of a worker's Prometheus exporter (0: none)")
     worker_metrics_addr: str = Field("0.0.0.0", description="Address the worker's exporter listens on")
     metrics_tenant_labels: bool = Field(
-        False, description="Label task counters by tenant id (one series per tenant); off: tenant=\"all\""
+        False, description='Label task counters by tenant id (one series per tenant); off: tenant="all"'
     )
     metrics_cache_seconds: float = Field(
         5.0, description="How long a scrape reuses the backlog read from the database and the broker"
     )
-    metrics_query_timeout: float = Field(2.0, description="Seconds the backlog's database or broker read may take")
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"

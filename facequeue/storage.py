@@ -32,6 +32,10 @@ class MediaStorage(Protocol):
         """A local file with the object's bytes (the stored file itself where possible)."""
         ...
 
+    def read_bytes(self, key: str) -> bytes:
+        """The object's bytes; FileNotFoundError when there is no such object."""
+        ...
+
     def delete_prefix(self, prefix: str) -> None: ...
 
     def url_for(self, key: str, base_url: str) -> str:
@@ -63,6 +67,9 @@ class LocalStorage:
         if not path.is_file():
             raise FileNotFoundError(f"stored media {key!r} is missing")
         return path
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
 
     def delete_prefix(self, prefix: str) -> None:
         target = self.path(prefix)
@@ -105,6 +112,12 @@ class S3Storage:
         except ClientError as error:
             raise FileNotFoundError(f"stored media {key!r} is missing: {error}") from error
         return target
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._object(key))["Body"].read()
+        except self.client.exceptions.NoSuchKey as error:
+            raise FileNotFoundError(f"stored media {key!r} is missing") from error
 
     def delete_prefix(self, prefix: str) -> None:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -176,3 +189,16 @@ def crop_key(task_id: str, name: str) -> str:
 
 def task_prefix(task_id: str) -> str:
     return f"tasks/{task_id}"
+
+
+def previews_prefix(task_id: str) -> str:
+    """Frames kept for annotated previews and the previews drawn from them, purged after FACEQUEUE_PREVIEW_TTL."""
+    return f"tasks/{task_id}/previews"
+
+
+def preview_frame_key(task_id: str, frame: str) -> str:
+    return f"{previews_prefix(task_id)}/frame-{frame}.jpg"
+
+
+def annotated_preview_key(task_id: str, name: str) -> str:
+    return f"{previews_prefix(task_id)}/annotated-{name}.jpg"

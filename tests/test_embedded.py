@@ -99,7 +99,7 @@ def test_cli_detect_against_the_embedded_server(embedded_server, tmp_path) -> No
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), astronaut_bgr())
     done = subprocess.run(
-        [sys.executable, "-m", "facequeue", "detect", str(photo), "--server", server, "--api-key", key],
+        [sys.executable, "-m", "facequeue", "detect", str(photo), "--json", "--server", server, "--api-key", key],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -115,7 +115,7 @@ def test_cli_detect_reports_a_failed_task(embedded_server, tmp_path) -> None:
     text = tmp_path / "notes.jpg"
     text.write_text("not an image at all\n" * 10)
     done = subprocess.run(
-        [sys.executable, "-m", "facequeue", "detect", str(text), "--server", server],
+        [sys.executable, "-m", "facequeue", "detect", str(text), "--json", "--server", server],
         env={**os.environ, "FACEQUEUE_API_KEY": key},
         cwd=REPO_ROOT,
         capture_output=True,

@@ -49,7 +49,11 @@ def json_run(tmp_path_factory) -> dict:
             sent = _submit_tasks(server, key)
         finally:
             process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                raise
     with closing(sqlite3.connect(data_dir / "facequeue.db")) as database:
         (tenant_id,) = database.execute("SELECT id FROM tenants WHERE name = 'default'").fetchone()
     return {"stdout": stdout.read_text(), "stderr": stderr.read_text(), "tenant_id": tenant_id, **sent}

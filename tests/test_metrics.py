@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from facequeue.cli.demo import astronaut_bgr
 from facequeue.lifecycle.exposition import MULTIPROC_ENV
-from facequeue.settings import get_settings
+from facequeue.lifecycle.metrics import tenant_label
+from facequeue.settings import Settings, get_settings
 from tests.conftest import REPO_ROOT
 from tests.support import FINAL_STATUSES, free_port
 from tests.upstream.fake_upstreams import AKOOL_PATH, API_KEY
@@ -86,6 +88,7 @@ def test_counters_histograms_and_backlog_move_with_real_tasks(client, start_work
     media_server.expect_request("/hook", method="POST").respond_with_data("ok")
     exporter_port = free_port()
     exporter = f"http://127.0.0.1:{exporter_port}/metrics"
+    stale = _folder_of_a_killed_worker()
     worker_process = start_worker(
         FACEQUEUE_WORKER_METRICS_PORT=str(exporter_port),
         FACEQUEUE_WORKER_METRICS_ADDR="127.0.0.1",
@@ -94,6 +97,7 @@ def test_counters_histograms_and_backlog_move_with_real_tasks(client, start_work
         FACEQUEUE_UPSTREAM_MAX_ATTEMPTS="1",
         FACEQUEUE_UPSTREAM_BREAKER_FAILURES="1",  # the failed upstream call opens the circuit
     )
+    assert not stale.exists()  # cleaned at start
     before = parse(client.get("/metrics").text)
     image = media_server.url_for("/face.jpg")
 
@@ -181,6 +185,20 @@ def test_counters_histograms_and_backlog_move_with_real_tasks(client, start_work
     assert series(without, "facequeue_upstream_circuit_state") == {}
     assert series(without, "facequeue_tasks_finished_total") == series(worker, "facequeue_tasks_finished_total")
 
+    (folder,) = Path(tempfile.gettempdir()).glob(f"facequeue-worker-metrics-{worker_process.process.pid}-*")
+    worker_process.stop()
+    assert not folder.exists()  # removed when the worker exits
+
+
+def _folder_of_a_killed_worker() -> Path:
+    """A multiprocess folder as a worker killed with SIGKILL leaves it: its maker's pid is gone."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    folder = Path(tempfile.gettempdir()) / f"facequeue-worker-metrics-{gone.pid}-killed"
+    folder.mkdir()
+    (folder / f"counter_{gone.pid}.db").write_bytes(b"")
+    return folder
+
 
 def test_backlog_counts_held_batch_items_that_the_broker_does_not_see(client) -> None:
     """No worker runs: every task stays where submitting put it."""
@@ -252,3 +270,9 @@ def _metrics_folder_once_serving(api: subprocess.Popen, base: str) -> Path:
 
 def _pids_with_files(folder: Path) -> set[int]:
     return {int(path.stem.rsplit("_", 1)[1]) for path in folder.glob("*.db")}
+
+
+def test_tenant_label_is_opt_in() -> None:
+    assert tenant_label("tn_a", Settings(_env_file=None)) == "all"
+    labelled = Settings(_env_file=None, metrics_tenant_labels=True)
+    assert (tenant_label("tn_a", labelled), tenant_label(None, labelled)) == ("tn_a", "none")

@@ -23,6 +23,7 @@ from db import tasks
 from db.engine import DATABASE_UNAVAILABLE
 from facequeue.enums import TaskStatus
 from facequeue.errors import ErrorCode, TaskError
+from facequeue.lifecycle import billing, task_events
 from facequeue.lifecycle.sessions import session_scope
 from facequeue.logs import bind_task_context
 from facequeue.schemas import MAX_SAMPLED_FRAMES, DetectOptions, DetectResult, MediaInfo
@@ -41,6 +42,7 @@ from workers.media.video import (
     sample_frames,
 )
 from workers.metrics import DETECTOR_SECONDS, FRAMES_PROCESSED
+from workers.preview_frames import PreviewFrames, previews_until
 from workers.run_control import RunControl, TaskAbandoned, write_final
 
 log = structlog.get_logger(__name__)
@@ -64,6 +66,7 @@ def run_detect_task(task_id: str, settings: Settings, worker_name: str) -> None:
         return
     attempt, params, source_url, upload_key, tenant_id = claimed
     bind_task_context(task_id, tenant_id, attempt)
+    task_events.announce_status(task_id, TaskStatus.PROCESSING, settings)
 
     started = time.perf_counter()
     timer = StageTimer()
@@ -81,6 +84,7 @@ def run_detect_task(task_id: str, settings: Settings, worker_name: str) -> None:
                 kind=result.media.kind,
                 detector=result.detector.name,
                 model_version=result.detector.model_version,
+                previews_until=previews_until(settings) if result.preview_frames else None,
             )
         except TaskAbandoned:
             log.info("detect_abandoned", task_id=task_id, attempt=attempt)
@@ -201,8 +205,11 @@ def detect_media(
     source = open_frames(paths, options, settings)
     timer.add("decode", time.perf_counter() - started)
     control.report(kind=source.media.kind, progress_total=source.total)
+    # The submit priced what the URL's extension hinted at; the bytes price the run (a video named .jpg).
+    control.pay_for(billing.frames_cost(source.total, options, settings), source.media.kind)
     video = source.media.kind == "video"
     analyzer = FrameAnalyzer(task_id, options, settings, get_storage(settings), video, () if video else urls)
+    previews = PreviewFrames(task_id, get_storage(settings), settings)
     # Several frames: the next is decoded while this one is detected ("decode" then counts only the wait).
     done = 0
     with closing(prefetched(source.frames, settings.frame_prefetch if source.total > 1 else 0)) as frames:
@@ -219,10 +226,22 @@ def detect_media(
             DETECTOR_SECONDS.observe(detected_in)
             FRAMES_PROCESSED.labels(source.media.kind).inc()
             done += 1
+            started = time.perf_counter()
+            key = str(frame.index)
+            previews.keep(key, frame.image_bgr)
+            timer.add("detect", time.perf_counter() - started)
+            _announce_frame(task_id, done, source.total, key, analyzer, settings)
             control.report(progress_done=done)
     if done == 0:
         raise TaskError(ErrorCode.NO_FRAMES, "no sampled frame could be decoded")
     started = time.perf_counter()
-    result = analyzer.result(source.media)
+    result = analyzer.result(source.media).model_copy(update={"preview_frames": previews.store()})
     timer.add("detect", time.perf_counter() - started)
     return result
+
+
+def _announce_frame(task_id: str, done: int, total: int, key: str, analyzer: FrameAnalyzer, settings: Settings) -> None:
+    """The frame's faces_obj entry as it will be in the result, for the task's live event streams."""
+    crop_keys = analyzer.crop_keys.get(key) if analyzer.crop_keys is not None else None
+    entry = analyzer.faces_obj[key].model_dump(mode="json")
+    task_events.announce_frame(task_id, done, total, key, entry, analyzer.scores[key], crop_keys, settings)

@@ -1,4 +1,4 @@
-"""Heartbeat, progress, cancellation and the final write for one worker run of a task.
+"""Heartbeat, progress, cancellation, the credits top-up and the final write for one worker run of a task.
 
 A background thread refreshes the heartbeat so long downloads and slow frames never look
 stale to the reaper. Every write is fenced by the run's attempt number: when it stops
@@ -18,6 +18,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from db import tasks
 from db.engine import DATABASE_UNAVAILABLE
 from facequeue.enums import TaskStatus
+from facequeue.errors import ErrorCode, TaskError
+from facequeue.lifecycle import billing
 from facequeue.lifecycle.finalize import on_task_final
 from facequeue.lifecycle.sessions import session_scope
 from facequeue.settings import Settings
@@ -77,6 +79,21 @@ class RunControl:
             values, self._unwritten = self._unwritten, {}
             self._write(**values)
         self.check()
+
+    def pay_for(self, cost: int, what: str) -> None:
+        """Make the task's reservation cover `cost` before any frame runs: a top-up the balance must cover
+        (billing.top_up), or the task fails with insufficient_credits. Never an unpaid frame."""
+        with session_scope() as session:
+            top_up = billing.top_up(session, self.task_id, self.attempt, cost)
+        if top_up is None:
+            self._lost.set()
+            raise TaskAbandoned(self.task_id)
+        if not top_up.covered:
+            raise TaskError(
+                ErrorCode.INSUFFICIENT_CREDITS,
+                f"this {what} needs {cost} credits, {top_up.reserved} were reserved, "
+                f"and the balance does not cover the other {cost - top_up.reserved}",
+            )
 
     def unwritten(self) -> dict[str, object]:
         """Reported values not written yet, for the run's final write."""

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.compat import shaped_route
-from api.deps import DetectServiceDep, TenantDep
+from api.deps import DetectServiceDep, SyncCallSlot, TenantDep
 from api.errors import InvalidInput, ServiceError
 from api.rendering import fetch_failed
 from api.services.submission import DetectSubmission
@@ -67,8 +67,8 @@ class FaceAnalyzeRequest(BaseModel):
     need_rotate_detection: Literal[0, 1] = 0
 
 
-@router.post("/analyze")
-def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: TenantDep):
+@router.post("/analyze", dependencies=[SyncCallSlot])
+async def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: TenantDep):
     if body.face_model_version not in FACE_MODEL_VERSIONS:
         raise NotImplementedVersion(
             f"face_model_version {body.face_model_version} is not implemented "
@@ -81,7 +81,7 @@ def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: Tena
         single_face=body.mode == 1,
         need_rotate_detection=bool(body.need_rotate_detection),
     )
-    task = service.submit_and_wait(
+    task = await service.submit_and_wait(
         DetectSubmission(url=body.image_url, params=params, tenant_id=tenant_id, api=SubmitApi.ACEDATA)
     )
     if task.status != TaskStatus.SUCCEEDED:

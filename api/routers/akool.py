@@ -1,7 +1,8 @@
 """Akool's detect API (seeds 000, 001, 003), translated onto the core task service.
 
 Both calls are synchronous for the client: the task goes to the interactive queue and the
-request waits for it (FACEQUEUE_SYNC_TIMEOUT). Errors keep each endpoint's own shape:
+request waits for it (FACEQUEUE_SYNC_TIMEOUT), awaiting it without a thread, at most
+FACEQUEUE_MAX_SYNC_CALLS_PER_KEY at once per key. Errors keep each endpoint's own shape:
 detect_faces answers HTTP 200 with `error_code` 1; analyze_frames answers 400/500 with
 `{"success": false, "error": ...}`. Where the seed docs print the message with typographic
 quotes (‘url’), facequeue sends plain ASCII quotes, as the API's own bytes would be.
@@ -13,7 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.compat import shaped_route
-from api.deps import DetectServiceDep, LinkDep, TenantDep
+from api.deps import DetectServiceDep, LinkDep, SyncCallSlot, TenantDep
 from api.errors import GATE_STATUSES, InvalidInput, ServiceError
 from api.rendering import akool_failure_message, fetch_failed, frames_with_links, person_view
 from api.schemas import FrameListInput, MediaInput
@@ -58,12 +59,12 @@ class AnalyzeFramesRequest(CropOptions, FrameListInput):
     pass
 
 
-@detect_faces_router.post("/detect_faces")
-def detect_faces(
+@detect_faces_router.post("/detect_faces", dependencies=[SyncCallSlot])
+async def detect_faces(
     body: DetectFacesRequest, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
 ) -> JSONResponse:
     params = DetectOptions(**body.model_dump(exclude={"url", "img"}))
-    task = service.submit_and_wait(
+    task = await service.submit_and_wait(
         DetectSubmission(url=body.url, img=body.img, params=params, tenant_id=tenant_id, api=SubmitApi.AKOOL)
     )
     if task.status != TaskStatus.SUCCEEDED:
@@ -73,8 +74,8 @@ def detect_faces(
     return JSONResponse({"error_code": 0, "error_msg": "SUCCESS", "faces_obj": frames})
 
 
-@analyze_frames_router.post("/faceswap/analyze_frames")
-def analyze_frames(
+@analyze_frames_router.post("/faceswap/analyze_frames", dependencies=[SyncCallSlot])
+async def analyze_frames(
     body: AnalyzeFramesRequest, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
 ) -> JSONResponse:
     if not body.frame_urls:
@@ -85,7 +86,7 @@ def analyze_frames(
         expand_ratio=body.expand_ratio,
         persons=True,
     )
-    task = service.submit_and_wait(DetectSubmission(params=params, tenant_id=tenant_id, api=SubmitApi.AKOOL))
+    task = await service.submit_and_wait(DetectSubmission(params=params, tenant_id=tenant_id, api=SubmitApi.AKOOL))
     if task.status != TaskStatus.SUCCEEDED:
         message, status = (FRAME_DOWNLOAD_FAILED, 400) if fetch_failed(task) else (FRAMES_FAILED, 500)
         return JSONResponse({"success": False, "error": message}, status_code=status)

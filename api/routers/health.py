@@ -20,7 +20,8 @@ EMBEDDED_BROKER_TIMEOUT = 2.0  # seconds; the embedded broker is a local folder,
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    # async: answered on the event loop itself, never queued behind the thread pool requests share
     return {"status": "ok"}
 
 

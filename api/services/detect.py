@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 
+import anyio
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import IdempotencyConflict, InsufficientCredits, InvalidInput, NotFound, ServiceError, SyncTimeout
+from api.services.final_watch import final_watch
 from api.services.gates import check_features, check_not_in_maintenance
 from api.services.submission import DetectSubmission, checked_input, request_hash, validate_url
 from db import tasks
@@ -21,8 +22,6 @@ from facequeue.lifecycle.finalize import on_task_final
 from facequeue.lifecycle.publish import publish_submitted
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, task_prefix, upload_key
-
-SYNC_POLL_SECONDS = 0.05
 
 
 class TaskFinal(ServiceError):
@@ -101,12 +100,15 @@ class DetectService:
         publish_submitted(self.session, task, self.settings)
         return task, True
 
-    def submit_and_wait(self, submission: DetectSubmission) -> DetectTask:
-        """The synchronous compat calls: submit at interactive priority and wait up to FACEQUEUE_SYNC_TIMEOUT;
-        on timeout the task keeps running and the error names it."""
-        task, _ = self.submit(replace(submission, queue=Queue.INTERACTIVE))
-        if not self._wait_until_final(task, self.settings.sync_timeout):
-            raise SyncTimeout(task.id, self.settings.sync_timeout)
+    async def submit_and_wait(self, submission: DetectSubmission) -> DetectTask:
+        """The synchronous compat calls: submit at interactive priority and wait up to FACEQUEUE_SYNC_TIMEOUT
+        without holding a thread (final_watch.py); on timeout the task keeps running and the error names it.
+        The database work runs in threads, as the plain routes' does."""
+        task, _ = await anyio.to_thread.run_sync(self.submit, replace(submission, queue=Queue.INTERACTIVE))
+        timeout = self.settings.sync_timeout
+        if not await final_watch().wait(task.id, timeout):
+            raise SyncTimeout(task.id, timeout)
+        await anyio.to_thread.run_sync(self.session.refresh, task)
         return task
 
     def _idempotent_replay(self, submission: DetectSubmission, checked_hash: str) -> DetectTask | None:
@@ -128,18 +130,6 @@ class DetectService:
             return tasks.list_tasks(self.session, tenant_id, status, cursor, limit)
         except ValueError as error:
             raise InvalidInput("cursor is malformed", field="cursor") from error
-
-    def _wait_until_final(self, task: DetectTask, timeout: float) -> bool:
-        """Block until the task is final; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.session.refresh(task)
-            if TaskStatus(task.status).is_final:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            self.session.rollback()  # end the read transaction so the next refresh sees the worker's commit
-            time.sleep(SYNC_POLL_SECONDS)
 
     # --- cancel / delete ---------------------------------------------------
     def cancel(self, task_id: str, tenant_id: str | None) -> DetectTask:

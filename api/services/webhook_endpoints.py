@@ -31,12 +31,10 @@ class WebhookEndpointService:
 
     def view(self, tenant_id: str | None) -> WebhookEndpointView:
         tenant = self._tenant(tenant_id)
-        disabled_at = (
-            deliveries.endpoint_disabled_at(self.session, tenant.id, tenant.webhook_url) if tenant.webhook_url else None
-        )
+        url = tenant.webhook_url
         return WebhookEndpointView(
-            url=tenant.webhook_url,
-            disabled_at=disabled_at,
+            url=url,
+            disabled_at=deliveries.endpoint_disabled_at(self.session, tenant.id, url) if url else None,
             secret_rotated_at=tenant.webhook_secret_rotated_at,
             previous_secret_expires_at=tenants.previous_secret_expiry(tenant, utcnow()),
         )
@@ -59,7 +57,7 @@ class WebhookEndpointService:
         return WebhookSecretView(secret=self._tenant(tenant_id).webhook_secrets[0])
 
     def rotate_secret(self, tenant_id: str | None) -> RotatedSecretView:
-        """A new current secret, returned once; the previous one signs too for FACEQUEUE_WEBHOOK_SECRET_GRACE."""
+        """A new current secret; the previous one signs too for FACEQUEUE_WEBHOOK_SECRET_GRACE seconds."""
         tenant = self._tenant(tenant_id)
         secret = tenants.rotate_webhook_secret(
             self.session, tenant, timedelta(seconds=self.settings.webhook_secret_grace)

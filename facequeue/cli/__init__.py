@@ -1,16 +1,16 @@
 """The `facequeue` command, the composition root: it assembles the service's parts and is imported by none.
 
 Each module holds one job: `serve` runs and supervises the processes, `admin` changes the database,
-`tenants` manages tenants' webhook endpoints and secrets, `client` talks to a running service over HTTP,
-`demo` makes the demo's media. Commands import the parts they run inside their bodies, so that starting
-one command (a worker, `keys list`) loads only what it uses.
+`tenants` manages tenants' webhook endpoints and secrets, `client` and `batch` talk to a running service
+with the Python client (facequeue-client), `demo` makes the demo's media. Commands import the parts they
+run inside their bodies, so that starting one command (a worker, `keys list`) loads only what it uses.
 """
 
 from __future__ import annotations
 
 import typer
 
-from facequeue.cli import admin, client, serve, tenants
+from facequeue.cli import admin, batch, client, serve, tenants
 
 app = typer.Typer(help="facequeue: asynchronous face detection", no_args_is_help=True)
 # registered one by one, in the order `facequeue --help` lists them
@@ -23,8 +23,13 @@ for command in (
     admin.webhook_secret,
     admin.reap,
     client.detect,
+    client.get,
+    client.cancel,
+    client.delete,
+    batch.batch,
     client.demo,
 ):
     app.command()(command)
+app.command("list")(client.list_tasks)  # `list` would shadow the builtin as a function's name
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(tenants.tenants_app, name="tenants")

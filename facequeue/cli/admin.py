@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from facequeue.cli.console import announce, console
+from facequeue.cli.database import operator_session, require_data_dir
 from facequeue.settings import get_settings
 
 keys_app = typer.Typer(help="API keys: create, list, revoke", no_args_is_help=True)
@@ -35,11 +36,10 @@ def keys_create(
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
     from db import tenants
-    from facequeue.lifecycle.sessions import session_scope
 
     if rate is not None:
         _check_rate(rate)
-    with session_scope() as session:
+    with operator_session() as session:
         record = tenants.get_or_create_tenant(session, tenant)
         if credits is not None:
             record.credits = credits
@@ -64,10 +64,9 @@ def keys_list() -> None:
     from rich.table import Table
 
     from db import tenants
-    from facequeue.lifecycle.sessions import session_scope
 
     table = Table("prefix", "tenant", "credits", "rate", "created", "revoked")
-    with session_scope() as session:
+    with operator_session() as session:
         for key, tenant in tenants.list_keys(session):
             credits = "unlimited" if tenant.credits is None else str(tenant.credits)
             rate = key.rate_limit or tenant.rate_limit or f"{get_settings().default_rate_limit} (default)"
@@ -80,9 +79,8 @@ def keys_list() -> None:
 def keys_revoke(prefix_or_id: str) -> None:
     """Revoke a key by its display prefix or id."""
     from db import tenants
-    from facequeue.lifecycle.sessions import session_scope
 
-    with session_scope() as session:
+    with operator_session() as session:
         count = tenants.revoke_key(session, prefix_or_id)
     if count == 0:
         console.print(f"[red]no active key {prefix_or_id}[/]")
@@ -93,11 +91,10 @@ def keys_revoke(prefix_or_id: str) -> None:
 def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None:
     """Turn maintenance mode on (new work answers 455; polling still works) or off, for every API process."""
     from db import flags
-    from facequeue.lifecycle.sessions import session_scope
 
     if state not in ("on", "off"):
         raise typer.BadParameter("state must be on or off")
-    with session_scope() as session:
+    with operator_session() as session:
         flags.set_flag(session, flags.MAINTENANCE_FLAG, state)
     console.print(f"maintenance {state}")
 
@@ -106,17 +103,19 @@ def webhook_secret() -> None:
     """Print the whsec_ secret that signs webhooks of tasks without a tenant (FACEQUEUE_AUTH=off)."""
     from facequeue.webhooks import default_secret
 
-    print(default_secret(get_settings()))
+    settings = get_settings()
+    if settings.webhook_secret is None and settings.signing_secret is None:
+        require_data_dir(settings)  # the secret derives from the signing key kept there
+    print(default_secret(settings))
 
 
 def reap() -> None:
     """Run the reaper once: re-publish lost messages, re-queue or fail tasks whose worker died."""
     from facequeue.lifecycle.outbox import register_session_listeners
     from facequeue.lifecycle.reaper import reap as reap_once
-    from facequeue.lifecycle.sessions import session_scope
 
     register_session_listeners()  # the webhook messages it re-sends go out when its session commits
-    with session_scope() as session:
+    with operator_session() as session:
         report = reap_once(session, get_settings())
     console.print(vars(report))
 

@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from facequeue.cli.admin import migrate, redact
-from facequeue.cli.console import announce
+from facequeue.cli.banner import announce_service
+from facequeue.cli.console import announce, hide_startup_noise
 from facequeue.enums import Queue
 from facequeue.settings import Settings, get_settings
 from facequeue.storage import ensure_data_dir
@@ -50,6 +51,9 @@ def worker(
     ] = None,
     queues: str = ",".join(Queue),
     name: str = "facequeue@%h",
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="no Celery banner, no warnings about the broker's hostname or root")
+    ] = False,
 ) -> None:
     """Run a Celery worker (distributed form)."""
     from facequeue.lifecycle.exposition import use_private_multiprocess_dir
@@ -60,9 +64,11 @@ def worker(
 
     settings = get_settings()
     configure_logging(settings)
+    if quiet:
+        hide_startup_noise()
     worker_app().worker_main(
         [
-            *(["--quiet"] if settings.log_format == "json" else []),  # no banner: it is plain text
+            *(["--quiet"] if quiet or settings.log_format == "json" else []),  # no banner (plain text in JSON logs)
             "worker",
             f"--loglevel={settings.log_level}",
             f"--concurrency={concurrency or settings.worker_concurrency}",
@@ -81,6 +87,9 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="once up, detect faces in a generated demo video and print the result")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="also show Celery's banner, migrations and the libraries' start warnings")
+    ] = False,
 ) -> None:
     """Run everything on one machine: migrations, API, a worker pool (embedded default: SQLite + filesystem broker)."""
     import uvicorn
@@ -89,23 +98,14 @@ def serve(
 
     settings = get_settings()
     configure_logging(settings)
+    if not verbose:
+        hide_startup_noise()
     ensure_data_dir(settings)
     migrate()
-    database = redact(settings.resolved_database_url)
-    broker_folder = settings.broker_folder if settings.is_embedded else None
-    announce(
-        "data_locations",
-        f"data lives in [bold]{settings.data_dir.resolve()}[/]: database {database}, "
-        f"broker {settings.resolved_broker_url}{' ' + str(broker_folder) if broker_folder else ''}, "
-        f"media {settings.media_dir}",
-        data_dir=str(settings.data_dir.resolve()),
-        database=database,
-        broker=settings.resolved_broker_url,
-        broker_folder=str(broker_folder) if broker_folder else None,
-        media=str(settings.media_dir),
-    )
+    announce_service(settings, host, port, redact(settings.resolved_database_url))
     first_key = _first_key(settings)
-    worker = WorkerSupervisor([sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h"])
+    worker_command = [sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h"]
+    worker = WorkerSupervisor(worker_command + ([] if verbose else ["--quiet"]))
     worker.start()
     demo_process = None
     if demo:
@@ -139,11 +139,12 @@ def _first_key(settings: Settings) -> str | None:
 
     with session_scope() as session:
         if tenants.any_key_exists(session):
+            announce("api_keys_exist", "  API keys: `facequeue keys create --tenant NAME` makes one")
             return os.environ.get("FACEQUEUE_API_KEY")
         _, key = tenants.create_key(session, tenants.get_or_create_tenant(session, "default"))
     announce(
         "first_api_key",
-        f"first API key, for tenant 'default' (shown once, store it now): [bold]{key}[/]",
+        f"  first API key, for tenant 'default' (shown once, store it now): [bold]{key}[/]",
         level="warning",
         tenant="default",
         api_key=key,

@@ -4,8 +4,9 @@ The database decides: batch items wait there, held, with at most FACEQUEUE_TENAN
 tenant on the broker, so the broker's list lengths under-count the work; they are exported beside it
 to show messages that are published but not yet taken. One read serves every scrape for
 FACEQUEUE_METRICS_CACHE_SECONDS, so several Prometheus servers or a short interval cost no more
-queries; each read gives up after FACEQUEUE_METRICS_QUERY_TIMEOUT. A source that cannot be read is
-reported by `facequeue_metrics_source_up` and its families are left out of that scrape.
+queries; each read is bounded like every other (FACEQUEUE_DATABASE_TIMEOUT, FACEQUEUE_REDIS_TIMEOUT).
+A source that cannot be read is reported by `facequeue_metrics_source_up` and its families are left
+out of that scrape.
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ class BacklogCollector:
 
 def _database_families(settings: Settings) -> list[Metric]:
     with session_scope() as session:
-        backlog.limit_statement_time(session, settings.metrics_query_timeout)
         rows = backlog.task_backlog(session)
         webhooks_pending = backlog.pending_webhook_events(session)
     counts = {(queue, state): 0 for queue in TASK_QUEUES for state in backlog.BACKLOG_STATES}
@@ -92,11 +92,10 @@ def _database_families(settings: Settings) -> list[Metric]:
 
 def _broker_families(settings: Settings) -> list[Metric]:
     """The broker's list lengths, and the workers' heartbeat mark, which lives beside them."""
-    timeout = settings.metrics_query_timeout
-    options = {"max_retries": 1, "socket_timeout": timeout, "socket_connect_timeout": timeout}
     lengths = _broker_lengths()
-    with get_celery().connection_for_read(transport_options=options) as connection:
-        connection.ensure_connection(max_retries=1, timeout=timeout)
+    # one try: a broker that does not answer costs FACEQUEUE_REDIS_TIMEOUT (the transport's socket timeouts)
+    with get_celery().connection_for_read(transport_options={"max_retries": 1}) as connection:
+        connection.ensure_connection(max_retries=1, timeout=settings.redis_timeout)
         channel = connection.default_channel
         for queue in Queue:
             # a declare (not passive) answers 0 for a queue whose Redis list is gone because it emptied

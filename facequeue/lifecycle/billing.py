@@ -1,7 +1,9 @@
-"""Credits, start to end: the estimate reserved on submit, and the settlement once the task is final.
+"""Credits, start to end: the estimate reserved on submit, the worker's top-up, and the settlement.
 
 A task reserves the most it can cost when it is stored (in the same transaction, so both commit
-or neither); when it is final, a success is charged what it used and the rest is refunded, and
+or neither). The URL's extension only hints at the media: once the worker has read the bytes, it
+raises the reservation to the real worst case before any frame runs, or fails the task. When it is
+final, a success is charged what it used (at most the reservation) and the rest is refunded, and
 anything else is refunded in full. Only tasks of a tenant carry credits.
 """
 
@@ -32,7 +34,12 @@ def estimated_cost(options: DetectOptions, kind: str | None, settings: Settings)
     """Credits reserved on submit: the most the task can cost (an unknown kind may be a video);
     the worker's outcome settles it and refunds the rest."""
     video_frames = MAX_SAMPLED_FRAMES if options.sample_fps else options.num_frames
-    frames = len(options.frame_urls) or (1 if kind == "image" else video_frames)
+    return frames_cost(len(options.frame_urls) or (1 if kind == "image" else video_frames), options, settings)
+
+
+def frames_cost(frames: int, options: DetectOptions, settings: Settings) -> int:
+    """The most `frames` frames can cost: on submit, the frames the options allow; in the worker, the
+    frames it will sample once the bytes have said what the media is."""
     per_frame = LOCAL_FRAME_CREDITS if options.detector == "local" else _upstream_frame_credits(settings)
     return frames * per_frame
 
@@ -52,17 +59,24 @@ def reserve(session: Session, tenant_id: str, cost: int) -> bool:
     return credits.reserve(session, tenant_id, cost)
 
 
+def top_up(session: Session, task_id: str, attempt: int, cost: int) -> credits.TopUp | None:
+    """Raise a running task's reservation to `cost` (its worst case, known once the worker has read the
+    media), taking the difference from the balance as a submit does. None when `attempt` no longer owns
+    the task. The caller commits."""
+    return credits.top_up(session, task_id, attempt, cost)
+
+
 def settle(session: Session, task_id: str, settings: Settings) -> None:
     """Succeeded: charge what was used and refund the rest of the reservation; otherwise refund it all."""
     task = session.get(DetectTask, task_id)
     if task is None or task.credit_state != CreditState.RESERVED:
         return
     if task.status == TaskStatus.SUCCEEDED and task.result is not None:
-        used = min(task.cost, actual_cost(DetectResult.model_validate(task.result), settings))
-        credits.close(session, task_id, CreditState.SETTLED, task.cost - used)
+        used = actual_cost(DetectResult.model_validate(task.result), settings)
+        credits.close(session, task_id, CreditState.SETTLED, used)
     else:
         refund(session, task)
 
 
 def refund(session: Session, task: DetectTask) -> None:
-    credits.close(session, task.id, CreditState.REFUNDED, task.cost)
+    credits.close(session, task.id, CreditState.REFUNDED, used=0)

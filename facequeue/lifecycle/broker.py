@@ -112,20 +112,25 @@ def broker_lost_messages(settings: Settings) -> bool:
     mark). The embedded broker is a folder on disk: nothing empties it."""
     if settings.is_embedded:
         return False
-    return not _broker_redis(settings.resolved_broker_url, settings.redis_timeout).exists(_sentinel_key(settings))
+    return not redis_client(settings).exists(_sentinel_key(settings))
 
 
 def mark_broker_intact(settings: Settings) -> None:
     """Set once every message the broker lost was published again."""
-    _broker_redis(settings.resolved_broker_url, settings.redis_timeout).set(_sentinel_key(settings), "1")
+    redis_client(settings).set(_sentinel_key(settings), "1")
 
 
 def _sentinel_key(settings: Settings) -> str:
     return settings.broker_key_prefix + BROKER_SENTINEL_KEY
 
 
+def redis_client(settings: Settings) -> redis.Redis:
+    """The Redis broker's client: one pooled client per URL and process, bounded by `redis_options`."""
+    return _redis(settings.resolved_broker_url, settings.redis_timeout)
+
+
 @lru_cache
-def _broker_redis(url: str, timeout: float) -> redis.Redis:
+def _redis(url: str, timeout: float) -> redis.Redis:
     return redis.Redis.from_url(url, **redis_options(timeout))
 
 

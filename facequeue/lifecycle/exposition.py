@@ -27,10 +27,21 @@ def use_private_multiprocess_dir(command: str) -> Path:
     goes away when this process exits. Must run before prometheus_client is imported."""
     if "prometheus_client" in sys.modules:
         raise RuntimeError("the metrics folder must be chosen before prometheus_client is imported")
-    path = Path(tempfile.mkdtemp(prefix=f"facequeue-{command}-metrics-"))
+    prefix = f"facequeue-{command}-metrics-"
+    _remove_stale_folders(Path(tempfile.gettempdir()), prefix)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
     os.environ[MULTIPROC_ENV] = str(path)
     atexit.register(_remove_folder, path, os.getpid())
     return path
+
+
+def _remove_stale_folders(root: Path, prefix: str) -> None:
+    """Folders of earlier runs that were killed (no exit hook ran): their maker is gone, or has this
+    process's pid, as a restarted container's PID 1 does."""
+    for folder in root.glob(f"{prefix}*"):
+        pid = folder.name.removeprefix(prefix).split("-", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _remove_folder(path: Path, owner: int) -> None:

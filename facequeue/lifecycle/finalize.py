@@ -12,15 +12,16 @@ from sqlalchemy.orm import Session
 from db import batches
 from db.models import DetectTask
 from facequeue.enums import CreditState
-from facequeue.lifecycle import billing, metrics
+from facequeue.lifecycle import billing, metrics, task_events
 from facequeue.lifecycle.dispatch import dispatch
 from facequeue.lifecycle.outbox import queue_batch_event, queue_task_event
 from facequeue.settings import get_settings
 
 
 def on_task_final(session: Session, task_id: str) -> None:
-    """Count the task in the metrics, settle or refund its credits, queue its webhook event, and for a
-    batch item, dispatch the tenant's next held item and close the batch when this was its last open item."""
+    """Count the task in the metrics, settle or refund its credits, queue its webhook event, announce the
+    status to its live event streams (after commit), and for a batch item, dispatch the tenant's next held
+    item and close the batch when this was its last open item."""
     settings = get_settings()
     # One read decides which of the steps apply (most tasks need none of them) and feeds the metrics.
     task = session.execute(
@@ -29,10 +30,12 @@ def on_task_final(session: Session, task_id: str) -> None:
             DetectTask.batch_id,
             DetectTask.tenant_id,
             DetectTask.callback_url,
+            DetectTask.error_msg,
             *metrics.FINISHED_COLUMNS,
         ).where(DetectTask.id == task_id)
     ).one()
     metrics.count_finished_after_commit(session, task, settings)
+    task_events.announce_after_commit(session, task_id, task.status, task.error_code, task.error_msg)
     if task.credit_state == CreditState.RESERVED:
         billing.settle(session, task_id, settings)
     if task.batch_id is None:

@@ -6,7 +6,8 @@
   message may be lost (FACEQUEUE_REPUBLISH_QUEUED_AFTER, then backing off), are published again;
 - processing rows whose run was lost are re-queued, or failed once they used up their attempts: at
   once when a worker saw its pool process die or restarts under its old name (`recover_runs_of`),
-  otherwise once their heartbeat went stale.
+  otherwise once their heartbeat went stale;
+- frames kept for previews past FACEQUEUE_PREVIEW_TTL are deleted, and (embedded) old event log files.
 
 Duplicate messages are harmless: only one run can claim a queued row.
 """
@@ -20,11 +21,14 @@ from sqlalchemy.orm import Session
 
 from db import tasks
 from db.models import DetectTask, utcnow
+from facequeue.enums import TaskStatus
 from facequeue.errors import ErrorCode, TaskError
+from facequeue.lifecycle import task_events
 from facequeue.lifecycle.broker import broker_lost_messages, mark_broker_intact
 from facequeue.lifecycle.dispatch import dispatch
 from facequeue.lifecycle.finalize import on_task_final
 from facequeue.lifecycle.outbox import republish_due_deliveries
+from facequeue.lifecycle.previews import purge_expired_previews
 from facequeue.lifecycle.publish import UNPUBLISHED_GRACE_SECONDS, publish_again
 from facequeue.settings import Settings
 
@@ -38,6 +42,8 @@ class ReapReport:
     failed: int = 0
     webhooks_republished: int = 0
     dispatched: int = 0
+    previews_purged: int = 0
+    event_logs_pruned: int = 0
 
 
 def reap(session: Session, settings: Settings) -> ReapReport:
@@ -52,6 +58,8 @@ def reap(session: Session, settings: Settings) -> ReapReport:
         report.republished += 1
     report.webhooks_republished = republish_due_deliveries(session, settings)
     report.dispatched = dispatch(session, settings)
+    report.previews_purged = purge_expired_previews(session, settings)
+    report.event_logs_pruned = task_events.prune_event_logs(settings)
     session.commit()
     return report
 
@@ -91,6 +99,7 @@ def _recover_run(session: Session, task: DetectTask, why: str, settings: Setting
             log.warning("task_failed_worker_lost", task_id=task.id, attempts=task.attempts)
     elif tasks.requeue_lost_run(session, task):
         session.commit()
+        task_events.announce_status(task.id, TaskStatus.QUEUED, settings)
         publish_again(session, task.id, task.queue, task.kind, settings)
         report.requeued += 1
         log.warning("task_requeued", task_id=task.id, attempts=task.attempts)

@@ -1,5 +1,6 @@
-"""Webhook helpers of the client: the endpoint calls (request shapes of the agreed spec, served here by
-pytest-httpserver until the server side lands) and `verify_webhook` on events signed like the server signs them."""
+"""Webhook helpers of the client: the endpoint calls' exact requests (served here by pytest-httpserver; the
+real server answers them in test_webhook_endpoint_live.py) and `verify_webhook` on events signed like the server
+signs them."""
 
 from __future__ import annotations
 

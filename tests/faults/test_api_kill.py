@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.audit import NO_FAULTS, audit
-from tests.faults.stack import FaultStack, SubmitResult
+from tests.faults.stack import FaultStack, SubmitResult, describe_wait
 
 pytestmark = pytest.mark.faults
 
@@ -21,7 +21,7 @@ BURST = 500
 CONCURRENCY = 32  # requests in flight when a kill lands; a few are between their commit and their publish
 KILLS = 3  # each one catches that window with some luck only, so the burst meets it three times
 ACCEPTED_BETWEEN_KILLS = 120
-RECOVERY_BOUND = 90.0  # from the last restart until every 202 is final (500 images on 2 pool processes)
+RECOVERY_BOUND = 240.0  # from the last restart until every 202 is final (500 images on 2 pool processes)
 
 
 def test_api_kills_during_burst_lose_no_accepted_task(stack: FaultStack, media, measure) -> None:
@@ -39,14 +39,12 @@ def test_api_kills_during_burst_lose_no_accepted_task(stack: FaultStack, media, 
             stack.start_api()
             restarted = time.monotonic()
     accepted = [result.task_id for result in answers.values()]
-    finished = stack.wait_final(accepted, RECOVERY_BOUND)
-    recovery = time.monotonic() - restarted if finished is not None else None
+    recovery = stack.wait_final(accepted, RECOVERY_BOUND, since=restarted)
     outcome = audit(stack, accepted)
     measure(
         f"API killed {KILLS} times during {BURST} submits: {unanswered} unanswered, sent again with their keys; "
-        f"{replays} replays of a task committed before a kill; every 202 final "
-        + (f"{recovery:.1f}s after the last restart" if recovery is not None else f"? not within {RECOVERY_BOUND:.0f}s")
-        + f"; {outcome.summary()}"
+        f"{replays} replays of a task committed before a kill; every 202: "
+        f"{describe_wait(recovery, 'the last restart', RECOVERY_BOUND)}; {outcome.summary()}"
     )
 
     assert (len(answers), len(set(accepted))) == (BURST, BURST)  # every submit accepted once in the end

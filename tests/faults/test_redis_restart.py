@@ -8,12 +8,12 @@ import time
 import pytest
 
 from tests.faults.audit import NO_FAULTS, audit
-from tests.faults.stack import FaultStack
+from tests.faults.stack import FaultStack, describe_wait
 
 pytestmark = pytest.mark.faults
 
 QUEUED_TASKS = 200
-RECOVERY_BOUND = 90.0  # seconds from the worker's restart until all 200 are final; today's republish waits 900 s
+RECOVERY_BOUND = 240.0  # seconds from the restart until all 200 are final; today's republish waits 900 s
 
 
 def test_redis_restart_without_persistence_loses_no_queued_task(stack: FaultStack, media, measure) -> None:
@@ -21,25 +21,19 @@ def test_redis_restart_without_persistence_loses_no_queued_task(stack: FaultStac
     results = stack.submit_all([media.image_task()] * QUEUED_TASKS, concurrency=8)
     accepted = [result.task_id for result in results if result.status == 202]
     assert len(accepted) == QUEUED_TASKS, {result.status for result in results}
-    redis = stack.redis.client()
-    assert redis.llen("default") == QUEUED_TASKS  # every message is in the broker, none taken
+    assert stack.redis.client().llen("default") == QUEUED_TASKS  # every message is in the broker, none taken
 
     stack.redis.restart_empty()
     assert stack.redis.client().dbsize() == 0
     restarted = time.monotonic()
     stack.start_worker()
-    finished = stack.wait_final(accepted, RECOVERY_BOUND - (time.monotonic() - restarted))
-    recovery = time.monotonic() - restarted if finished is not None else None
+    recovery = stack.wait_final(accepted, RECOVERY_BOUND, since=restarted)
     outcome = audit(stack, accepted)
     statuses = [task["status"] for task in stack.tasks().values()]
     measure(
-        f"Redis restarted empty with {QUEUED_TASKS} queued: "
-        + (
-            f"all final {recovery:.1f}s after the restart"
-            if recovery is not None
-            else f"{statuses.count('queued')} of {QUEUED_TASKS} still queued {RECOVERY_BOUND:.0f}s after it (bound)"
-        )
-        + f"; {outcome.summary()}"
+        f"Redis restarted empty with {QUEUED_TASKS} tasks queued: "
+        f"{describe_wait(recovery, 'the restart', RECOVERY_BOUND)} ({statuses.count('queued')} still queued); "
+        f"{outcome.summary()}"
     )
 
     assert outcome.faults() == NO_FAULTS

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.faults.audit import NO_FAULTS, audit
-from tests.faults.stack import FaultStack
+from tests.faults.stack import FaultStack, describe_wait
 from tests.support import FINAL_STATUSES
 
 pytestmark = pytest.mark.faults
 
 RECLAIM_TARGET = 20.0  # issue 10, section 2.7: seconds from the kill to the task's next claim
 RECLAIM_BOUND = 80.0  # longer than today's path (heartbeat stale at 60 s, then a reaper pass every 15 s)
-FINISH_BOUND = 120.0  # after the re-claim the whole video runs again: 9 s on an idle machine, 57 s on a busy one
+FINISH_BOUND = 240.0  # after the re-claim the whole video runs again: 9 s on an idle machine, 104 s on a busy one
 MID_TASK = 2.0  # seconds after the claim: the video is being decoded and detected
 
 
@@ -39,14 +39,14 @@ def test_kill_mid_video_is_reclaimed_quickly_and_finishes_once(stack: FaultStack
 
     reclaimed = _wait_for_reclaim(stack, task_id, claimed["attempts"], bound=RECLAIM_BOUND)
     reclaim_seconds = (reclaimed["started_at"] - killed_at).total_seconds() if reclaimed else None
-    finish_seconds = stack.wait_final([task_id], FINISH_BOUND) if reclaimed else None
+    finished = stack.wait_final([task_id], FINISH_BOUND, since=time.monotonic()) if reclaimed else None
     outcome = audit(stack, [task_id])
     final = stack.tasks()[task_id]
     measure(
         f"kill -9 {victim}: re-claimed after "
         + (f"{reclaim_seconds:.1f}s" if reclaim_seconds is not None else f"more than {RECLAIM_BOUND:.0f}s (bound)")
-        + f" (target {RECLAIM_TARGET:.0f}s); final {final['status']} on attempt {final['attempts']}"
-        + (f", {finish_seconds:.1f}s after the re-claim" if finish_seconds is not None else "")
+        + f" (target {RECLAIM_TARGET:.0f}s); {final['status']} on attempt {final['attempts']}, "
+        + (describe_wait(finished, "the re-claim was seen", FINISH_BOUND) if reclaimed else "never re-claimed")
         + f"; {outcome.summary()}"
     )
 

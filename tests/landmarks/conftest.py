@@ -6,7 +6,7 @@ import pytest
 
 from facequeue.settings import get_settings
 from workers.detectors.registry import get_detector
-from workers.landmarks.analyze import ALL_FACES, FaceShape, analyze_face_shapes
+from workers.landmarks.analyze import ALL_FACES, AnalysedFace, analyze_face_shapes
 from workers.landmarks.facemesh import FaceMesh, Iris
 from workers.landmarks.shape90 import face_shape
 
@@ -22,7 +22,7 @@ class Analyzer:
         shapes = self.shapes(image_bgr, mode, need_rotate_detection)
         return [face_shape(shape.mesh.points, shape.pupils) for shape in shapes]
 
-    def shapes(self, image_bgr, mode: int = ALL_FACES, need_rotate_detection: bool = False) -> list[FaceShape]:
+    def shapes(self, image_bgr, mode: int = ALL_FACES, need_rotate_detection: bool = False) -> list[AnalysedFace]:
         return analyze_face_shapes(
             image_bgr, self.detector, self.mesh, self.iris, mode, need_rotate_detection, self.max_side
         )

@@ -14,7 +14,7 @@ import pytest
 
 from facequeue.settings import get_settings
 from tests.conftest import SHARED_TESTDATA
-from workers.landmarks.analyze import FaceShape
+from workers.landmarks.analyze import AnalysedFace
 from workers.landmarks.shape90 import MESH_GROUPS, five_points
 from workers.media.image import decode_image
 from workers.vision import six_points
@@ -55,7 +55,7 @@ YUNET_SIX_POINT_NME_BOUND = 0.17  # measured 0.148 for the detector's own points
 
 @dataclass(frozen=True)
 class MatchedFace:
-    shape: FaceShape
+    shape: AnalysedFace
     landmarks68: np.ndarray
 
     @property

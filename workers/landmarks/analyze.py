@@ -25,7 +25,7 @@ ROTATIONS = (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_COUNTERCLOCK
 
 
 @dataclass(frozen=True)
-class FaceShape:
+class AnalysedFace:
     """One analysed face in original image pixels; left/right are those of the upright face."""
 
     face: Face
@@ -41,7 +41,7 @@ def analyze_face_shapes(
     mode: int,
     need_rotate_detection: bool,
     max_side: int,
-) -> list[FaceShape]:
+) -> list[AnalysedFace]:
     if mode not in (ALL_FACES, LARGEST_FACE):
         raise ValueError(f"mode must be {ALL_FACES} (all faces) or {LARGEST_FACE} (largest face), got {mode!r}")
     shapes = _upright_shapes(image_bgr, detector, mesh, iris, mode, max_side)
@@ -57,7 +57,7 @@ def analyze_face_shapes(
 
 def _upright_shapes(
     image_bgr: np.ndarray, detector: FaceDetector, mesh: FaceMesh, iris: Iris, mode: int, max_side: int
-) -> list[FaceShape]:
+) -> list[AnalysedFace]:
     present = []
     for face in detect_faces(detector, image_bgr, max_side):
         first = mesh.infer(image_bgr, face)
@@ -70,10 +70,10 @@ def _upright_shapes(
             present.append((face, refined))
     if mode == LARGEST_FACE and present:
         present = [max(present, key=lambda pair: pair[0].area)]
-    return [FaceShape(face, refined, iris.infer(image_bgr, refined.points)) for face, refined in present]
+    return [AnalysedFace(face, refined, iris.infer(image_bgr, refined.points)) for face, refined in present]
 
 
-def _unrotated(shape: FaceShape, rotation: int, width: int, height: int) -> FaceShape:
+def _unrotated(shape: AnalysedFace, rotation: int, width: int, height: int) -> AnalysedFace:
     """Map a shape found in the image rotated by `rotation` back to the original width x height image."""
 
     def points(xy: np.ndarray) -> np.ndarray:  # pixel centres: the last pixel is at size - 1
@@ -83,7 +83,7 @@ def _unrotated(shape: FaceShape, rotation: int, width: int, height: int) -> Face
     corners = _rotate_back(np.array([[x, y], [x + w, y + h]]), rotation, width, height)  # pixel edges
     (x1, y1), (x2, y2) = corners.min(axis=0), corners.max(axis=0)
     face = Face((float(x1), float(y1), float(x2 - x1), float(y2 - y1)), points(shape.face.landmarks), shape.face.score)
-    return FaceShape(face, Mesh(points(shape.mesh.points), shape.mesh.presence), points(shape.pupils))
+    return AnalysedFace(face, Mesh(points(shape.mesh.points), shape.mesh.presence), points(shape.pupils))
 
 
 def _rotate_back(xy: np.ndarray, rotation: int, x_extent: float, y_extent: float) -> np.ndarray:

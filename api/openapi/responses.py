@@ -1,0 +1,109 @@
+"""Error responses for the document, each rendered by its API's own renderer: the status, the shape and the
+example declared are what a client gets (Akool's detect_faces answers most errors with HTTP 200, crun and
+AceData fold some statuses into others, and so on).
+
+A route passes the statuses it can answer (their typical error below), or error instances of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from api.auth import MISSING_KEY
+from api.compat import ErrorRenderer, native_error
+from api.errors import (
+    FeatureDisabled,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidInput,
+    Maintenance,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceError,
+    ServiceUnavailable,
+    SyncTimeout,
+    Unauthorized,
+)
+from api.openapi.shapes import NativeError
+from api.services.gates import MAINTENANCE_MESSAGE
+
+JSON = "application/json"
+EXAMPLE_TASK_ID = "0b9d8f52c3e44c3d9a7c1e5f2a6b4d10"
+EXAMPLE_BATCH_ID = "7c2e4a9b1d3f4e5a8b6c0d2e4f6a8b0c"
+
+CALLER_GATES = (401, 429, 503)  # every route that needs the key: the key, its rate limit, a backend away
+SUBMIT_GATES = (402, 455, 505)  # new work only: credits, maintenance, a disabled feature
+BODY_ERRORS = (413, 422)  # a body over the route's limit (api/limits.py), an invalid one
+
+TYPICAL_ERRORS: dict[int, ServiceError] = {
+    401: Unauthorized(MISSING_KEY),
+    402: InsufficientCredits("Insufficient Credits: this task needs 3"),
+    404: NotFound(f"detect task {EXAMPLE_TASK_ID} not found", field="detect_task_id"),
+    409: IdempotencyConflict("Idempotency-Key was already used with a different request body", field="Idempotency-Key"),
+    413: PayloadTooLarge("the request body is larger than 35019434 bytes"),
+    422: InvalidInput("num_frames: Input should be less than or equal to 100", field="num_frames"),
+    429: RateLimited("Rate limit of 20/second exceeded; retry in 1s", retry_after=1),
+    455: Maintenance(MAINTENANCE_MESSAGE),
+    503: ServiceUnavailable(),
+    504: SyncTimeout(EXAMPLE_TASK_ID, 60),
+    505: FeatureDisabled("Feature 'crops' is disabled", field="crops"),
+}
+BATCH_NOT_FOUND = NotFound(f"batch {EXAMPLE_BATCH_ID} not found", field="batch_id")
+
+MEANINGS = {
+    400: "Bad request",
+    401: "Missing or invalid API key",
+    402: "Not enough credits for the work asked",
+    404: "No such resource for this API key",
+    409: "Conflicts with the resource's state",
+    413: "Body larger than the route's limit (the connection is closed)",
+    422: "Invalid request",
+    429: "Rate limit of the API key exceeded; retry after Retry-After seconds",
+    455: "Maintenance: no new tasks are accepted, polling still works",
+    503: "The database or Redis did not answer; retry after Retry-After seconds",
+    504: "The task did not finish within FACEQUEUE_SYNC_TIMEOUT; it keeps running",
+    505: "A feature the request needs is disabled",
+}
+RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+
+
+def schema_ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+@dataclass(frozen=True)
+class ErrorDocs:
+    """One API's (or endpoint's) errors: how it renders them, and the model of what it renders."""
+
+    render: ErrorRenderer
+    model: type[BaseModel]
+
+    def responses(self, *errors: int | ServiceError) -> dict[int | str, dict[str, Any]]:
+        """OpenAPI responses for `errors` (a status's typical error, or an error), grouped by the status
+        this API answers them with."""
+        declared: dict[int | str, dict[str, Any]] = {}
+        for error in (TYPICAL_ERRORS[e] if isinstance(e, int) else e for e in errors):
+            rendered = self.render(error)
+            response = declared.setdefault(
+                rendered.status_code,
+                {"description": "", "content": {JSON: {"schema": schema_ref(self.model), "examples": {}}}},
+            )
+            meaning = MEANINGS[error.status_code]
+            response["description"] = "; ".join(filter(None, (response["description"], meaning)))
+            examples = response["content"][JSON]["examples"]
+            name = error.code if error.code not in examples else f"{error.code}_{len(examples)}"
+            examples[name] = {"summary": meaning, "value": json.loads(rendered.body)}
+            if "Retry-After" in error.headers:
+                response.setdefault("headers", {})["Retry-After"] = RETRY_AFTER
+        for status, response in declared.items():
+            if int(status) < 400:  # an API that answers errors with a success status (Akool's detect_faces)
+                response["description"] = f"Success, or an error: {response['description']}"
+        return declared
+
+
+NATIVE_ERRORS = ErrorDocs(native_error, NativeError)

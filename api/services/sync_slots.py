@@ -1,0 +1,136 @@
+"""At most FACEQUEUE_MAX_SYNC_CALLS_PER_KEY synchronous compat calls waiting at once per API key.
+
+A waiting call no longer holds a thread (final_watch.py), but it still keeps a task at interactive
+priority, ahead of every tenant's other work, and an open connection: one key must not hold many. The
+count is kept in Redis when the broker is Redis (every API process shares it, as rate limits do), in
+memory when embedded (one API process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any, Protocol
+
+import anyio
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import LockError
+
+from api.errors import ServiceUnavailable, TooManySyncCalls
+from facequeue.lifecycle.broker import BROKER_UNAVAILABLE
+from facequeue.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+RETRY_AFTER = 1  # seconds: a slot frees as soon as one of the key's calls answers
+# A Redis slot outlives the longest call by this much, and then expires: an API process that died while
+# holding slots gives them back this way.
+HOLD_MARGIN = 30.0
+
+
+class Slots(Protocol):
+    async def take(self, key_id: str, limit: int, hold_seconds: float) -> Any | None: ...
+
+    async def give_back(self, held: Any) -> None: ...
+
+
+@asynccontextmanager
+async def sync_call_slot(key_id: str | None, settings: Settings) -> AsyncIterator[None]:
+    """Hold one of the key's slots for the whole call, or refuse it with 429. Without an API key
+    (FACEQUEUE_AUTH=off) there is no one to count against."""
+    if key_id is None:
+        yield
+        return
+    slots = _slots(settings.resolved_broker_url, settings.broker_key_prefix, settings.redis_timeout)
+    limit = settings.max_sync_calls_per_key
+    held = await slots.take(key_id, limit, settings.sync_timeout + HOLD_MARGIN)
+    if held is None:
+        raise TooManySyncCalls(
+            f"Too many synchronous calls at once: this API key already has {limit} waiting; "
+            "retry when one of them has answered",
+            RETRY_AFTER,
+        )
+    try:
+        yield
+    finally:
+        with anyio.CancelScope(shield=True):  # given back even when the request is cancelled
+            await slots.give_back(held)
+
+
+class MemorySlots:
+    def __init__(self) -> None:
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()  # a test client may run requests on several event loops at once
+
+    async def take(self, key_id: str, limit: int, hold_seconds: float) -> str | None:
+        with self._lock:
+            if self._held[key_id] >= limit:
+                return None
+            self._held[key_id] += 1
+        return key_id
+
+    async def give_back(self, held: str) -> None:
+        with self._lock:
+            self._held[held] -= 1
+            if self._held[held] <= 0:
+                del self._held[held]
+
+
+class RedisSlots:
+    """Slot i of a key is a Redis lock (redis-py's: an owner token and an expiry), taken when free."""
+
+    def __init__(self, url: str, key_prefix: str, timeout: float) -> None:
+        self._url = url
+        self._key_prefix = key_prefix
+        self._timeout = timeout
+        # a client's connections belong to the event loop that made them
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
+
+    def _client(self) -> Redis:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            # each connect and reply bounded by FACEQUEUE_REDIS_TIMEOUT, no retries (as every Redis client here)
+            client = self._clients[loop] = Redis.from_url(
+                self._url,
+                socket_connect_timeout=self._timeout,
+                socket_timeout=self._timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+        return client
+
+    async def take(self, key_id: str, limit: int, hold_seconds: float) -> Lock | None:
+        client = self._client()
+        try:
+            for slot in range(limit):
+                name = f"{self._key_prefix}facequeue:sync-call:{key_id}:{slot}"
+                lock = client.lock(name, timeout=hold_seconds, thread_local=False)
+                if await lock.acquire(blocking=False):
+                    return lock
+        except BROKER_UNAVAILABLE as error:  # refused, not served without the cap every tenant relies on
+            raise ServiceUnavailable() from error
+        return None
+
+    async def give_back(self, held: Lock) -> None:
+        try:
+            await held.release()
+        except LockError:
+            pass  # it expired first: the call outlived its sync timeout by HOLD_MARGIN
+        except BROKER_UNAVAILABLE as error:  # the lock expires on its own
+            log.warning("sync_slot_not_released", unavailable=type(error).__name__)
+
+
+@lru_cache
+def _slots(broker_url: str, key_prefix: str, redis_timeout: float) -> Slots:
+    if broker_url.startswith(("redis://", "rediss://")):
+        return RedisSlots(broker_url, key_prefix, redis_timeout)
+    return MemorySlots()

@@ -1,0 +1,198 @@
+"""`facequeue batch`: a folder of media or a JSONL manifest as one batch, streamed without holding it, followed
+with a progress bar, its results downloaded; resumable with --batch-id, cancelable with Ctrl-C."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import click
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from facequeue.cli.console import console, fail, note, show
+from facequeue.cli.remote import ApiKeyOption, ServerOption, connect
+from facequeue.media_kinds import kind_from_extension
+
+if TYPE_CHECKING:
+    from facequeue_client import BatchAccepted, BatchStatus, Client
+
+FAILURES_LISTED = 5  # the server's status carries the first failures; the results file has them all
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
+
+
+def batch(
+    source: Annotated[
+        Path | None,
+        typer.Argument(
+            help="a folder (each image and video in it, by file extension, in name order) or a JSONL manifest "
+            "(one POST /v1/detect body per line); not read again with --batch-id",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="write the results here: one JSON line per item, in submit order")
+    ] = None,
+    batch_id: Annotated[
+        str | None, typer.Option("--batch-id", help="follow this batch (printed when it was submitted) instead")
+    ] = None,
+    defaults: Annotated[
+        str | None, typer.Option(help='detection options for every item, as JSON: {"num_frames": 10}')
+    ] = None,
+    callback_url: Annotated[str | None, typer.Option(help="where the batch.completed webhook goes")] = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Run a batch: submit a folder or a manifest, show its progress, then write its results (--out)."""
+    with connect(server, api_key) as client:
+        accepted = None if batch_id is not None else _submit(client, source, _defaults(defaults), callback_url)
+        batch_id = accepted.batch_id if accepted else batch_id
+        resume = f"facequeue batch --batch-id {batch_id}" + (f" --out {out}" if out else "")
+        try:
+            if accepted:  # said inside the `try`, so a Ctrl-C right after it is still answered
+                note(f"batch {batch_id}: {accepted.total} items submitted (if interrupted, follow it with `{resume}`)")
+            status = _follow(client, batch_id)
+        except KeyboardInterrupt:
+            _interrupted(client, batch_id, resume)
+        _report(status)
+        if out is not None:
+            _download(client, batch_id, out)
+        else:
+            note(f"results: `{resume} --out results.jsonl`")
+    if status.status != "completed" or status.counts.get("succeeded", 0) != status.total:
+        raise typer.Exit(1)
+
+
+def _defaults(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        fail(f"--defaults is not JSON: {error}", """write it as '{"num_frames": 10}'""")
+    if not isinstance(value, dict):
+        fail("--defaults must be a JSON object", """write it as '{"num_frames": 10}'""")
+    return value
+
+
+def _submit(
+    client: Client, source: Path | None, defaults: dict[str, Any] | None, callback_url: str | None
+) -> BatchAccepted:
+    if source is None:
+        fail("nothing to submit", "give a folder or a JSONL manifest, or --batch-id to follow a batch")
+    if source.is_dir():
+        items = (_file_item(path) for path in _media_files(source))
+    elif source.is_file():
+        _check_manifest(source)
+        items = _manifest_items(source)
+    else:
+        fail(f"no such file or folder: {source.absolute()}", "give a folder of images and videos, or a JSONL manifest")
+    try:
+        return client.stream_batch(items, defaults=defaults, callback_url=callback_url)
+    except KeyboardInterrupt:
+        fail("interrupted while sending the batch; no batch was created", "run the command again")
+
+
+def _media_files(folder: Path) -> list[Path]:
+    files = sorted(path for path in folder.iterdir() if path.is_file() and kind_from_extension(path.name))
+    if not files:
+        fail(f"no image or video files in {folder.absolute()}", "files are picked by extension (.jpg, .png, .mp4, ...)")
+    return files
+
+
+def _file_item(path: Path) -> dict[str, str]:
+    return {"img": base64.b64encode(path.read_bytes()).decode("ascii")}
+
+
+def _check_manifest(path: Path) -> None:
+    """Every line an object, checked before sending: a bad line found mid-upload would leave half a request."""
+    count = 0
+    with path.open() as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as error:
+                fail(f"{path} line {number} is not JSON: {error.msg}", "a manifest holds one JSON object per line")
+            if not isinstance(item, dict):
+                fail(f"{path} line {number} is not a JSON object", "a manifest holds one JSON object per line")
+            count += 1
+    if count == 0:
+        fail(f"{path} holds no items", "a manifest holds one POST /v1/detect body per line")
+
+
+def _manifest_items(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open() as lines:
+        yield from (json.loads(line) for line in lines if line.strip())
+
+
+def _follow(client: Client, batch_id: str) -> BatchStatus:
+    """Poll the batch (politely: the client's growing pause) with a bar of done/total, rate, ETA and failures."""
+    columns = (
+        TextColumn("batch {task.fields[batch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}  ETA {task.fields[eta]}  {task.fields[failed]} failed"),
+    )
+    started, first_done = time.monotonic(), None
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        shown = bar.add_task("", total=None, batch=batch_id, rate="-", eta="-", failed=0)
+
+        def on_progress(status: BatchStatus) -> None:
+            nonlocal first_done
+            done = _done(status)
+            first_done = done if first_done is None else first_done
+            elapsed = time.monotonic() - started
+            rate = f"{(done - first_done) / elapsed:.1f} items/s" if elapsed > 0 and done > first_done else "-"
+            eta = f"{status.eta_seconds:.0f}s" if status.eta_seconds is not None else "-"
+            failed = status.counts.get("failed", 0)
+            bar.update(shown, completed=done, total=status.total, rate=rate, eta=eta, failed=failed)
+
+        return client.wait_batch(batch_id, on_progress=on_progress)
+
+
+def _interrupted(client: Client, batch_id: str, resume: str) -> NoReturn:
+    """Ctrl-C: on a terminal, ask whether to cancel the batch; otherwise (or on no) leave it running."""
+    cancel = False
+    if sys.stdin.isatty():
+        try:
+            cancel = typer.confirm(f"cancel batch {batch_id}?", default=False, err=True)
+        except click.Abort:
+            cancel = False
+    if cancel:
+        status = client.cancel_batch(batch_id)
+        note(f"batch {batch_id} canceled ({_done(status)}/{status.total} items had finished)")
+    else:
+        note(f"batch {batch_id} goes on; follow it again with `{resume}`")
+    raise typer.Exit(INTERRUPTED)
+
+
+def _done(status: BatchStatus) -> int:
+    return sum(status.counts.get(state, 0) for state in ("succeeded", "failed", "canceled"))
+
+
+def _report(status: BatchStatus) -> None:
+    counts = ", ".join(f"{status.counts.get(state, 0)} {state}" for state in ("succeeded", "failed", "canceled"))
+    show(f"batch {status.batch_id} {status.status}: {counts} of {status.total}")
+    for failure in status.failures[:FAILURES_LISTED]:
+        error = failure.error
+        show(f"  item {failure.position} (task {failure.detect_task_id}): {error.get('code')}: {error.get('message')}")
+
+
+def _download(client: Client, batch_id: str, out: Path) -> None:
+    """The results as the server streams them, one line per item in submit order, never held whole."""
+    written = 0
+    try:
+        with out.open("w") as file:
+            for result in client.batch_results(batch_id):
+                file.write(result.model_dump_json(exclude_unset=True) + "\n")
+                written += 1
+    except OSError as error:
+        fail(f"cannot write {out}: {error.strerror}", "check that its folder exists and is writable")
+    note(f"{written} results written to {out}")

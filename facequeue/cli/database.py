@@ -1,0 +1,61 @@
+"""The database the operator commands (keys, tenants, maintenance, reap) change, found where the service keeps
+it or refused in one line: never an empty one made in whatever folder the command was run from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from facequeue.cli.console import fail
+from facequeue.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+MIGRATE_HINT = "run `facequeue migrate` to create it, or set FACEQUEUE_DATA_DIR to the service's data directory"
+
+
+def require_data_dir(settings: Settings) -> None:
+    """The embedded data directory (FACEQUEUE_DATA_DIR, relative to the working directory unless absolute) must
+    exist already; the message says where it was looked for."""
+    where = settings.data_dir.absolute()
+    if not settings.data_dir.is_dir():
+        fail(f"no facequeue data directory at {where}{_relative_note(settings.data_dir)}", MIGRATE_HINT)
+
+
+def require_database(settings: Settings) -> None:
+    """Without FACEQUEUE_DATABASE_URL the database is the data directory's SQLite file, which must exist."""
+    if settings.database_url is not None:
+        return
+    require_data_dir(settings)
+    if not settings.embedded_database_path.is_file():
+        fail(
+            f"no facequeue database in {settings.data_dir.absolute()}{_relative_note(settings.data_dir)}", MIGRATE_HINT
+        )
+
+
+def _relative_note(data_dir: Path) -> str:
+    return "" if data_dir.is_absolute() else f" (FACEQUEUE_DATA_DIR={data_dir} is relative to the working directory)"
+
+
+@contextmanager
+def operator_session() -> Iterator[Session]:
+    """A session on the service's existing database; a database that can't be used is one line and exit status 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from facequeue.cli.admin import redact
+    from facequeue.lifecycle.sessions import session_scope
+
+    settings = get_settings()
+    require_database(settings)
+    try:
+        with session_scope() as session:
+            yield session
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        fail(
+            f"cannot use the database at {redact(settings.resolved_database_url)}: {reason}",
+            "is it migrated? run `facequeue migrate`",
+        )

@@ -1,0 +1,201 @@
+"""Live events of one task (GET /v1/detect/{id}/events): announced by whoever moves the task, carried to the
+API processes without the database.
+
+- distributed (Redis broker): an event is appended to the task's log in Redis (a list that expires
+  `event_log_ttl` after its last event, replayed to a stream that connects mid-run) and published on the
+  task's channel, in one round trip;
+- embedded (filesystem broker, one host): an event is a line appended to the task's log file under
+  `data_dir/events`; the API watches that folder (inotify through watchfiles), so nothing polls.
+
+Events are hints: the task row stays the truth. A publish that fails is logged and dropped, and the process
+then leaves Redis alone for PAUSE_AFTER_FAILURE seconds, so an outage costs a worker one timeout, not one per
+frame. The API's sweep (api/services/event_hub.py) makes up for a final event that was lost.
+
+Two kinds, as JSON objects: `{"kind": "status", "status", "error"}` on every change of status, and
+`{"kind": "frame", "done", "total", "frame", "entry", "scores", "crop_keys"}` for each frame a worker finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import redis
+import structlog
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from facequeue.enums import TaskStatus
+from facequeue.lifecycle.broker import redis_options
+from facequeue.settings import Settings, get_settings
+from facequeue.storage import PRIVATE_FILE_MODE
+
+log = structlog.get_logger(__name__)
+
+PAUSE_AFTER_FAILURE = 30.0  # seconds without publishing once Redis failed to take an event
+_PENDING = "facequeue.task_events"  # key in Session.info: events to announce once the session commits
+_paused_until = 0.0
+
+
+def event_log_ttl(settings: Settings) -> int:
+    """Seconds a task's event log outlives its last event: longer than any run, so a stream that connects
+    mid-run replays all of it (once the task is final, streams replay the stored result instead)."""
+    return int(2 * max(settings.video_time_limit, settings.image_time_limit))
+
+
+def channel(settings: Settings, task_id: str) -> str:
+    return f"{settings.broker_key_prefix}facequeue:task-events:{task_id}"
+
+
+def log_key(settings: Settings, task_id: str) -> str:
+    return f"{channel(settings, task_id)}:log"
+
+
+def events_folder(settings: Settings) -> Path:
+    return (settings.data_dir / "events").resolve()
+
+
+def log_file(settings: Settings, task_id: str) -> Path:
+    return events_folder(settings) / f"{task_id}.jsonl"
+
+
+def decode(raw: bytes | str) -> dict[str, Any]:
+    return json.loads(raw)
+
+
+# --- announcing -------------------------------------------------------------------------------
+
+
+def announce_status(
+    task_id: str, status: TaskStatus, settings: Settings, error_code: str | None = None, error_msg: str | None = None
+) -> None:
+    error = {"code": error_code, "message": error_msg} if error_code else None
+    _publish(task_id, {"kind": "status", "status": str(status), "error": error}, settings)
+
+
+def announce_frame(
+    task_id: str,
+    done: int,
+    total: int,
+    frame: str,
+    entry: dict[str, Any],
+    scores: list[float],
+    crop_keys: list[str] | None,
+    settings: Settings,
+) -> None:
+    """Frame `frame` is the `done`-th of `total` this run finished; `entry` is its faces_obj entry."""
+    _publish(
+        task_id,
+        {
+            "kind": "frame",
+            "done": done,
+            "total": total,
+            "frame": frame,
+            "entry": entry,
+            "scores": scores,
+            "crop_keys": crop_keys,
+        },
+        settings,
+    )
+
+
+def announce_after_commit(
+    session: Session, task_id: str, status: str, error_code: str | None, error_msg: str | None
+) -> None:
+    """Announce a status written in `session`'s transaction once it commits (nothing on rollback)."""
+    session.info.setdefault(_PENDING, []).append((task_id, TaskStatus(status), error_code, error_msg))
+    if not event.contains(session, "after_commit", _announce_pending):
+        event.listen(session, "after_commit", _announce_pending)
+        event.listen(session, "after_rollback", _drop_pending)
+
+
+def _announce_pending(session: Session) -> None:
+    settings = get_settings()
+    for task_id, status, error_code, error_msg in session.info.pop(_PENDING, ()):
+        announce_status(task_id, status, settings, error_code, error_msg)
+
+
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _publish(task_id: str, payload: dict[str, Any], settings: Settings) -> None:
+    global _paused_until
+    data = json.dumps(payload, separators=(",", ":")).encode()
+    try:
+        if settings.is_embedded:
+            _append_line(log_file(settings, task_id), data + b"\n")
+            return
+        if time.monotonic() < _paused_until:
+            return
+        pipe = _redis(settings.resolved_broker_url, settings.redis_timeout).pipeline(transaction=False)
+        pipe.rpush(log_key(settings, task_id), data)
+        pipe.expire(log_key(settings, task_id), event_log_ttl(settings))
+        pipe.publish(channel(settings, task_id), data)
+        pipe.execute()
+    except (OSError, redis.RedisError) as error:  # never in the way of the task: the row holds the truth
+        _paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+        log.warning("task_event_dropped", task_id=task_id, kind=payload["kind"], error=type(error).__name__)
+
+
+def _append_line(path: Path, line: bytes) -> None:
+    # O_APPEND and one write: lines from a worker and from the API (a cancel) never interleave
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+@lru_cache
+def _redis(url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(url, **redis_options(timeout))
+
+
+# --- reading back and cleaning up -------------------------------------------------------------
+
+
+def read_log_file(path: Path, start: int = 0, end: int | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The complete lines of an embedded log file between byte offsets, and the offset after the last one
+    (a line still being written is left for the next read)."""
+    try:
+        with path.open("rb") as file:
+            file.seek(start)
+            data = file.read() if end is None else file.read(max(0, end - start))
+    except FileNotFoundError:
+        return [], start
+    complete = data[: data.rfind(b"\n") + 1]
+    return [decode(line) for line in complete.splitlines() if line], start + len(complete)
+
+
+def forget(task_id: str, settings: Settings) -> None:
+    """Delete a task's event log now (its frames are results: they go with the task)."""
+    try:
+        if settings.is_embedded:
+            log_file(settings, task_id).unlink(missing_ok=True)
+        else:
+            _redis(settings.resolved_broker_url, settings.redis_timeout).delete(log_key(settings, task_id))
+    except (OSError, redis.RedisError) as error:  # Redis expires it anyway; the reaper prunes the file
+        log.warning("task_event_log_kept", task_id=task_id, error=type(error).__name__)
+
+
+def prune_event_logs(settings: Settings) -> int:
+    """Embedded: delete log files untouched for `event_log_ttl` (Redis expires its logs by itself)."""
+    if not settings.is_embedded or not events_folder(settings).is_dir():
+        return 0
+    cutoff = time.time() - event_log_ttl(settings)
+    pruned = 0
+    with os.scandir(events_folder(settings)) as entries:
+        for entry in entries:
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    pruned += 1
+            except FileNotFoundError:
+                continue
+    return pruned

@@ -1,0 +1,146 @@
+"""`facequeue batch` against a real embedded service: a folder in name order, results downloaded, a batch
+followed again after Ctrl-C, and Ctrl-C on a terminal asking whether to cancel."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from facequeue_client import Client
+
+from tests.cli.conftest import run_cli
+from tests.conftest import REPO_ROOT
+
+BATCH_ID = r"bt_[\w-]+"
+
+
+def _results(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _faces(result: dict) -> int:
+    return len(result["result"]["faces_obj"]["0"]["region"])
+
+
+def test_a_folder_is_one_batch_in_name_order_with_its_results_downloaded(cli_env, photos, tmp_path) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name, photo in (("b", "two"), ("a", "one"), ("c", "none")):
+        (folder / f"{name}.jpg").write_bytes(photos[photo].read_bytes())
+    (folder / "notes.txt").write_text("not media: left out")
+    out = tmp_path / "results.jsonl"
+    done = run_cli("batch", str(folder), "--out", str(out), "--defaults", '{"landmarks": "90"}', env=cli_env)
+    assert done.returncode == 0, done.stderr
+    batch_id = re.match(rf"batch ({BATCH_ID}):", done.stderr).group(1)
+    assert done.stderr.splitlines() == [
+        f"batch {batch_id}: 3 items submitted "
+        f"(if interrupted, follow it with `facequeue batch --batch-id {batch_id} --out {out}`)",
+        f"3 results written to {out}",
+    ]
+    assert done.stdout == f"batch {batch_id} completed: 3 succeeded, 0 failed, 0 canceled of 3\n"
+    results = _results(out)
+    assert [(line["position"], line["status"], _faces(line)) for line in results] == [
+        (0, "succeeded", 1),  # a.jpg
+        (1, "succeeded", 2),  # b.jpg
+        (2, "succeeded", 0),  # c.jpg
+    ]
+    assert len(results[1]["result"]["face_shape_set"]["0"]) == 2  # the defaults applied to every item
+
+
+def test_failed_items_are_listed_and_exit_1(cli_env, photos, tmp_path) -> None:
+    manifest = tmp_path / "manifest.jsonl"
+    items = [
+        {"img": base64.b64encode(photos["one"].read_bytes()).decode()},
+        {"img": base64.b64encode(b"text").decode()},
+    ]
+    manifest.write_text("".join(json.dumps(item) + "\n" for item in items))
+    done = run_cli("batch", str(manifest), env=cli_env)
+    assert done.returncode == 1
+    summary, failure = done.stdout.splitlines()
+    assert re.fullmatch(rf"batch {BATCH_ID} completed: 1 succeeded, 1 failed, 0 canceled of 2", summary)
+    assert re.fullmatch(r"  item 1 \(task [\w-]{24}\): unsupported_media: Unsupported media type: .*", failure)
+    batch_id = summary.split()[1]
+    assert done.stderr.splitlines()[-1] == f"results: `facequeue batch --batch-id {batch_id} --out results.jsonl`"
+
+
+def _held_manifest(tmp_path, held_url: str, photo) -> str:
+    manifest = tmp_path / "manifest.jsonl"
+    items = [{"url": held_url}, {"img": base64.b64encode(photo.read_bytes()).decode()}]
+    manifest.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return str(manifest)
+
+
+def test_ctrl_c_without_a_terminal_leaves_the_batch_running_and_it_resumes(
+    cli_env, held_media, photos, tmp_path
+) -> None:
+    held_url, release = held_media
+    out = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "facequeue", "batch", _held_manifest(tmp_path, held_url, photos["one"])]
+    process = subprocess.Popen(
+        [*command, "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=cli_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    submitted = process.stderr.readline()
+    batch_id = re.match(rf"batch ({BATCH_ID}): 2 items submitted", submitted).group(1)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    assert process.stderr.read() == (
+        f"batch {batch_id} goes on; follow it again with `facequeue batch --batch-id {batch_id} --out {out}`\n"
+    )
+    with Client(cli_env["FACEQUEUE_SERVER"], cli_env["FACEQUEUE_API_KEY"]) as client:
+        assert client.batch_status(batch_id).status == "running"
+    release()
+    resumed = run_cli("batch", "--batch-id", batch_id, "--out", str(out), env=cli_env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == f"batch {batch_id} completed: 2 succeeded, 0 failed, 0 canceled of 2\n"
+    assert [(line["position"], _faces(line)) for line in _results(out)] == [(0, 1), (1, 1)]
+
+
+def test_ctrl_c_on_a_terminal_asks_and_cancels_the_batch(cli_env, held_media, photos, tmp_path) -> None:
+    held_url, _ = held_media
+    parent, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facequeue", "batch", _held_manifest(tmp_path, held_url, photos["one"])],
+        cwd=REPO_ROOT,
+        env={**cli_env, "TERM": "xterm"},
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        start_new_session=True,
+    )
+    os.close(child)
+    screen = _read_until(parent, "items submitted")
+    batch_id = re.search(rf"batch ({BATCH_ID}): 2 items submitted", screen).group(1)
+    process.send_signal(signal.SIGINT)
+    _read_until(parent, f"cancel batch {batch_id}? [y/N]:")
+    os.write(parent, b"y\n")
+    screen = _read_until(parent, "items had finished)")
+    assert process.wait(timeout=30) == 130
+    os.close(parent)
+    assert re.search(rf"batch {batch_id} canceled \(\d/2 items had finished\)", screen)
+    with Client(cli_env["FACEQUEUE_SERVER"], cli_env["FACEQUEUE_API_KEY"]) as client:
+        assert client.batch_status(batch_id).status == "canceled"
+
+
+def _read_until(fd: int, text: str, timeout: float = 60) -> str:
+    """What a terminal shows until `text` appears (escape codes left in)."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        assert time.monotonic() < deadline, f"{text!r} not shown; the terminal shows:\n{seen}"
+        if select.select([fd], [], [], 0.5)[0]:
+            seen += os.read(fd, 4096).decode(errors="replace")
+    return seen
