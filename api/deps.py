@@ -15,6 +15,8 @@ from api.rendering import LinkFn, link_maker
 from api.services.batches import BatchService
 from api.services.deliveries import DeliveryService
 from api.services.detect import DetectService
+from api.services.event_hub import TaskEventHub, task_event_hub
+from api.services.previews import PreviewService
 from api.services.sync_slots import sync_call_slot
 from api.services.webhook_endpoints import WebhookEndpointService
 from facequeue.lifecycle.sessions import get_sessionmaker
@@ -112,3 +114,17 @@ async def webhook_endpoint_service(session: SessionDep, settings: SettingsDep) -
 
 
 WebhookEndpointServiceDep = Annotated[WebhookEndpointService, Depends(webhook_endpoint_service)]
+
+
+async def event_hub(settings: SettingsDep) -> TaskEventHub:
+    return task_event_hub(settings)
+
+
+EventHubDep = Annotated[TaskEventHub, Depends(event_hub)]
+
+
+async def preview_service(session: SessionDep, settings: SettingsDep, storage: StorageDep) -> PreviewService:
+    return PreviewService(session, settings, storage)
+
+
+PreviewServiceDep = Annotated[PreviewService, Depends(preview_service)]

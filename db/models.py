@@ -93,6 +93,14 @@ class DetectTask(Base):
         Index("uq_detect_tasks_detect_id", "detect_id", unique=True),
         Index("ix_detect_tasks_batch_position", "batch_id", "batch_position"),
         Index("ix_detect_tasks_previews_until", "previews_until"),  # the reaper's scan for expired previews
+        # retention (db/retention.py): each tenant's final tasks past its retention, and uploads not deleted yet
+        Index("ix_detect_tasks_tenant_finished", "tenant_id", "finished_at"),
+        Index(
+            "ix_detect_tasks_upload_kept",
+            "status",
+            postgresql_where=upload_key.is_not(None),
+            sqlite_where=upload_key.is_not(None),
+        ),
         # the fair dispatcher's scan: held (unpublished) batch items per tenant, oldest first
         Index("ix_detect_tasks_held", "queue", "status", "published_at", "tenant_id"),
         # One idempotency key per tenant; coalesce so tasks without a tenant are scoped together.
@@ -121,6 +129,8 @@ class Tenant(Base):
     webhook_secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # the secrets after the first sign until then (None: no end)
     webhook_previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # how long its final tasks are kept (None: FACEQUEUE_RETENTION)
+    retention_seconds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

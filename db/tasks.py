@@ -104,6 +104,8 @@ class ClaimedRun(NamedTuple):
     source_url: str | None
     upload_key: str | None
     tenant_id: str | None
+    timings: dict[str, float]  # what an earlier stage of this attempt took (the fetch stage's download)
+    kind: str | None  # image | video: a hint from the URL until a stage looked at the bytes
 
 
 def claim_task(session: Session, task_id: str, worker_name: str, worker_pid: int) -> ClaimedRun | None:
@@ -124,13 +126,48 @@ def claim_task(session: Session, task_id: str, worker_name: str, worker_pid: int
             worker_pid=worker_pid,
         )
         .returning(
-            DetectTask.attempts, DetectTask.params, DetectTask.source_url, DetectTask.upload_key, DetectTask.tenant_id
+            DetectTask.attempts,
+            DetectTask.params,
+            DetectTask.source_url,
+            DetectTask.upload_key,
+            DetectTask.tenant_id,
+            DetectTask.timings,
+            DetectTask.kind,
         )
     ).first()
     if claimed is None:
         return None
     session.commit()
-    return ClaimedRun(claimed.attempts, dict(claimed.params), claimed.source_url, claimed.upload_key, claimed.tenant_id)
+    return ClaimedRun(
+        claimed.attempts,
+        dict(claimed.params),
+        claimed.source_url,
+        claimed.upload_key,
+        claimed.tenant_id,
+        dict(claimed.timings or {}),
+        claimed.kind,
+    )
+
+
+def hand_over(session: Session, task_id: str, attempt: int, **values: Any) -> tuple[str, str | None] | None:
+    """processing -> queued for the other stage of the same run: the fetch stage hands downloaded media to a CPU
+    slot, or a CPU slot hands media not downloaded yet to the fetch stage (workers/fetch_stage.py). The attempt
+    the claim counted is given back, so the next stage's claim counts that attempt again, and the row is marked
+    published (the caller publishes next). Fenced like every run write; returns the task's queue and kind, None
+    when the run no longer owns it. The caller commits."""
+    handed = session.execute(
+        update(DetectTask)
+        .where(_owned(task_id, attempt))
+        .values(
+            status=TaskStatus.QUEUED,
+            attempts=DetectTask.attempts - 1,
+            heartbeat_at=None,
+            published_at=utcnow(),
+            **values,
+        )
+        .returning(DetectTask.queue, DetectTask.kind)
+    ).first()
+    return None if handed is None else (handed.queue, handed.kind)
 
 
 def _owned(task_id: str, attempt: int):

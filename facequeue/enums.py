@@ -6,12 +6,17 @@ from enum import StrEnum
 
 
 class Queue(StrEnum):
-    """Celery queues, highest priority first: workers take from the first non-empty one."""
+    """Celery queues. The CPU pool takes from the first non-empty one of CPU_QUEUES (highest priority first);
+    the I/O pool takes FETCH."""
 
     INTERACTIVE = "interactive"  # synchronous compat calls: a client is waiting on the connection
     DEFAULT = "default"  # single asynchronous tasks
     WEBHOOKS = "webhooks"  # its own queue, so slow receivers never hold up detection
     BATCH = "batch"  # batch items, fed by the fair dispatcher
+    FETCH = "fetch"  # a task's URLs, downloaded on the I/O pool before it goes to its CPU queue above
+
+
+CPU_QUEUES = tuple(queue for queue in Queue if queue != Queue.FETCH)
 
 
 class SubmitApi(StrEnum):

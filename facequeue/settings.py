@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -45,6 +46,12 @@ class Settings(BaseSettings):
     signing_secret: SecretStr | None = Field(
         None, description="HMAC key for local media links; default: kept in data_dir"
     )
+    retention: int = Field(
+        30 * 86400,
+        gt=0,
+        description="How long a final task, its result, crops and webhook log are kept: 30d, 720h, 15m or seconds "
+        "(a tenant's own, if set, wins)",
+    )
     s3_bucket: str = "facequeue"
     s3_prefix: str = ""
     s3_endpoint_url: str | None = None
@@ -59,7 +66,9 @@ class Settings(BaseSettings):
     )
     fetch_connect_timeout: float = 5.0
     fetch_read_timeout: float = 15.0
-    fetch_total_timeout: float = 120.0
+    fetch_total_timeout: float = Field(
+        120.0, description="Seconds all of a task's downloads may take (less when its soft time limit is shorter)"
+    )
     fetch_max_redirects: int = 3
     max_download_bytes: int = 200 * 1024 * 1024
     max_upload_bytes: int = 25 * 1024 * 1024
@@ -139,6 +148,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = 2
     frame_prefetch: int = Field(2, description="Frames decoded ahead of detection on a second thread (0: off)")
     fetch_concurrency: int = Field(4, description="frame_urls one task downloads at once")
+    fetch_pool_threads: int = Field(
+        32, ge=1, description="Tasks a worker's fetch pool downloads at once (threads: a slow server holds no CPU slot)"
+    )
     worker_cv_threads: int = Field(1, description="OpenCV threads per pool process (the pool already fills the cores)")
     worker_nice: int = Field(10, description="CPU niceness of pool processes, so a co-located API answers first")
     heartbeat_interval: float = 5.0
@@ -175,6 +187,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -214,6 +231,17 @@ class Settings(BaseSettings):
         """Base of every link the service hands out: FACEQUEUE_PUBLIC_BASE_URL, else the request's base URL,
         else DEFAULT_PUBLIC_BASE_URL."""
         return self.public_base_url or request_base_url or DEFAULT_PUBLIC_BASE_URL
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration written as a whole number and an optional unit (s, m, h, d): 30d, 720h, 3600."""
+    match = re.fullmatch(r"(\d+)([smhd]?)", text.strip().lower())
+    if match is None or int(match[1]) == 0:
+        raise ValueError(f"{text!r} is not a duration such as 30d, 720h, 15m or 3600 (seconds)")
+    return int(match[1]) * DURATION_UNITS[match[2] or "s"]
 
 
 def _host_or_network(item: str) -> HostOrNetwork:

@@ -23,10 +23,15 @@ from facequeue.settings import Settings
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
+S3_DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 
 
 class MediaStorage(Protocol):
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    def put_file(self, key: str, source: Path, content_type: str = "application/octet-stream") -> None:
+        """Store the file at `source` (which may be moved away) without reading it into memory."""
+        ...
 
     def fetch_to(self, key: str, workdir: Path) -> Path:
         """A local file with the object's bytes (the stored file itself where possible)."""
@@ -37,6 +42,10 @@ class MediaStorage(Protocol):
         ...
 
     def delete_prefix(self, prefix: str) -> None: ...
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete these objects (absent ones are no error), in as few requests as the backend allows."""
+        ...
 
     def url_for(self, key: str, base_url: str) -> str:
         """An unguessable link to the object that expires after the configured TTL."""
@@ -62,6 +71,13 @@ class LocalStorage:
         tmp.write_bytes(data)
         tmp.replace(path)
 
+    def put_file(self, key: str, source: Path, content_type: str = "application/octet-stream") -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        shutil.move(source, tmp)  # a rename on the same file system, else a copy
+        tmp.replace(path)
+
     def fetch_to(self, key: str, workdir: Path) -> Path:
         path = self.path(key)
         if not path.is_file():
@@ -77,6 +93,10 @@ class LocalStorage:
             shutil.rmtree(target, ignore_errors=True)
         elif target.exists():
             target.unlink()
+
+    def delete_keys(self, keys: list[str]) -> None:
+        for key in keys:
+            self.path(key).unlink(missing_ok=True)
 
     def url_for(self, key: str, base_url: str) -> str:
         expires = int(time.time()) + self.url_ttl
@@ -103,6 +123,9 @@ class S3Storage:
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._object(key), Body=data, ContentType=content_type)
 
+    def put_file(self, key: str, source: Path, content_type: str = "application/octet-stream") -> None:
+        self.client.upload_file(str(source), self.bucket, self._object(key), ExtraArgs={"ContentType": content_type})
+
     def fetch_to(self, key: str, workdir: Path) -> Path:
         from botocore.exceptions import ClientError
 
@@ -125,6 +148,13 @@ class S3Storage:
             objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             if objects:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects})
+
+    def delete_keys(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), S3_DELETE_BATCH):
+            objects = [{"Key": self._object(key)} for key in keys[start : start + S3_DELETE_BATCH]]
+            refused = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+            if refused.get("Errors"):  # S3 answers 200 and lists the keys it could not delete
+                raise OSError(f"S3 kept {len(refused['Errors'])} objects: {refused['Errors'][0].get('Code')}")
 
     def url_for(self, key: str, base_url: str) -> str:
         return self.client.generate_presigned_url(
@@ -181,6 +211,11 @@ def ensure_data_dir(settings: Settings) -> Path:
 
 def upload_key(task_id: str) -> str:
     return f"tasks/{task_id}/upload"
+
+
+def fetched_key(task_id: str) -> str:
+    """What the fetch stage downloaded for a task, stored as its upload (workers/fetch_stage.py)."""
+    return f"tasks/{task_id}/fetched"
 
 
 def crop_key(task_id: str, name: str) -> str:

@@ -145,7 +145,7 @@ class WorkerProcess:
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "worker_ready" in self.log():
+            if self.log().count("worker_ready") >= 2:  # its CPU pool and its fetch pool (a child process)
                 return
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited early:\n{self.log()}")

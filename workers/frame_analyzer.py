@@ -14,7 +14,20 @@ from workers.identity.persons import StillFrames
 from workers.identity.tracking import FaceTracker, FrameDetections
 from workers.media.video import SampledFrame
 from workers.results import face_frame, landmarks_str, seed_landmarks
-from workers.vision import Face, largest_face
+from workers.vision import Face, in_file_pixels, largest_face
+
+
+def needs_file_pixels(options: DetectOptions) -> bool:
+    """Whether the analysis needs every pixel of a still image, not a JPEG decoded reduced to the working size:
+    tiles run at native resolution, crops and person thumbnails are cut from the image, 90-point shapes fit
+    FaceMesh to it, and an upstream may be sent the URL and answer in the file's pixels."""
+    return (
+        options.tiling
+        or options.return_face_url
+        or options.persons
+        or options.landmarks == "90"
+        or options.detector != "local"
+    )
 
 
 class FrameAnalyzer:
@@ -51,6 +64,8 @@ class FrameAnalyzer:
     def add(self, frame: SampledFrame) -> None:
         image = frame.image_bgr
         faces, shapes = self._faces(image, self.frame_urls[frame.index] if frame.index < len(self.frame_urls) else None)
+        if frame.scale != 1:  # a reduced JPEG (only when nothing below needs the file's pixels)
+            faces = in_file_pixels(faces, frame.scale, *frame.size)
         key = str(frame.index)
         entry = face_frame(faces, frame.time_s)
         self.scores[key] = [round(face.score, 4) for face in faces]

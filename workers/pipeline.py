@@ -24,15 +24,17 @@ from db.engine import DATABASE_UNAVAILABLE
 from facequeue.enums import TaskStatus
 from facequeue.errors import ErrorCode, TaskError
 from facequeue.lifecycle import billing, task_events
+from facequeue.lifecycle.broker import media_to_fetch
 from facequeue.lifecycle.sessions import session_scope
 from facequeue.logs import bind_task_context
 from facequeue.schemas import MAX_SAMPLED_FRAMES, DetectOptions, DetectResult, MediaInfo
 from facequeue.settings import Settings
 from facequeue.storage import get_storage
-from workers.frame_analyzer import FrameAnalyzer
-from workers.media.fetch import fetch_all, fetch_to_file
-from workers.media.image import decode_image
+from workers.fetch_stage import pass_on
+from workers.frame_analyzer import FrameAnalyzer, needs_file_pixels
+from workers.media.image import ScaledImage, decode_image_scaled
 from workers.media.sniff import SniffedMedia, sniff
+from workers.media.staging import load_downloads
 from workers.media.video import (
     SampledFrame,
     plan_indices_at_rate,
@@ -64,18 +66,23 @@ def run_detect_task(task_id: str, settings: Settings, worker_name: str) -> None:
     if claimed is None:
         log.info("detect_skipped", task_id=task_id, reason="not queued (canceled, finished or taken)")
         return
-    attempt, params, source_url, upload_key, tenant_id = claimed
-    bind_task_context(task_id, tenant_id, attempt)
+    attempt, params, source_url = claimed.attempt, claimed.params, claimed.source_url
+    bind_task_context(task_id, claimed.tenant_id, attempt)
+    if media_to_fetch(source_url, params, claimed.upload_key):
+        # Not downloaded yet (a message from before the fetch stage): a CPU slot never waits on a server.
+        handed = pass_on(task_id, attempt, settings, fetch_first=True)
+        log.info("detect_sent_to_fetch", task_id=task_id, attempt=attempt, handed_over=handed)
+        return
     task_events.announce_status(task_id, TaskStatus.PROCESSING, settings)
 
     started = time.perf_counter()
-    timer = StageTimer()
+    timer = StageTimer(claimed.timings)  # the fetch stage's download, for a task with URLs
     final: dict[str, Any]
     with RunControl(task_id, attempt, settings.heartbeat_interval) as control:
         try:
             options = DetectOptions.from_params(params)
             with tempfile.TemporaryDirectory(prefix="facequeue-") as workdir:
-                paths = obtain_media(source_url, upload_key, options, Path(workdir), settings, timer)
+                paths = obtain_media(claimed.upload_key or "", options, Path(workdir), settings, timer)
                 urls = options.frame_urls or ((source_url,) if source_url else ())
                 result = detect_media(task_id, paths, urls, options, settings, control, timer)
             final = dict(
@@ -107,35 +114,16 @@ def run_detect_task(task_id: str, settings: Settings, worker_name: str) -> None:
 
 
 def obtain_media(
-    source_url: str | None,
-    upload_key: str | None,
-    options: DetectOptions,
-    workdir: Path,
-    settings: Settings,
-    timer: StageTimer,
+    upload_key: str, options: DetectOptions, workdir: Path, settings: Settings, timer: StageTimer
 ) -> list[Path]:
-    """Local files for the task's input: its frame_urls, its URL, or its stored upload."""
+    """Local files for the task's input: its upload, or what the fetch stage downloaded from its URLs."""
     started = time.perf_counter()
     try:
-        urls = options.frame_urls or ((source_url,) if source_url else ())
-        if urls:
-
-            def fetch(position: int, url: str) -> Path:
-                return fetch_to_file(url, _fresh_dir(workdir, position), settings).path
-
-            return fetch_all(fetch, urls, settings.fetch_concurrency)
-        try:
-            return [get_storage(settings).fetch_to(upload_key or "", workdir)]
-        except FileNotFoundError as error:
-            raise TaskError(ErrorCode.DOWNLOAD_FAILED, "uploaded media is no longer stored") from error
+        return load_downloads(upload_key, len(options.frame_urls), get_storage(settings), workdir)
+    except FileNotFoundError as error:
+        raise TaskError(ErrorCode.DOWNLOAD_FAILED, "the media are no longer stored") from error
     finally:
         timer.add("download", time.perf_counter() - started)
-
-
-def _fresh_dir(workdir: Path, position: int) -> Path:
-    path = workdir / f"input-{position}"
-    path.mkdir()
-    return path
 
 
 @dataclass
@@ -168,16 +156,23 @@ def open_frames(paths: list[Path], options: DetectOptions, settings: Settings) -
     for position, media in enumerate(sniffed):
         if resolve_kind("image", media) != "image":
             raise TaskError(ErrorCode.UNSUPPORTED_MEDIA, f"frame {position} is {media.mime}, not an image")
-    first = decode_image(paths[0], settings)
-    media = MediaInfo(kind="image", mime=sniffed[0].mime, width=first.shape[1], height=first.shape[0])
+    # A JPEG is decoded reduced to about the detector's working size (memory per task, README) unless the
+    # analysis needs the file's pixels; results are mapped back to them.
+    working_side = None if needs_file_pixels(options) else options.max_side or settings.detector_max_side
+    first = decode_image_scaled(paths[0], settings, working_side)
+    media = MediaInfo(kind="image", mime=sniffed[0].mime, width=first.width, height=first.height)
     times = options.timestamps or (None,)
 
     def frames() -> Iterator[SampledFrame]:
-        yield SampledFrame(index=0, time_s=times[0], image_bgr=first)
+        yield _still_frame(0, times[0], first)
         for position, path in enumerate(paths[1:], start=1):
-            yield SampledFrame(index=position, time_s=times[position], image_bgr=decode_image(path, settings))
+            yield _still_frame(position, times[position], decode_image_scaled(path, settings, working_side))
 
     return FrameSource(media, frames(), len(paths))
+
+
+def _still_frame(index: int, time_s: float | None, decoded: ScaledImage) -> SampledFrame:
+    return SampledFrame(index, time_s, decoded.image_bgr, decoded.scale, (decoded.width, decoded.height))
 
 
 def resolve_kind(requested: str, sniffed: SniffedMedia) -> str:
@@ -228,7 +223,7 @@ def detect_media(
             done += 1
             started = time.perf_counter()
             key = str(frame.index)
-            previews.keep(key, frame.image_bgr)
+            previews.keep(key, frame.image_bgr, frame.size[0])
             timer.add("detect", time.perf_counter() - started)
             _announce_frame(task_id, done, source.total, key, analyzer, settings)
             control.report(progress_done=done)

@@ -31,7 +31,8 @@ class PreviewFrames:
         self._jpegs: dict[str, bytes] = {}
         self._scales: dict[str, float] = {}  # frame key -> kept width over the frame's width
 
-    def keep(self, frame: str, image_bgr: np.ndarray) -> None:
+    def keep(self, frame: str, image_bgr: np.ndarray, file_width: int) -> None:
+        """`file_width`: the frame's width in the pixels results are given in (a JPEG decoded reduced is narrower)."""
         if not self.enabled:
             return
         height, width = image_bgr.shape[:2]
@@ -41,7 +42,7 @@ class PreviewFrames:
             image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
         encoded = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, PREVIEW_JPEG_QUALITY])[1]
         self._jpegs[frame] = encoded.tobytes()
-        self._scales[frame] = image_bgr.shape[1] / width
+        self._scales[frame] = image_bgr.shape[1] / file_width
 
     def store(self) -> dict[str, float] | None:
         """Store the kept frames; their scales, for the result."""

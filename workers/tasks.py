@@ -14,8 +14,9 @@ from typing import Any
 from celery import Task
 
 from db.engine import DATABASE_UNAVAILABLE
-from facequeue.lifecycle.broker import DETECT_TASK_NAME, WEBHOOK_TASK_NAME, get_celery
+from facequeue.lifecycle.broker import DETECT_TASK_NAME, FETCH_TASK_NAME, WEBHOOK_TASK_NAME, get_celery
 from facequeue.settings import get_settings
+from workers.fetch_stage import run_fetch_task
 from workers.lost_runs import DetectRequest
 from workers.pipeline import run_detect_task
 from workers.webhooks import deliver_event
@@ -35,6 +36,11 @@ celery = get_celery()
 @celery.task(name=DETECT_TASK_NAME, bind=True, Request=DetectRequest, **RETRY_WHILE_DATABASE_AWAY)
 def detect(self: Task, task_id: str) -> None:
     run_detect_task(task_id, get_settings(), self.request.hostname)
+
+
+@celery.task(name=FETCH_TASK_NAME, bind=True, **RETRY_WHILE_DATABASE_AWAY)
+def fetch(self: Task, task_id: str) -> None:
+    run_fetch_task(task_id, get_settings(), self.request.hostname)
 
 
 @celery.task(name=WEBHOOK_TASK_NAME, **RETRY_WHILE_DATABASE_AWAY)

@@ -128,6 +128,12 @@ def detect_at_working_size(
     return [_clip_to_image(face, width, height) for face in faces]
 
 
+def in_file_pixels(faces: list[Face], scale: int, width: int, height: int) -> list[Face]:
+    """Faces found in an image decoded at 1/`scale` of its size (a reduced JPEG), in the pixels of the file's
+    `width` x `height`, clipped to it (the decoded image's last row and column may reach past the file's)."""
+    return [_clip_to_image(face.scaled(scale), width, height) for face in faces]
+
+
 def _clip_to_image(face: Face, width: int, height: int) -> Face:
     x, y, w, h = face.box
     x1, y1 = max(0.0, x), max(0.0, y)

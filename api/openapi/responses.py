@@ -29,12 +29,18 @@ from api.errors import (
     SyncTimeout,
     Unauthorized,
 )
+from api.limits import json_body_limit
 from api.openapi.shapes import NativeError
+from api.services.deliveries import EndpointDisabled, NothingToRedeliver
+from api.services.detect import TaskFinal
 from api.services.gates import MAINTENANCE_MESSAGE
+from api.services.webhook_endpoints import NoTenant, RotationConflict
+from facequeue.settings import Settings
 
 JSON = "application/json"
 EXAMPLE_TASK_ID = "0b9d8f52c3e44c3d9a7c1e5f2a6b4d10"
 EXAMPLE_BATCH_ID = "7c2e4a9b1d3f4e5a8b6c0d2e4f6a8b0c"
+DEFAULTS = Settings.model_construct()  # the examples show the default limits, whatever this server's are
 
 CALLER_GATES = (401, 429, 503)  # every route that needs the key: the key, its rate limit, a backend away
 SUBMIT_GATES = (402, 455, 505)  # new work only: credits, maintenance, a disabled feature
@@ -45,15 +51,43 @@ TYPICAL_ERRORS: dict[int, ServiceError] = {
     402: InsufficientCredits("Insufficient Credits: this task needs 3"),
     404: NotFound(f"detect task {EXAMPLE_TASK_ID} not found", field="detect_task_id"),
     409: IdempotencyConflict("Idempotency-Key was already used with a different request body", field="Idempotency-Key"),
-    413: PayloadTooLarge("the request body is larger than 35019434 bytes"),
+    413: PayloadTooLarge(f"the request body is larger than {json_body_limit(DEFAULTS)} bytes"),
     422: InvalidInput("num_frames: Input should be less than or equal to 100", field="num_frames"),
-    429: RateLimited("Rate limit of 20/second exceeded; retry in 1s", retry_after=1),
+    429: RateLimited(f"Rate limit of {DEFAULTS.default_rate_limit} exceeded; retry in 1s", retry_after=1),
     455: Maintenance(MAINTENANCE_MESSAGE),
     503: ServiceUnavailable(),
-    504: SyncTimeout(EXAMPLE_TASK_ID, 60),
+    504: SyncTimeout(EXAMPLE_TASK_ID, DEFAULTS.sync_timeout),
     505: FeatureDisabled("Feature 'crops' is disabled", field="crops"),
 }
+# Errors of one route each, with the services' messages
+
+
+def missing_field(name: str) -> InvalidInput:
+    """The 422 of a request without a required field, as api/compat.py's validation_error words it."""
+    return InvalidInput(f"{name}: Field required", field=name)
+
+
 BATCH_NOT_FOUND = NotFound(f"batch {EXAMPLE_BATCH_ID} not found", field="batch_id")
+TASK_FINAL = TaskFinal(
+    f"detect task {EXAMPLE_TASK_ID} is already succeeded: there is nothing to cancel, and its result is kept "
+    f"(DELETE /v1/detect/{EXAMPLE_TASK_ID} deletes it)",
+    field="detect_task_id",
+)
+NOTHING_TO_REDELIVER = NothingToRedeliver(
+    "the task has no webhook event: it is not final, or has neither a callback_url nor a tenant webhook_url",
+    field="detect_task_id",
+)
+ENDPOINT_DISABLED = EndpointDisabled(
+    "https://hooks.example.com/facequeue answered 410 Gone; no more deliveries are made to it", field="url"
+)
+NO_TENANT = NoTenant(
+    "webhook endpoints belong to tenants, and this request has none (FACEQUEUE_AUTH=off): give each task a "
+    "callback_url instead"
+)
+ROTATION_CONFLICT = RotationConflict(
+    "another rotation of this secret happened at the same moment: read the current secret "
+    "(GET /v1/webhook-endpoint/secret) or rotate again"
+)
 
 MEANINGS = {
     400: "Bad request",
@@ -70,6 +104,18 @@ MEANINGS = {
     505: "A feature the request needs is disabled",
 }
 RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+
+
+class TaskFailed(ServiceError):
+    """A synchronous call's task failed: no error is raised, the route answers as its seed says. Rendered
+    like an error here, since each API answers it in its error shape."""
+
+    code = "task_failed"
+    meaning = "The task failed (its media could not be fetched or processed)"
+
+    def __init__(self, message: str, status_code: int = 500) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 def schema_ref(model: type[BaseModel]) -> dict[str, str]:
@@ -93,7 +139,7 @@ class ErrorDocs:
                 rendered.status_code,
                 {"description": "", "content": {JSON: {"schema": schema_ref(self.model), "examples": {}}}},
             )
-            meaning = MEANINGS[error.status_code]
+            meaning = getattr(error, "meaning", None) or MEANINGS[error.status_code]
             response["description"] = "; ".join(filter(None, (response["description"], meaning)))
             examples = response["content"][JSON]["examples"]
             name = error.code if error.code not in examples else f"{error.code}_{len(examples)}"

@@ -19,7 +19,10 @@ bearer_scheme = HTTPBearer(
     scheme_name="BearerAuth", description=f"`Authorization: Bearer <API key>`. {KEY_PRECEDENCE}", auto_error=False
 )
 api_key_scheme = APIKeyHeader(
-    name="x-api-key", scheme_name="ApiKeyAuth", description=f"`x-api-key: <API key>`. {KEY_PRECEDENCE}", auto_error=False
+    name="x-api-key",
+    scheme_name="ApiKeyAuth",
+    description=f"`x-api-key: <API key>`. {KEY_PRECEDENCE}",
+    auto_error=False,
 )
 
 BearerKey = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]

@@ -133,7 +133,9 @@ class FaceAnalyzeResponse(BaseModel):
 
 
 class AceDataErrorDetail(BaseModel):
-    code: str = Field(description="token_mismatched, api_not_implemented, invalid_token, too_many_requests, api_error, ...")
+    code: str = Field(
+        description="token_mismatched, api_not_implemented, invalid_token, too_many_requests, api_error, ..."
+    )
     message: str
 
 
@@ -143,9 +145,10 @@ class AceDataError(BaseModel):
     trace_id: str
 
 
-DOCUMENT_ONLY_MODELS = (
+# What only declared responses and request bodies refer to (by $ref), for the document's components
+DOCUMENT_ONLY_REQUESTS = (BatchCreate,)
+DOCUMENT_ONLY_RESPONSES = (
     NativeError,
-    BatchCreate,
     BatchResultLine,
     DetectFacesResponse,
     AnalyzeFramesErrorResponse,

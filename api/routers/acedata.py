@@ -18,6 +18,8 @@ from pydantic import BaseModel, Field
 from api.compat import shaped_route
 from api.deps import DetectServiceDep, SyncCallSlot, TenantDep
 from api.errors import InvalidInput, ServiceError
+from api.openapi.responses import CALLER_GATES, SUBMIT_GATES, ErrorDocs, TaskFailed, missing_field
+from api.openapi.shapes import AceDataError, FaceAnalyzeResponse
 from api.rendering import fetch_failed
 from api.services.submission import DetectSubmission
 from facequeue.enums import SubmitApi, TaskStatus
@@ -57,7 +59,13 @@ def _render_error(error: ServiceError) -> JSONResponse:
     return acedata_error(400, "token_mismatched", error.message)
 
 
-router = APIRouter(prefix="/face", tags=["acedata"], route_class=shaped_route(_render_error))
+ACEDATA_ERRORS = ErrorDocs(_render_error, AceDataError)
+router = APIRouter(
+    prefix="/face",
+    tags=["acedata"],
+    route_class=shaped_route(_render_error),
+    responses=ACEDATA_ERRORS.responses(*CALLER_GATES),
+)
 
 
 class FaceAnalyzeRequest(BaseModel):
@@ -67,7 +75,20 @@ class FaceAnalyzeRequest(BaseModel):
     need_rotate_detection: Literal[0, 1] = 0
 
 
-@router.post("/analyze", dependencies=[SyncCallSlot])
+@router.post(
+    "/analyze",
+    dependencies=[SyncCallSlot],
+    response_model=FaceAnalyzeResponse,
+    operation_id="analyzeFace",
+    responses=ACEDATA_ERRORS.responses(
+        413,
+        missing_field("image_url"),
+        NotImplementedVersion("face_model_version 1.0 is not implemented (supported: 2.0, 3.0)"),
+        *SUBMIT_GATES,
+        504,
+        TaskFailed("fetch failed"),
+    ),
+)
 async def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: TenantDep):
     if body.face_model_version not in FACE_MODEL_VERSIONS:
         raise NotImplementedVersion(

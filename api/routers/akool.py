@@ -15,11 +15,14 @@ from fastapi.responses import JSONResponse
 
 from api.compat import shaped_route
 from api.deps import DetectServiceDep, LinkDep, SyncCallSlot, TenantDep
-from api.errors import GATE_STATUSES, InvalidInput, ServiceError
+from api.errors import GATE_STATUSES, InvalidInput, MissingInput, ServiceError
+from api.openapi.responses import CALLER_GATES, SUBMIT_GATES, ErrorDocs, TaskFailed
+from api.openapi.shapes import AnalyzeFramesErrorResponse, AnalyzeFramesResponse, DetectFacesResponse
 from api.rendering import akool_failure_message, fetch_failed, frames_with_links, person_view
 from api.schemas import FrameListInput, MediaInput
-from api.services.submission import DetectSubmission
+from api.services.submission import MISSING_INPUT_MESSAGE, DetectSubmission
 from facequeue.enums import SubmitApi, TaskStatus
+from facequeue.errors import BASE_MESSAGES, ErrorCode
 from facequeue.schemas import CropOptions, DetectOptions, DetectResult, FaceOptions, SamplingOptions
 
 FRAME_URLS_REQUIRED = "frame_urls is required and must not be empty"
@@ -43,11 +46,19 @@ def _analyze_frames_error(error: ServiceError) -> JSONResponse:
     return JSONResponse({"success": False, "error": error.message}, status_code=status)
 
 
+DETECT_FACES_ERRORS = ErrorDocs(_detect_faces_error, DetectFacesResponse)
+ANALYZE_FRAMES_ERRORS = ErrorDocs(_analyze_frames_error, AnalyzeFramesErrorResponse)
 detect_faces_router = APIRouter(
-    prefix="/interface/detect-api", tags=["akool"], route_class=shaped_route(_detect_faces_error)
+    prefix="/interface/detect-api",
+    tags=["akool"],
+    route_class=shaped_route(_detect_faces_error),
+    responses=DETECT_FACES_ERRORS.responses(*CALLER_GATES),
 )
 analyze_frames_router = APIRouter(
-    prefix="/interface/detect-api", tags=["akool"], route_class=shaped_route(_analyze_frames_error)
+    prefix="/interface/detect-api",
+    tags=["akool"],
+    route_class=shaped_route(_analyze_frames_error),
+    responses=ANALYZE_FRAMES_ERRORS.responses(*CALLER_GATES),
 )
 
 
@@ -59,7 +70,19 @@ class AnalyzeFramesRequest(CropOptions, FrameListInput):
     pass
 
 
-@detect_faces_router.post("/detect_faces", dependencies=[SyncCallSlot])
+@detect_faces_router.post(
+    "/detect_faces",
+    dependencies=[SyncCallSlot],
+    response_model=DetectFacesResponse,
+    operation_id="detectFaces",
+    responses=DETECT_FACES_ERRORS.responses(
+        413,
+        MissingInput(MISSING_INPUT_MESSAGE, field="url"),
+        *SUBMIT_GATES,
+        504,
+        TaskFailed(BASE_MESSAGES[ErrorCode.DOWNLOAD_FAILED]),
+    ),
+)
 async def detect_faces(
     body: DetectFacesRequest, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
 ) -> JSONResponse:
@@ -74,7 +97,20 @@ async def detect_faces(
     return JSONResponse({"error_code": 0, "error_msg": "SUCCESS", "faces_obj": frames})
 
 
-@analyze_frames_router.post("/faceswap/analyze_frames", dependencies=[SyncCallSlot])
+@analyze_frames_router.post(
+    "/faceswap/analyze_frames",
+    dependencies=[SyncCallSlot],
+    response_model=AnalyzeFramesResponse,
+    operation_id="analyzeFrames",  # the seed's own
+    responses=ANALYZE_FRAMES_ERRORS.responses(
+        413,
+        InvalidInput(FRAME_URLS_REQUIRED, field="frame_urls"),
+        *SUBMIT_GATES,
+        504,
+        TaskFailed(FRAME_DOWNLOAD_FAILED, status_code=400),
+        TaskFailed(FRAMES_FAILED),
+    ),
+)
 async def analyze_frames(
     body: AnalyzeFramesRequest, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
 ) -> JSONResponse:

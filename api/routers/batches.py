@@ -16,14 +16,23 @@ from api.deps import BatchServiceDep, LinkDep, SettingsDep, TenantDep
 from api.errors import InvalidInput
 from api.json_input import parse_json
 from api.limits import is_jsonl
+from api.openapi.bodies import BATCH_REQUEST_BODY, BATCH_RESULTS_RESPONSE
+from api.openapi.responses import BATCH_NOT_FOUND, BODY_ERRORS, CALLER_GATES, NATIVE_ERRORS, SUBMIT_GATES
 from api.rendering import batch_item_line
 from api.schemas import BatchAccepted, BatchView, DetectCreate
 from api.services.submission import DetectSubmission
 
-router = APIRouter(prefix="/v1", tags=["batches"])
+router = APIRouter(prefix="/v1", tags=["batches"], responses=NATIVE_ERRORS.responses(*CALLER_GATES))
 
 
-@router.post("/batches", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted)
+@router.post(
+    "/batches",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchAccepted,
+    operation_id="submitBatch",
+    responses=NATIVE_ERRORS.responses(*BODY_ERRORS, *SUBMIT_GATES),
+    openapi_extra=BATCH_REQUEST_BODY,
+)
 async def create_batch(
     request: Request,
     service: BatchServiceDep,
@@ -95,19 +104,34 @@ def _item(raw: Any, defaults: dict[str, Any], position: int) -> DetectSubmission
     return DetectSubmission.of_request(body)
 
 
-@router.get("/batches/{batch_id}", response_model=BatchView)
+@router.get(
+    "/batches/{batch_id}",
+    response_model=BatchView,
+    operation_id="getBatch",
+    responses=NATIVE_ERRORS.responses(BATCH_NOT_FOUND),
+)
 def get_batch(batch_id: str, service: BatchServiceDep, tenant_id: TenantDep) -> BatchView:
     return service.get(batch_id, tenant_id)
 
 
-@router.get("/batches/{batch_id}/results")
+@router.get(
+    "/batches/{batch_id}/results",
+    response_class=StreamingResponse,
+    operation_id="getBatchResults",
+    responses={200: BATCH_RESULTS_RESPONSE, **NATIVE_ERRORS.responses(BATCH_NOT_FOUND)},
+)
 def batch_results(batch_id: str, service: BatchServiceDep, tenant_id: TenantDep, link: LinkDep) -> StreamingResponse:
     """One JSON line per item, in submit order, streamed as it is read."""
     lines = (batch_item_line(task, link) for task in service.items(batch_id, tenant_id))
     return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
-@router.delete("/batches/{batch_id}", response_model=BatchView)
+@router.delete(
+    "/batches/{batch_id}",
+    response_model=BatchView,
+    operation_id="cancelBatch",
+    responses=NATIVE_ERRORS.responses(BATCH_NOT_FOUND),
+)
 def cancel_batch(batch_id: str, service: BatchServiceDep, tenant_id: TenantDep) -> BatchView:
     """Cancel every item not yet final (running ones stop at their next frame); finished ones keep results."""
     return service.cancel(batch_id, tenant_id)

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field
 from api.compat import shaped_route
 from api.deps import DetectServiceDep, LinkDep, SettingsDep, TenantDep
 from api.errors import ServiceError
+from api.openapi.responses import CALLER_GATES, EXAMPLE_TASK_ID, SUBMIT_GATES, ErrorDocs, missing_field
+from api.openapi.shapes import CrunCreateResponse, CrunError, CrunResultResponse
 from api.rendering import crun_result
 from api.services.detect import DetectService
 from api.services.submission import DetectSubmission
@@ -52,7 +54,31 @@ def _crun_error(error: ServiceError) -> JSONResponse:
     return crun_response(code, error.message, None)
 
 
-router = APIRouter(prefix="/api/v1/client/job", tags=["crun"], route_class=shaped_route(_crun_error))
+CRUN_ERRORS = ErrorDocs(_crun_error, CrunError)
+router = APIRouter(
+    prefix="/api/v1/client/job",
+    tags=["crun"],
+    route_class=shaped_route(_crun_error),
+    responses=CRUN_ERRORS.responses(*CALLER_GATES),
+)
+FAILED_TASK_RESPONSE = {
+    "model": CrunResultResponse,
+    "description": "The task failed or was canceled: Generation Failed",
+    "content": {
+        "application/json": {
+            "example": {
+                "code": 501,
+                "message": CRUN_MESSAGES[501],
+                "data": {
+                    "detect_task_id": EXAMPLE_TASK_ID,
+                    "status": "failed",
+                    "error": "Failed to download media from URL",
+                    "result": None,
+                },
+            }
+        }
+    },
+}
 
 
 class ImageTaskRequest(BaseModel):
@@ -81,20 +107,35 @@ def _submit(
     return crun_response(200, "success", {"detect_task_id": task.id})
 
 
-@router.post("/detect-face-image")
+@router.post(
+    "/detect-face-image",
+    response_model=CrunCreateResponse,
+    operation_id="createImageDetectTask",
+    responses=CRUN_ERRORS.responses(413, missing_field("image_url"), *SUBMIT_GATES),
+)
 def create_image_task(body: ImageTaskRequest, service: DetectServiceDep, tenant_id: TenantDep) -> JSONResponse:
     return _submit(
         service, tenant_id, body.image_url, DetectOptions(media_type="image", persons=True), body.callback_url
     )
 
 
-@router.post("/detect-face-video")
+@router.post(
+    "/detect-face-video",
+    response_model=CrunCreateResponse,
+    operation_id="createVideoDetectTask",
+    responses=CRUN_ERRORS.responses(413, missing_field("video_url"), *SUBMIT_GATES),
+)
 def create_video_task(body: VideoTaskRequest, service: DetectServiceDep, tenant_id: TenantDep) -> JSONResponse:
     params = DetectOptions(num_frames=body.num_frames, persons=True)
     return _submit(service, tenant_id, body.video_url, params, body.callback_url)
 
 
-@router.get("/detect-face-result")
+@router.get(
+    "/detect-face-result",
+    response_model=CrunResultResponse,
+    operation_id="getDetectTaskResult",
+    responses={501: FAILED_TASK_RESPONSE, **CRUN_ERRORS.responses(404, missing_field("detect_task_id"))},
+)
 def get_result(
     detect_task_id: Annotated[str, Query(min_length=1)],
     service: DetectServiceDep,

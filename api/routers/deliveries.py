@@ -7,26 +7,41 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, status
 
 from api.deps import DeliveryServiceDep, TenantDep
+from api.openapi.responses import CALLER_GATES, ENDPOINT_DISABLED, NATIVE_ERRORS, NOTHING_TO_REDELIVER
 from api.schemas import DeliveryLog, RecentDeliveryPage, WebhookEventView
 from facequeue.webhooks import EventType
 
-router = APIRouter(prefix="/v1", tags=["webhooks"])
+router = APIRouter(prefix="/v1", tags=["webhooks"], responses=NATIVE_ERRORS.responses(*CALLER_GATES))
 
 
-@router.get("/detect/{detect_task_id}/deliveries", response_model=DeliveryLog)
+@router.get(
+    "/detect/{detect_task_id}/deliveries",
+    response_model=DeliveryLog,
+    operation_id="listTaskDeliveries",
+    responses=NATIVE_ERRORS.responses(404),
+)
 def list_deliveries(detect_task_id: str, service: DeliveryServiceDep, tenant_id: TenantDep) -> DeliveryLog:
     return service.log(detect_task_id, tenant_id)
 
 
 @router.post(
-    "/detect/{detect_task_id}/redeliver", status_code=status.HTTP_202_ACCEPTED, response_model=WebhookEventView
+    "/detect/{detect_task_id}/redeliver",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=WebhookEventView,
+    operation_id="redeliverLastEvent",
+    responses=NATIVE_ERRORS.responses(404, NOTHING_TO_REDELIVER, ENDPOINT_DISABLED),
 )
 def redeliver_last_event(detect_task_id: str, service: DeliveryServiceDep, tenant_id: TenantDep) -> WebhookEventView:
     """Send the task's last event again now, under the same webhook-id, with a fresh round of retries."""
     return service.redeliver_last_event(detect_task_id, tenant_id)
 
 
-@router.get("/deliveries", response_model=RecentDeliveryPage)
+@router.get(
+    "/deliveries",
+    response_model=RecentDeliveryPage,
+    operation_id="listRecentDeliveries",
+    responses=NATIVE_ERRORS.responses(422),
+)
 def list_recent_deliveries(
     service: DeliveryServiceDep,
     tenant_id: TenantDep,

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import SettingsDep
+from api.openapi.shapes import Readiness
 from facequeue.lifecycle import worker_liveness
 from facequeue.lifecycle.broker import get_celery
 from facequeue.lifecycle.sessions import get_engine
@@ -19,13 +20,18 @@ router = APIRouter(tags=["health"])
 EMBEDDED_BROKER_TIMEOUT = 2.0  # seconds; the embedded broker is a local folder, so this is never reached
 
 
-@router.get("/healthz")
+@router.get("/healthz", operation_id="checkLiveness")
 async def healthz() -> dict[str, str]:
     # async: answered on the event loop itself, never queued behind the thread pool requests share
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    operation_id="checkReadiness",
+    responses={503: {"model": Readiness, "description": "A check failed: status unavailable"}},
+)
 def readyz(settings: SettingsDep) -> JSONResponse:
     """Ready when the database and the broker answer and some worker beat within FACEQUEUE_WORKER_ALIVE_AFTER.
 

@@ -7,15 +7,22 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api.deps import DetectServiceDep, LinkDep, TenantDep
+from api.openapi.responses import BODY_ERRORS, CALLER_GATES, NATIVE_ERRORS, SUBMIT_GATES, TASK_FINAL
 from api.rendering import task_view
 from api.schemas import DetectAccepted, DetectRequest, DetectTaskPage, DetectTaskSummary, DetectTaskView
 from api.services.submission import DetectSubmission
 from facequeue.enums import TaskStatus
 
-router = APIRouter(prefix="/v1", tags=["detect"])
+router = APIRouter(prefix="/v1", tags=["native"], responses=NATIVE_ERRORS.responses(*CALLER_GATES))
 
 
-@router.post("/detect", status_code=status.HTTP_202_ACCEPTED, response_model=DetectAccepted)
+@router.post(
+    "/detect",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DetectAccepted,
+    operation_id="submitDetectTask",
+    responses=NATIVE_ERRORS.responses(*BODY_ERRORS, *SUBMIT_GATES, 409),
+)
 def submit_detect(
     body: DetectRequest,
     service: DetectServiceDep,
@@ -29,12 +36,19 @@ def submit_detect(
     return DetectAccepted(detect_task_id=task.id, status=task.status)
 
 
-@router.get("/detect/{detect_task_id}", response_model=DetectTaskView)
+@router.get(
+    "/detect/{detect_task_id}",
+    response_model=DetectTaskView,
+    operation_id="getDetectTask",
+    responses=NATIVE_ERRORS.responses(404),
+)
 def get_detect(detect_task_id: str, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep) -> DetectTaskView:
     return task_view(service.get(detect_task_id, tenant_id), link)
 
 
-@router.get("/detect", response_model=DetectTaskPage)
+@router.get(
+    "/detect", response_model=DetectTaskPage, operation_id="listDetectTasks", responses=NATIVE_ERRORS.responses(422)
+)
 def list_detect(
     service: DetectServiceDep,
     tenant_id: TenantDep,
@@ -46,7 +60,12 @@ def list_detect(
     return DetectTaskPage(items=[DetectTaskSummary.of(task) for task in tasks], next_cursor=next_cursor)
 
 
-@router.post("/detect/{detect_task_id}/cancel", response_model=DetectTaskView)
+@router.post(
+    "/detect/{detect_task_id}/cancel",
+    response_model=DetectTaskView,
+    operation_id="cancelDetectTask",
+    responses=NATIVE_ERRORS.responses(404, TASK_FINAL),
+)
 def cancel_detect_task(
     detect_task_id: str, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
 ) -> DetectTaskView:
@@ -54,7 +73,12 @@ def cancel_detect_task(
     return task_view(service.cancel(detect_task_id, tenant_id), link)
 
 
-@router.delete("/detect/{detect_task_id}", response_model=DetectTaskView)
+@router.delete(
+    "/detect/{detect_task_id}",
+    response_model=DetectTaskView,
+    operation_id="deleteDetectTask",
+    responses=NATIVE_ERRORS.responses(404),
+)
 def cancel_detect(
     detect_task_id: str, service: DetectServiceDep, tenant_id: TenantDep, link: LinkDep
 ) -> DetectTaskView:

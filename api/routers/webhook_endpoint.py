@@ -5,17 +5,26 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from api.deps import TenantDep, WebhookEndpointServiceDep
+from api.openapi.responses import BODY_ERRORS, CALLER_GATES, NATIVE_ERRORS, NO_TENANT, ROTATION_CONFLICT
 from api.schemas import RotatedSecretView, WebhookEndpointUpdate, WebhookEndpointView, WebhookSecretView
 
-router = APIRouter(prefix="/v1/webhook-endpoint", tags=["webhooks"])
+# every route needs a tenant: 409 no_tenant with FACEQUEUE_AUTH=off
+router = APIRouter(
+    prefix="/v1/webhook-endpoint", tags=["webhooks"], responses=NATIVE_ERRORS.responses(*CALLER_GATES, NO_TENANT)
+)
 
 
-@router.get("", response_model=WebhookEndpointView)
+@router.get("", response_model=WebhookEndpointView, operation_id="getWebhookEndpoint")
 def get_webhook_endpoint(service: WebhookEndpointServiceDep, tenant_id: TenantDep) -> WebhookEndpointView:
     return service.view(tenant_id)
 
 
-@router.put("", response_model=WebhookEndpointView)
+@router.put(
+    "",
+    response_model=WebhookEndpointView,
+    operation_id="setWebhookEndpoint",
+    responses=NATIVE_ERRORS.responses(*BODY_ERRORS),
+)
 def set_webhook_endpoint(
     body: WebhookEndpointUpdate, service: WebhookEndpointServiceDep, tenant_id: TenantDep
 ) -> WebhookEndpointView:
@@ -23,20 +32,27 @@ def set_webhook_endpoint(
     return service.set_url(tenant_id, body.url)
 
 
-@router.delete("", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+@router.delete(
+    "", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, operation_id="deleteWebhookEndpoint"
+)
 def delete_webhook_endpoint(service: WebhookEndpointServiceDep, tenant_id: TenantDep) -> Response:
     """No default endpoint any more: only tasks with a callback_url send events."""
     service.clear_url(tenant_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/secret", response_model=WebhookSecretView)
+@router.get("/secret", response_model=WebhookSecretView, operation_id="getWebhookSecret")
 def get_webhook_secret(service: WebhookEndpointServiceDep, tenant_id: TenantDep) -> WebhookSecretView:
     """The current whsec_ secret, to verify events with."""
     return service.secret(tenant_id)
 
 
-@router.post("/rotate-secret", response_model=RotatedSecretView)
+@router.post(
+    "/rotate-secret",
+    response_model=RotatedSecretView,
+    operation_id="rotateWebhookSecret",
+    responses=NATIVE_ERRORS.responses(NO_TENANT, ROTATION_CONFLICT),
+)
 def rotate_webhook_secret(service: WebhookEndpointServiceDep, tenant_id: TenantDep) -> RotatedSecretView:
     """A new current secret; the previous one keeps signing too until previous_secret_expires_at
     (FACEQUEUE_WEBHOOK_SECRET_GRACE)."""

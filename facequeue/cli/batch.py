@@ -16,6 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from facequeue.cli.console import console, fail, note, show
+from facequeue.cli.output import cannot_write
 from facequeue.cli.remote import ApiKeyOption, ServerOption, connect
 from facequeue.media_kinds import kind_from_extension
 
@@ -194,5 +195,5 @@ def _download(client: Client, batch_id: str, out: Path) -> None:
                 file.write(result.model_dump_json(exclude_unset=True) + "\n")
                 written += 1
     except OSError as error:
-        fail(f"cannot write {out}: {error.strerror}", "check that its folder exists and is writable")
+        cannot_write(out, error)
     note(f"{written} results written to {out}")

@@ -3,6 +3,7 @@ tasks (`get`, `list`), stop them (`cancel`, `delete`). Batches are in batch.py."
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,11 +13,10 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from facequeue.cli.console import console, fail, note, output, show
-from facequeue.cli.output import show_task, task_table
+from facequeue.cli.output import cannot_write, show_task, task_json, task_table
 from facequeue.cli.remote import REQUEST_TIMEOUT, ApiKeyOption, ServerOption, connect, explain
 from facequeue.enums import TaskStatus
 from facequeue.schemas import DetectOptionsBase
-from facequeue.settings import get_settings
 
 if TYPE_CHECKING:
     from facequeue_client import Client, Task
@@ -28,12 +28,9 @@ Landmarks = _FIELDS["landmarks"].annotation
 Detector = _FIELDS["detector"].annotation
 
 
-def _option(field: str, flag: str | None = None) -> typer.models.OptionInfo:
+def _option(field: str) -> typer.models.OptionInfo:
     """A flag for one POST /v1/detect field, described as the API describes it; unset, the server's default holds."""
-    names = (flag,) if flag else ()
-    return typer.Option(
-        *names, help=_FIELDS[field].description, show_default=False, rich_help_panel="Detection options"
-    )
+    return typer.Option(help=_FIELDS[field].description, show_default=False, rich_help_panel="Detection options")
 
 
 TaskId = Annotated[str, typer.Argument(help="a detect_task_id")]
@@ -71,7 +68,9 @@ def detect(
     callback_url: Annotated[
         str | None, typer.Option(help="where this task's webhook goes", rich_help_panel="Detection options")
     ] = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="print the task id at once instead of waiting")] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="print the task id (with --json: the accepted task) at once")
+    ] = False,
     as_json: JsonFlag = False,
     out: OutOption = None,
     annotate: Annotated[
@@ -103,7 +102,7 @@ def detect(
     with connect(server, api_key) as client:
         accepted = client.detect(media, **{name: value for name, value in options.items() if value is not None})
         if no_wait:
-            print(accepted.detect_task_id)
+            print(task_json(accepted) if as_json else accepted.detect_task_id)
             return
         task = _wait(client, accepted.detect_task_id, timeout)
         show_task(task, as_json, out)
@@ -167,7 +166,10 @@ def _save_preview(client: Client, api_key: str | None, task_id: str, path: Path)
         raise_for_error(response)
     except httpx.HTTPError as error:
         fail(f"could not download the annotated picture from {client.base_url}: {error}")
-    except NotFound as error:  # the task was just read: what is missing is the endpoint
+    except NotFound as error:
+        if error.code == "preview_not_found":  # its message says why
+            fail(f"could not download the annotated picture: {error.message}")
+        # the task was just read: what is missing is the endpoint
         fail(f"could not download the annotated picture: {error.message}", "this server makes no previews yet")
     except FacequeueError as error:
         message, hint = explain(error, client.base_url)
@@ -175,7 +177,7 @@ def _save_preview(client: Client, api_key: str | None, task_id: str, path: Path)
     try:
         path.write_bytes(response.content)
     except OSError as error:
-        fail(f"cannot write {path}: {error.strerror}", "check that its folder exists and is writable")
+        cannot_write(path, error)
     note(f"annotated picture saved to {path}")
 
 
@@ -235,10 +237,10 @@ def demo(
     """Detect faces in a generated clip of a real face moving across the frame."""
     from facequeue.cli.demo import write_demo_video  # OpenCV and PyAV: loaded for this command only
 
-    video = write_demo_video(get_settings().data_dir / "demo.mp4")
-    with connect(server, api_key) as client:
+    with connect(server, api_key) as client, tempfile.TemporaryDirectory(prefix="facequeue-demo-") as folder:
+        video = write_demo_video(Path(folder) / "demo.mp4")
         _wait_until_ready(client.base_url, timeout=60)
-        note(f"submitting the demo video {video}")
+        note(f"submitting a generated clip of a real face moving across the frame to {client.base_url}")
         task = _wait(client, client.detect(video, num_frames=5).detect_task_id, timeout)
         show_task(task, as_json=False, out=None)
 

@@ -55,7 +55,5 @@ def operator_session() -> Iterator[Session]:
             yield session
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        fail(
-            f"cannot use the database at {redact(settings.resolved_database_url)}: {reason}",
-            "is it migrated? run `facequeue migrate`",
-        )
+        url = redact(settings.resolved_database_url)
+        fail(f"cannot use the database at {url}: {reason} (is it migrated? run `facequeue migrate`)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from rich import box
 from rich.table import Table
@@ -44,7 +44,11 @@ def write_text(path: Path, text: str) -> None:
     try:
         path.write_text(text)
     except OSError as error:
-        fail(f"cannot write {path}: {error.strerror}", "check that its folder exists and is writable")
+        cannot_write(path, error)
+
+
+def cannot_write(path: Path, error: OSError) -> NoReturn:
+    fail(f"cannot write {path}: {error.strerror}", "check that its folder exists and is writable")
 
 
 def task_summary(task: Task) -> list[str]:

@@ -20,7 +20,7 @@ ServerOption = Annotated[
         "--server",
         envvar="FACEQUEUE_SERVER",
         show_default=False,
-        help="the service's URL [default: http://127.0.0.1:8000]",
+        help="the service's URL [default: where `facequeue serve` listens by default, on this machine]",
     ),
 ]
 ApiKeyOption = Annotated[
@@ -63,10 +63,7 @@ def explain(error: FacequeueError, server: str) -> tuple[str, str | None]:
             "then pass it as FACEQUEUE_API_KEY (or --api-key)",
         )
     if error.code == "url_forbidden":
-        return (
-            f"the server may not fetch this URL: {error.message}",
-            URL_FORBIDDEN_HINT,
-        )
+        return f"the server may not fetch this URL: {error.message}", URL_FORBIDDEN_HINT
     if isinstance(error, NotFound):
         return error.message, "`facequeue list` shows your tasks"
     if isinstance(error, InsufficientCredits):

@@ -15,7 +15,8 @@ import typer
 from facequeue.cli.admin import migrate, redact
 from facequeue.cli.banner import announce_service
 from facequeue.cli.console import announce, hide_startup_noise
-from facequeue.enums import Queue
+from facequeue.cli.worker_pools import FetchPoolChild, Pools, celery_argv, exit_with_parent
+from facequeue.enums import CPU_QUEUES
 from facequeue.settings import Settings, get_settings
 from facequeue.storage import ensure_data_dir
 
@@ -47,18 +48,31 @@ def api(
 
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option(help="pool processes; default FACEQUEUE_WORKER_CONCURRENCY")
+        int | None,
+        typer.Option(
+            help="CPU pool processes, default FACEQUEUE_WORKER_CONCURRENCY (--pools fetch: threads, default "
+            "FACEQUEUE_FETCH_POOL_THREADS)"
+        ),
     ] = None,
-    queues: str = ",".join(Queue),
+    queues: Annotated[str, typer.Option(help="the CPU pool's queues, highest priority first")] = ",".join(CPU_QUEUES),
     name: str = "facequeue@%h",
+    pools: Annotated[
+        Pools,
+        typer.Option(help="both: detection here and downloads in a child process; cpu or fetch: that pool alone"),
+    ] = Pools.BOTH,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="no Celery banner, no warnings about the broker's hostname or root")
     ] = False,
+    child_of: Annotated[int | None, typer.Option(hidden=True)] = None,  # the worker that started this fetch pool
 ) -> None:
-    """Run a Celery worker (distributed form)."""
+    """Run a Celery worker (distributed form): detection, and a fetch pool downloading tasks' URLs."""
     from facequeue.lifecycle.exposition import use_private_multiprocess_dir
 
-    use_private_multiprocess_dir("worker")  # before the imports below load prometheus_client, and the pool forks
+    if child_of is None:  # a fetch pool started by its worker writes to that worker's folder
+        use_private_multiprocess_dir("worker")  # before the imports below load prometheus_client, and the pool forks
+    fetch_pool = FetchPoolChild(name, quiet) if pools == Pools.BOTH else None
+    if fetch_pool is not None:
+        fetch_pool.start()  # before the imports below, which it then makes at the same time
     from facequeue.logs import configure_logging
     from workers.celery_app import worker_app
 
@@ -66,19 +80,19 @@ def worker(
     configure_logging(settings)
     if quiet:
         hide_startup_noise()
-    worker_app().worker_main(
-        [
-            *(["--quiet"] if quiet or settings.log_format == "json" else []),  # no banner (plain text in JSON logs)
-            "worker",
-            f"--loglevel={settings.log_level}",
-            f"--concurrency={concurrency or settings.worker_concurrency}",
-            f"--queues={queues}",
-            f"--hostname={name}",
-            "--pool=prefork",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    if pools == Pools.FETCH:
+        if child_of is not None:
+            exit_with_parent(child_of)
+        argv = celery_argv(pools, concurrency or settings.fetch_pool_threads, queues, name, quiet, settings)
+        worker_app().worker_main(argv)
+        return
+    try:
+        worker_app().worker_main(
+            celery_argv(pools, concurrency or settings.worker_concurrency, queues, name, quiet, settings)
+        )
+    finally:
+        if fetch_pool is not None:
+            fetch_pool.stop()
 
 
 def serve(

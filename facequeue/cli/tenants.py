@@ -3,17 +3,16 @@ does with its key through /v1/webhook-endpoint (the same service does both)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from facequeue.cli.console import console
-from facequeue.settings import get_settings
+from facequeue.cli.console import console, fail
+from facequeue.cli.database import operator_session
+from facequeue.settings import DURATION_UNITS, get_settings, parse_duration
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -22,30 +21,9 @@ if TYPE_CHECKING:
     from db.models import Tenant
 
 tenants_app = typer.Typer(
-    help="Tenants: list, show, set their webhook endpoint, rotate their secret", no_args_is_help=True
+    help="Tenants: list, show, set their webhook endpoint, rotate their secret, set their retention",
+    no_args_is_help=True,
 )
-
-
-@contextmanager
-def _database() -> Iterator[Session]:
-    """A session; a database that can't be read is one line and exit status 1, not a traceback."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from facequeue.cli.admin import redact
-    from facequeue.lifecycle.sessions import session_scope
-
-    try:
-        with session_scope() as session:
-            yield session
-    except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        url = redact(get_settings().resolved_database_url)
-        _fail(f"cannot use the database at {url}: {reason} (is it migrated? run `facequeue migrate`)")
-
-
-def _fail(message: str) -> NoReturn:
-    console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _named(session: Session, name: str) -> Tenant:
@@ -53,7 +31,7 @@ def _named(session: Session, name: str) -> Tenant:
 
     tenant = tenants.find_tenant(session, name)
     if tenant is None:
-        _fail(f"no tenant named {name!r} (`facequeue tenants list` shows them)")
+        fail(f"no tenant named {name!r} (`facequeue tenants list` shows them)")
     return tenant
 
 
@@ -73,7 +51,7 @@ def tenants_list() -> None:
     from db import tenants
 
     table = Table("name", "id", "credits", "keys", "webhook endpoint", "secret rotated", "created")
-    with _database() as session:
+    with operator_session() as session:
         keys = tenants.active_key_counts(session)
         for tenant in tenants.list_tenants(session):
             credits = "unlimited" if tenant.credits is None else str(tenant.credits)
@@ -99,7 +77,7 @@ def tenants_show(
     """One tenant: limits, keys, webhook endpoint and secret rotation."""
     from db import tenants
 
-    with _database() as session:
+    with operator_session() as session:
         tenant = _named(session, name)
         endpoints = _endpoints(session)
         if secret:
@@ -112,6 +90,7 @@ def tenants_show(
             "id": tenant.id,
             "credits": "unlimited" if tenant.credits is None else str(tenant.credits),
             "rate limit": tenant.rate_limit or f"{get_settings().default_rate_limit} (default)",
+            "retention": _retention(tenant.retention_seconds),
             "active keys": str(tenants.active_key_counts(session).get(tenant.id, 0)),
             "webhook endpoint": endpoint.url or "- (only tasks with a callback_url notify)",
             "endpoint disabled": disabled,
@@ -136,8 +115,8 @@ def tenants_set_webhook(
     from api.errors import ServiceError
 
     if clear == (url is not None):
-        _fail("give either a URL or --clear")
-    with _database() as session:
+        fail("give either a URL or --clear")
+    with operator_session() as session:
         tenant = _named(session, name)
         if clear:
             _endpoints(session).clear_url(tenant.id)
@@ -145,7 +124,7 @@ def tenants_set_webhook(
             try:
                 _endpoints(session).set_url(tenant.id, url)
             except ServiceError as error:
-                _fail(f"{url!r}: {error.message}")
+                fail(f"{url!r}: {error.message}")
     console.print(f"tenant [bold]{name}[/]: webhook endpoint {'removed' if clear else url}", highlight=False)
 
 
@@ -155,13 +134,48 @@ def tenants_rotate_secret(name: str) -> None:
     FACEQUEUE_WEBHOOK_SECRET_GRACE."""
     from api.errors import ServiceError
 
-    with _database() as session:
+    with operator_session() as session:
         tenant = _named(session, name)
         try:
             rotated = _endpoints(session).rotate_secret(tenant.id)
         except ServiceError as error:
-            _fail(error.message)
+            fail(error.message)
     expires = rotated.previous_secret_expires_at
     previous = f"also signs until {_when(expires)}" if expires else "no longer signs"
     console.print(f"new secret for tenant [bold]{name}[/] (the previous one {previous}):", highlight=False)
     print(rotated.secret)
+
+
+@tenants_app.command("set-retention")
+def tenants_set_retention(
+    name: str,
+    duration: Annotated[
+        str | None, typer.Argument(help="how long its final tasks are kept: 30d, 720h, 15m or seconds")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="keep them FACEQUEUE_RETENTION instead")] = False,
+) -> None:
+    """Set (or --clear) how long the tenant's final tasks, results, crops and webhook log are kept; the
+    reaper purges them after that."""
+    from db import retention
+
+    if clear == (duration is not None):
+        fail("give either a duration or --clear")
+    try:
+        seconds = None if clear else parse_duration(duration)
+    except ValueError as error:
+        fail(str(error))
+    with operator_session() as session:
+        retention.set_tenant_retention(session, _named(session, name).id, seconds)
+    console.print(f"tenant [bold]{name}[/]: final tasks kept {_retention(seconds)}", highlight=False)
+
+
+def _retention(seconds: int | None) -> str:
+    if seconds is None:
+        return f"{_duration(get_settings().retention)} (default)"
+    return _duration(seconds)
+
+
+def _duration(seconds: int) -> str:
+    """In the largest unit that divides it: 30d, 36h, 90s."""
+    unit, size = next((unit, size) for unit, size in reversed(DURATION_UNITS.items()) if seconds % size == 0)
+    return f"{seconds // size}{unit}"

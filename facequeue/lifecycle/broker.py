@@ -25,6 +25,7 @@ from facequeue.settings import Settings, get_settings
 log = structlog.get_logger(__name__)
 
 DETECT_TASK_NAME = "facequeue.detect"
+FETCH_TASK_NAME = "facequeue.fetch"  # a detect task's downloads, on the I/O pool (Queue.FETCH)
 WEBHOOK_TASK_NAME = "facequeue.webhook"
 # An attempt's hard limit beyond FACEQUEUE_WEBHOOK_TIMEOUT: name resolution has no timeout of its own.
 WEBHOOK_TIME_LIMIT_MARGIN = 30.0
@@ -134,13 +135,27 @@ def _redis(url: str, timeout: float) -> redis.Redis:
     return redis.Redis.from_url(url, **redis_options(timeout))
 
 
-def publish_detect(task_id: str, queue: str, kind: str | None, settings: Settings) -> None:
-    """Send one detect message; time limits follow the media kind (video when still unknown)."""
-    soft, hard = (
-        (settings.image_soft_time_limit, settings.image_time_limit)
-        if kind == "image"
-        else (settings.video_soft_time_limit, settings.video_time_limit)
-    )
+def time_limits(kind: str | None, settings: Settings) -> tuple[float, float]:
+    """A detect run's (soft, hard) time limits: they follow the media kind (video when still unknown)."""
+    if kind == "image":
+        return settings.image_soft_time_limit, settings.image_time_limit
+    return settings.video_soft_time_limit, settings.video_time_limit
+
+
+def media_to_fetch(source_url: str | None, params: dict[str, Any], upload_key: str | None) -> bool:
+    """Whether a task's media are URLs not downloaded yet. The fetch stage stores what it downloads as the
+    task's upload (workers/fetch_stage.py), so a task with an upload_key is ready for a CPU slot."""
+    return upload_key is None and bool(source_url or params.get("frame_urls"))
+
+
+def publish_detect(task_id: str, queue: str, kind: str | None, settings: Settings, fetch_first: bool = False) -> None:
+    """Send one detect message to `queue` (a CPU slot's), or with `fetch_first` to the fetch stage's queue, whose
+    I/O pool downloads the media and then sends the task on to `queue` (the row keeps it). Only CPU runs have
+    Celery time limits: the I/O pool (threads) cannot enforce them, its downloads keep a deadline of their own."""
+    if fetch_first:
+        get_celery().send_task(FETCH_TASK_NAME, args=[task_id], queue=Queue.FETCH, routing_key=Queue.FETCH)
+        return
+    soft, hard = time_limits(kind, settings)
     get_celery().send_task(
         DETECT_TASK_NAME, args=[task_id], queue=queue, routing_key=queue, soft_time_limit=soft, time_limit=hard
     )

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from db import batches
 from db.models import DetectTask
 from facequeue.enums import CreditState
-from facequeue.lifecycle import billing, metrics, task_events
+from facequeue.lifecycle import billing, metrics, retention, task_events
 from facequeue.lifecycle.dispatch import dispatch
 from facequeue.lifecycle.outbox import queue_batch_event, queue_task_event
 from facequeue.settings import get_settings
@@ -20,8 +20,8 @@ from facequeue.settings import get_settings
 
 def on_task_final(session: Session, task_id: str) -> None:
     """Count the task in the metrics, settle or refund its credits, queue its webhook event, announce the
-    status to its live event streams (after commit), and for a batch item, dispatch the tenant's next held
-    item and close the batch when this was its last open item."""
+    status to its live event streams and delete its upload (after commit), and for a batch item, dispatch
+    the tenant's next held item and close the batch when this was its last open item."""
     settings = get_settings()
     # One read decides which of the steps apply (most tasks need none of them) and feeds the metrics.
     task = session.execute(
@@ -31,11 +31,14 @@ def on_task_final(session: Session, task_id: str) -> None:
             DetectTask.tenant_id,
             DetectTask.callback_url,
             DetectTask.error_msg,
+            DetectTask.upload_key,
             *metrics.FINISHED_COLUMNS,
         ).where(DetectTask.id == task_id)
     ).one()
     metrics.count_finished_after_commit(session, task, settings)
     task_events.announce_after_commit(session, task_id, task.status, task.error_code, task.error_msg)
+    if task.upload_key is not None:
+        retention.delete_upload_after_commit(session, task_id, task.upload_key)
     if task.credit_state == CreditState.RESERVED:
         billing.settle(session, task_id, settings)
     if task.batch_id is None:

@@ -7,7 +7,8 @@
 - processing rows whose run was lost are re-queued, or failed once they used up their attempts: at
   once when a worker saw its pool process die or restarts under its old name (`recover_runs_of`),
   otherwise once their heartbeat went stale;
-- frames kept for previews past FACEQUEUE_PREVIEW_TTL are deleted, and (embedded) old event log files.
+- frames kept for previews past FACEQUEUE_PREVIEW_TTL are deleted, and (embedded) old event log files;
+- uploads of final tasks still stored are deleted, and final tasks past their retention purged (retention.py).
 
 Duplicate messages are harmless: only one run can claim a queued row.
 """
@@ -30,6 +31,7 @@ from facequeue.lifecycle.finalize import on_task_final
 from facequeue.lifecycle.outbox import republish_due_deliveries
 from facequeue.lifecycle.previews import purge_expired_previews
 from facequeue.lifecycle.publish import UNPUBLISHED_GRACE_SECONDS, publish_again
+from facequeue.lifecycle.retention import delete_kept_uploads, purge_expired
 from facequeue.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -44,6 +46,9 @@ class ReapReport:
     dispatched: int = 0
     previews_purged: int = 0
     event_logs_pruned: int = 0
+    uploads_deleted: int = 0
+    tasks_purged: int = 0
+    batches_purged: int = 0
 
 
 def reap(session: Session, settings: Settings) -> ReapReport:
@@ -61,6 +66,10 @@ def reap(session: Session, settings: Settings) -> ReapReport:
     report.previews_purged = purge_expired_previews(session, settings)
     report.event_logs_pruned = task_events.prune_event_logs(settings)
     session.commit()
+    # last: the recovery above is never held up by deletions
+    report.uploads_deleted = delete_kept_uploads(session, settings)
+    purged = purge_expired(session, settings)
+    report.tasks_purged, report.batches_purged = purged.tasks, purged.batches
     return report
 
 

@@ -5,19 +5,24 @@ without a thread, and each API key may have only FACEQUEUE_MAX_SYNC_CALLS_PER_KE
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from api.errors import TooManySyncCalls
+from api.services.sync_slots import sync_call_slot
 from db.models import DetectTask
 from facequeue.enums import SubmitApi
 from facequeue.lifecycle.sessions import session_scope
@@ -78,7 +83,8 @@ def live_api(clean_state: None, tmp_path) -> Iterator[str]:
     """`uvicorn api.app:create_app` in a process of its own, API keys on."""
     port = free_port()
     log_path = tmp_path / "api.log"
-    env = {**os.environ, "FACEQUEUE_AUTH": "on"}
+    # a long sync timeout: the calls must end by their tasks' failure, not by waiting out a loaded machine
+    env = {**os.environ, "FACEQUEUE_AUTH": "on", "FACEQUEUE_SYNC_TIMEOUT": "150"}
     command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
@@ -112,15 +118,16 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.1)
 
 
-def slowest(call: Callable[[], httpx.Response], times: int = 5) -> float:
-    """The slowest of `times` calls, each on a new connection, each asserted to succeed."""
+def median_seconds(call: Callable[[], httpx.Response], times: int = 5) -> float:
+    """The median duration of `times` calls, each on a new connection, each asserted to succeed. A stall
+    slows every call by seconds; the median ignores a single scheduling hiccup on a busy machine."""
     durations = []
     for _ in range(times):
         started = time.perf_counter()
         response = call()
         durations.append(time.perf_counter() - started)
         assert response.status_code == 200, response.text
-    return max(durations)
+    return statistics.median(durations)
 
 
 def test_waiting_sync_calls_leave_health_and_polling_fast(live_api: str, worker, hanging_server) -> None:
@@ -132,16 +139,18 @@ def test_waiting_sync_calls_leave_health_and_polling_fast(live_api: str, worker,
     def sync_call(position: int) -> httpx.Response:
         key = keys[position % KEYS]
         return httpx.post(
-            f"{live_api}{DETECT_FACES}", json={"url": hanging_server.url}, headers=bearer(key), timeout=90
+            f"{live_api}{DETECT_FACES}", json={"url": hanging_server.url}, headers=bearer(key), timeout=180
         )
 
     with ThreadPoolExecutor(max_workers=SYNC_CALLS) as callers:
         answers = callers.map(sync_call, range(SYNC_CALLS))
-        wait_until(lambda: sync_tasks() == SYNC_CALLS, 30, "the sync calls' tasks were not all submitted")
+        wait_until(lambda: sync_tasks() == SYNC_CALLS, 60, "the sync calls' tasks were not all submitted")
 
         # 50 calls wait on the hanging URL; the API answers others as if they did not
-        healthz = slowest(lambda: httpx.get(f"{live_api}/healthz", timeout=10))
-        polling = slowest(lambda: httpx.get(f"{live_api}/v1/detect/{polled_id}", headers=bearer(bystander), timeout=10))
+        healthz = median_seconds(lambda: httpx.get(f"{live_api}/healthz", timeout=10))
+        polling = median_seconds(
+            lambda: httpx.get(f"{live_api}/v1/detect/{polled_id}", headers=bearer(bystander), timeout=10)
+        )
         print(f"\nwith {SYNC_CALLS} sync calls waiting: /healthz {healthz:.3f} s, GET /v1/detect {polling:.3f} s")
         assert healthz < 0.5
         assert polling < 1.0
@@ -160,7 +169,7 @@ def test_waiting_sync_calls_leave_health_and_polling_fast(live_api: str, worker,
 
     # the slots were given back: the same key calls again (a refused connection now fails its task at once)
     again = httpx.post(
-        f"{live_api}{DETECT_FACES}", json={"url": hanging_server.url}, headers=bearer(keys[0]), timeout=60
+        f"{live_api}{DETECT_FACES}", json={"url": hanging_server.url}, headers=bearer(keys[0]), timeout=180
     )
     assert (again.status_code, again.json()) == (200, failure)
 
@@ -201,3 +210,23 @@ def test_every_sync_route_answers_the_cap_in_its_own_shape(clean_state, api: str
 def _tasks() -> int:
     with session_scope() as session:
         return session.scalar(select(func.count()).select_from(DetectTask))
+
+
+def test_embedded_slots_are_counted_in_memory() -> None:
+    """The embedded form (one API process, no Redis) counts each key's calls in memory."""
+    settings = Settings(broker_url="filesystem://", max_sync_calls_per_key=2)
+
+    async def calls() -> None:
+        async with AsyncExitStack() as held:
+            for _ in range(2):
+                await held.enter_async_context(sync_call_slot("key-a", settings))
+            with pytest.raises(TooManySyncCalls) as refused:
+                await held.enter_async_context(sync_call_slot("key-a", settings))
+            assert refused.value.headers == {"Retry-After": "1"}
+            await held.enter_async_context(sync_call_slot("key-b", settings))  # another key has its own slots
+            for _ in range(3):  # no API key (FACEQUEUE_AUTH=off): not counted
+                await held.enter_async_context(sync_call_slot(None, settings))
+        async with sync_call_slot("key-a", settings), sync_call_slot("key-a", settings):
+            pass  # both slots were given back
+
+    asyncio.run(calls())

@@ -97,8 +97,8 @@ def test_ctrl_c_without_a_terminal_leaves_the_batch_running_and_it_resumes(
     batch_id = re.match(rf"batch ({BATCH_ID}): 2 items submitted", submitted).group(1)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 130
-    assert process.stderr.read() == (
-        f"batch {batch_id} goes on; follow it again with `facequeue batch --batch-id {batch_id} --out {out}`\n"
+    assert process.stderr.read().splitlines()[-1] == (
+        f"batch {batch_id} goes on; follow it again with `facequeue batch --batch-id {batch_id} --out {out}`"
     )
     with Client(cli_env["FACEQUEUE_SERVER"], cli_env["FACEQUEUE_API_KEY"]) as client:
         assert client.batch_status(batch_id).status == "running"

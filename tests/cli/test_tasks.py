@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 
+import cv2
+
 from tests.cli.conftest import error_line, run_cli
 
 TASK_ID = r"[\w-]{24}"
@@ -32,6 +34,23 @@ def test_detect_options_json_and_out(cli_env, photos, tmp_path) -> None:
     frame = task["result"]["faces_obj"]["0"]
     assert task["status"] == "succeeded" and len(frame["region"]) == 1  # --single-face kept the largest of two
     assert len(task["result"]["face_shape_set"]["0"]) == 1  # --landmarks 90
+
+
+def test_annotate_saves_the_servers_annotated_picture(cli_env, photos, tmp_path) -> None:
+    picture = tmp_path / "annotated.jpg"
+    done = run_cli("detect", str(photos["two"]), "--annotate", str(picture), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"annotated picture saved to {picture}\n"
+    image = cv2.imread(str(picture))
+    assert image is not None and image.shape[:2] == (360, 640)
+
+
+def test_demo_detects_the_moving_face_in_each_sampled_frame(cli_env) -> None:
+    done = run_cli("demo", env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert re.search(
+        r"video 640x360, 3\.00s at 25 fps \(video/mp4\): 5 frames analysed, 5 faces$", done.stdout.splitlines()[0]
+    )
 
 
 def test_no_wait_prints_the_id_and_get_shows_the_task(cli_env, photos) -> None:

@@ -89,6 +89,17 @@ class SubmitResult:
         return self.status == 202 and self.headers.get("idempotent-replayed") == "true"
 
 
+@dataclass(frozen=True)
+class FinalWait:
+    seconds: float | None  # until every task was final; None if they were not
+    gave_up: str = ""
+
+    def describe(self, after: str) -> str:
+        if self.seconds is not None:
+            return f"all final {self.seconds:.1f}s after {after}"
+        return f"not all final ({self.gave_up})"
+
+
 class FaultStack:
     def __init__(self, postgres: PrivatePostgres, redis: PrivateRedis, workdir: Path, webhooks: HTTPServer) -> None:
         self.postgres, self.redis, self.workdir = postgres, redis, workdir
@@ -208,24 +219,30 @@ class FaultStack:
         return {row["id"]: row for row in rows}
 
     def wait_final(self, task_ids: Iterable[str], bound: float, since: float | None = None) -> float | None:
-        """Seconds from `since` (monotonic; default now) until every task is final. None once `bound` seconds
-        have passed, or STALL_BOUND with no task changing status, attempt, progress or heartbeat: on a busy
-        machine slow work still moves, while what is left then is stuck."""
+        """Seconds from `since` (monotonic; default now) until every task is final, or None (see wait_for_final)."""
+        return self.wait_for_final(task_ids, bound, since).seconds
+
+    def wait_for_final(self, task_ids: Iterable[str], bound: float, since: float | None = None) -> FinalWait:
+        """Wait until every task is final; give up after `bound` seconds, or after STALL_BOUND with no task
+        changing status, attempt, progress or heartbeat: on a busy machine slow work still moves, while what is
+        left then is stuck."""
         wanted, started = set(task_ids), time.monotonic()
         moved_at, previous = started, None
         while True:
             tasks = self.tasks()
             now = time.monotonic()
             if all(tasks[task_id]["status"] in FINAL_STATUSES for task_id in wanted):
-                return now - (started if since is None else since)
+                return FinalWait(now - (started if since is None else since))
             snapshot = {
                 task_id: (task["status"], task["attempts"], task["progress_done"], task["heartbeat_at"])
                 for task_id, task in tasks.items()
             }
             if snapshot != previous:
                 moved_at, previous = now, snapshot
-            if now - started > bound or now - moved_at > STALL_BOUND:
-                return None
+            if now - moved_at > STALL_BOUND:
+                return FinalWait(None, f"no task moved for {STALL_BOUND:.0f}s")
+            if now - started > bound:
+                return FinalWait(None, f"still moving when the {bound:.0f}s bound passed")
             time.sleep(0.5)
 
     def close(self) -> None:
@@ -234,13 +251,6 @@ class FaultStack:
                 process.stop()
         if self.postgres.accepts_connections():
             self.postgres.drop_database(self.database)
-
-
-def describe_wait(seconds: float | None, after: str, bound: float) -> str:
-    """A `wait_final` outcome for the measurements line."""
-    if seconds is not None:
-        return f"all final {seconds:.1f}s after {after}"
-    return f"not all final: nothing moved for {STALL_BOUND:.0f}s (or {bound:.0f}s passed) after {after}"
 
 
 async def post_detect(client: httpx.AsyncClient, body: dict, idempotency_key: str | None = None) -> SubmitResult:

@@ -41,8 +41,8 @@ OUTAGE = 10.0  # seconds the worker keeps taking messages with Postgres down
 
 @pytest.mark.parametrize("server", ["postgres", "redis"])
 def test_frozen_server_gets_every_submit_answered_in_time(stack: FaultStack, media, measure, server: str) -> None:
-    processes = _server_processes(stack, server)
-    results, frozen_at, thawed_at = asyncio.run(_stream_through_freeze(stack, media.image_task(), processes))
+    process = _server_process(stack, server)
+    results, frozen_at, thawed_at = asyncio.run(_stream_through_freeze(stack, media.image_task(), process))
     accepted = [result.task_id for result in results if result.status == 202]
     finished = stack.wait_final(accepted, RECOVERY_BOUND) is not None
     after_thaw = time.monotonic() - thawed_at  # the stream went on after it: its tasks count too
@@ -62,22 +62,24 @@ def test_frozen_server_gets_every_submit_answered_in_time(stack: FaultStack, med
     assert outcome.faults() == NO_FAULTS
 
 
-def _server_processes(stack: FaultStack, server: str) -> list[psutil.Process]:
-    """Every process of the private server: Redis is one; Postgres is its postmaster and every backend."""
+def _server_process(stack: FaultStack, server: str) -> psutil.Process:
+    """Redis's one process, or Postgres's postmaster (its backends are its children)."""
     if server == "redis":
-        return [psutil.Process(stack.redis.server.pid)]
+        return psutil.Process(stack.redis.server.pid)
     data_dir = str(stack.postgres.data_dir)
-    postmaster = next(
+    return next(
         process
         for process in psutil.process_iter(["name", "cmdline"])
         if process.info["name"] == "postgres" and data_dir in (process.info["cmdline"] or [])
     )
-    return [postmaster, *postmaster.children(recursive=True)]
 
 
 @contextmanager
-def _frozen(processes: list[psutil.Process]) -> Iterator[None]:
-    for process in processes:
+def _frozen(server: psutil.Process) -> Iterator[None]:
+    """SIGSTOP the server and then every child it has: stopped first, it forks no backend after the list."""
+    server.send_signal(signal.SIGSTOP)
+    processes = [server, *server.children(recursive=True)]
+    for process in processes[1:]:
         process.send_signal(signal.SIGSTOP)
     try:
         yield
@@ -87,7 +89,7 @@ def _frozen(processes: list[psutil.Process]) -> Iterator[None]:
 
 
 async def _stream_through_freeze(
-    stack: FaultStack, body: dict, processes: list[psutil.Process]
+    stack: FaultStack, body: dict, server: psutil.Process
 ) -> tuple[list[SubmitResult], float, float]:
     """Submit every SUBMIT_EVERY seconds, each request on its own, while the server is frozen and thawed."""
     limits = httpx.Limits(max_connections=int(HTTP_TIMEOUT / SUBMIT_EVERY) + 10)  # a hung request never queues others
@@ -103,7 +105,7 @@ async def _stream_through_freeze(
 
         streaming = asyncio.create_task(stream(time.monotonic() + STREAM_BEFORE + FREEZE + STREAM_AFTER))
         await asyncio.sleep(STREAM_BEFORE)
-        with _frozen(processes):
+        with _frozen(server):
             frozen_at = time.monotonic()
             await asyncio.sleep(FREEZE)
             thawed_at = time.monotonic()

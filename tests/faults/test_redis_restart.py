@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.faults.audit import NO_FAULTS, audit
-from tests.faults.stack import FaultStack, describe_wait
+from tests.faults.stack import FaultStack
 
 pytestmark = pytest.mark.faults
 
@@ -27,12 +27,12 @@ def test_redis_restart_without_persistence_loses_no_queued_task(stack: FaultStac
     assert stack.redis.client().dbsize() == 0
     restarted = time.monotonic()
     stack.start_worker()
-    recovery = stack.wait_final(accepted, RECOVERY_BOUND, since=restarted)
+    recovery = stack.wait_for_final(accepted, RECOVERY_BOUND, since=restarted)
     outcome = audit(stack, accepted)
     statuses = [task["status"] for task in stack.tasks().values()]
     measure(
         f"Redis restarted empty with {QUEUED_TASKS} tasks queued: "
-        f"{describe_wait(recovery, 'the restart', RECOVERY_BOUND)} ({statuses.count('queued')} still queued); "
+        f"{recovery.describe('the restart')} ({statuses.count('queued')} still queued); "
         f"{outcome.summary()}"
     )
 

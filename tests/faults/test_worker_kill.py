@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.faults.audit import NO_FAULTS, audit
-from tests.faults.stack import FaultStack, describe_wait
+from tests.faults.stack import FaultStack
 from tests.support import FINAL_STATUSES
 
 pytestmark = pytest.mark.faults
@@ -39,14 +39,14 @@ def test_kill_mid_video_is_reclaimed_quickly_and_finishes_once(stack: FaultStack
 
     reclaimed = _wait_for_reclaim(stack, task_id, claimed["attempts"], bound=RECLAIM_BOUND)
     reclaim_seconds = (reclaimed["started_at"] - killed_at).total_seconds() if reclaimed else None
-    finished = stack.wait_final([task_id], FINISH_BOUND, since=time.monotonic()) if reclaimed else None
+    finished = stack.wait_for_final([task_id], FINISH_BOUND) if reclaimed else None
     outcome = audit(stack, [task_id])
     final = stack.tasks()[task_id]
     measure(
         f"kill -9 {victim}: re-claimed after "
         + (f"{reclaim_seconds:.1f}s" if reclaim_seconds is not None else f"more than {RECLAIM_BOUND:.0f}s (bound)")
         + f" (target {RECLAIM_TARGET:.0f}s); {final['status']} on attempt {final['attempts']}, "
-        + (describe_wait(finished, "the re-claim was seen", FINISH_BOUND) if reclaimed else "never re-claimed")
+        + (finished.describe("the re-claim was seen") if finished else "never re-claimed")
         + f"; {outcome.summary()}"
     )
 

@@ -11,15 +11,15 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from facequeue.errors import ErrorCode, TaskError
-from workers.media.fetch import fetch_all, fetch_to_file
+from workers.media.fetch import Deadline, fetch_all, fetch_to_file
 
 LOCAL_ONLY = ["127.0.0.1/32"]
 WAIT = 10.0  # seconds before downloads that should run together count as run one after the other
 
 
-def _fetch_error(url: str, dest: Path, settings) -> TaskError:
+def _fetch_error(url: str, dest: Path, settings, deadline: Deadline | None = None) -> TaskError:
     with pytest.raises(TaskError) as caught:
-        fetch_to_file(url, dest, settings)
+        fetch_to_file(url, dest, settings, deadline)
     assert not any(dest.iterdir()), "a failed fetch must leave no file behind"
     return caught.value
 
@@ -185,7 +185,7 @@ def test_trickling_server_hits_the_total_deadline(server: HTTPServer, tmp_path: 
     started = time.monotonic()
     error = _fetch_error(server.url_for("/slow"), tmp_path, settings)
     assert error.code == ErrorCode.DOWNLOAD_FAILED
-    assert error.detail == "download did not finish within 0.5 s"
+    assert error.detail == "download timed out after 0.5 s"
     assert time.monotonic() - started < 1.5
 
 
@@ -200,7 +200,7 @@ def test_stalled_body_is_cut_at_the_deadline_not_the_read_timeout(
     started = time.monotonic()
     error = _fetch_error(server.url_for("/stall"), tmp_path, settings)
     assert error.code == ErrorCode.DOWNLOAD_FAILED
-    assert "did not finish within 0.5 s" in error.detail
+    assert error.detail == "download timed out after 0.5 s"
     assert time.monotonic() - started < 1.5
 
 
@@ -218,21 +218,94 @@ def test_fetch_all_downloads_together_and_keeps_url_order() -> None:
         both_running.wait()
         return f"{position}:{url}"
 
-    assert fetch_all(fetch, ["a", "b"], concurrency=2) == ["0:a", "1:b"]
-    assert fetch_all(lambda position, url: url, ["x", "y", "z"], concurrency=1) == ["x", "y", "z"]
+    assert fetch_all(fetch, ["a", "b"], concurrency=2, deadline=Deadline(WAIT)) == ["0:a", "1:b"]
+    assert fetch_all(lambda position, url: url, ["x", "y", "z"], 1, Deadline(WAIT)) == ["x", "y", "z"]
 
 
-def test_fetch_all_raises_the_first_failure_in_url_order() -> None:
-    second_failed = threading.Event()
+def _drip(seconds: float, sent: threading.Event, closed: threading.Event) -> Iterator[bytes]:
+    """One byte a second, as a drip-feeding server sends it; `closed` is set once the client hung up."""
+    try:
+        for _ in range(int(seconds)):
+            yield b"x"
+            sent.set()
+            time.sleep(1)
+    finally:  # the server closes the body once writing to a client that hung up fails
+        closed.set()
+
+
+def test_a_byte_a_second_is_cut_at_the_deadline(server: HTTPServer, tmp_path: Path, make_settings) -> None:
+    sent, closed = threading.Event(), threading.Event()
+    server.expect_request("/drip.jpg").respond_with_response(Response(_drip(60, sent, closed)))
+    # every byte comes well within the read timeout: only the deadline, checked at each byte, stops it
+    settings = make_settings(allowed_hosts=LOCAL_ONLY, fetch_read_timeout=10)
+    started = time.monotonic()
+    error = _fetch_error(server.url_for("/drip.jpg"), tmp_path, settings, Deadline(1.5))
+    assert (error.code, error.detail) == (ErrorCode.DOWNLOAD_FAILED, "download timed out after 1.5 s")
+    assert 1.5 <= time.monotonic() - started < 2.5
+    assert closed.wait(WAIT), "the dripping connection must be closed, not left open"
+
+
+def test_first_failure_cancels_the_other_downloads_without_waiting_for_them(
+    server: HTTPServer, tmp_path: Path, make_settings
+) -> None:
+    sent, closed = threading.Event(), threading.Event()
+    server.expect_request("/drip.jpg").respond_with_response(Response(_drip(60, sent, closed)))
+    server.expect_request("/missing.jpg").respond_with_data(b"nope", status=404)
+    settings = make_settings(allowed_hosts=LOCAL_ONLY)
+    deadline = Deadline(60)
+
+    def fetch(position: int, url: str) -> Path:
+        if position == 1:
+            assert sent.wait(WAIT)  # the drip is under way before the other URL fails
+        folder = tmp_path / str(position)
+        folder.mkdir()
+        return fetch_to_file(url, folder, settings, deadline).path
+
+    started = time.monotonic()
+    with pytest.raises(TaskError, match="HTTP 404 Not Found"):
+        fetch_all(fetch, [server.url_for("/drip.jpg"), server.url_for("/missing.jpg")], 2, deadline)
+    assert time.monotonic() - started < 3
+    assert deadline.canceled
+    assert closed.wait(WAIT), "the dripping download must be cut, not left running"
+
+
+def test_a_task_no_longer_wanted_stops_waiting_at_once() -> None:
+    release = threading.Event()
+    deadline = Deadline(60)
+
+    def still_wanted() -> None:
+        raise RuntimeError("task canceled")
 
     def fetch(position: int, url: str) -> str:
-        if position == 2:
-            raise RuntimeError("third URL failed")
+        release.wait(WAIT)  # a download that cannot be interrupted: nobody waits for it
+        return url
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="task canceled"):
+        fetch_all(fetch, ["a", "b"], 2, deadline, still_wanted)
+    assert time.monotonic() - started < 2 and deadline.canceled
+    release.set()
+
+
+def test_the_deadline_ends_the_wait_even_when_a_download_is_stuck() -> None:
+    release = threading.Event()
+
+    def fetch(position: int, url: str) -> str:
+        release.wait(WAIT)  # stuck where no socket can be cut (e.g. resolving the name)
+        return url
+
+    started = time.monotonic()
+    with pytest.raises(TaskError, match="download timed out after 0.5 s"):
+        fetch_all(fetch, ["a"], 1, Deadline(0.5))
+    assert time.monotonic() - started < 1.5
+    release.set()
+
+
+def test_fetch_all_raises_the_first_failure() -> None:
+    def fetch(position: int, url: str) -> str:
         if position == 1:
-            second_failed.set()
             raise RuntimeError("second URL failed")
-        assert second_failed.wait(WAIT)
         return url
 
     with pytest.raises(RuntimeError, match="second URL failed"):
-        fetch_all(fetch, ["a", "b", "c", "d"], concurrency=4)
+        fetch_all(fetch, ["a", "b", "c"], 3, Deadline(WAIT))

@@ -1,6 +1,9 @@
 """Download a URL to a file: SSRF-checked on every hop, size-capped, and bounded by a wall-clock deadline.
 
-A task's several frame URLs are downloaded a few at once (``fetch_all``) instead of one after another.
+A task's several frame URLs are downloaded a few at once (``fetch_all``) under one shared deadline. The
+caller only waits: it gives up at the first failure, at the deadline, or when the task is no longer wanted,
+and cancels what is still running; a canceled download ends at its next read (its socket is shut down) and
+nobody waits for it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,12 @@ from facequeue.ssrf import CheckedURL, IPAddress, check_url
 R = TypeVar("R")
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-CHUNK_BYTES = 64 * 1024
+# How often a caller waiting on downloads looks at its deadline and asks whether the task is still wanted.
+WAIT_CHECK_SECONDS = 0.5
+
+
+class DownloadCanceled(Exception):
+    """The download was ended because its task gave up on it (another URL failed, the task was canceled)."""
 
 
 @dataclass(frozen=True)
@@ -37,9 +45,10 @@ class FetchedMedia:
     content_type: str | None
 
 
-def fetch_to_file(url: str, dest_dir: Path, settings: Settings) -> FetchedMedia:
-    """Fetch ``url`` into a new file in ``dest_dir``; every failure is a TaskError and leaves no file."""
-    deadline = Deadline(settings.fetch_total_timeout)
+def fetch_to_file(url: str, dest_dir: Path, settings: Settings, deadline: Deadline | None = None) -> FetchedMedia:
+    """Fetch ``url`` into a new file in ``dest_dir`` within ``deadline`` (default: FACEQUEUE_FETCH_TOTAL_TIMEOUT);
+    every failure is a TaskError (DownloadCanceled once the deadline was canceled) and leaves no file."""
+    deadline = deadline or Deadline(settings.fetch_total_timeout)
     target = check_url(url, settings)
     redirects = 0
     with new_pinned_client() as client:
@@ -61,41 +70,82 @@ def fetch_to_file(url: str, dest_dir: Path, settings: Settings) -> FetchedMedia:
             target = check_url(str(target.url.join(location)), settings)
 
 
-def fetch_all(fetch: Callable[[int, str], R], urls: Sequence[str], concurrency: int) -> list[R]:
-    """``fetch(position, url)`` for every URL, ``concurrency`` at a time, results in URL order.
+def fetch_all(
+    fetch: Callable[[int, str], R],
+    urls: Sequence[str],
+    concurrency: int,
+    deadline: Deadline,
+    still_wanted: Callable[[], None] = lambda: None,
+) -> list[R]:
+    """``fetch(position, url)`` for every URL, ``concurrency`` at a time on threads, results in URL order.
 
-    The first failure in URL order is raised once the downloads already running have ended; the
-    ones not started yet are dropped.
+    The first download to fail, the deadline passing or ``still_wanted`` raising (the task was canceled) ends
+    the wait at once: ``deadline`` is canceled, so the downloads still running stop at their next read, and
+    that error is raised without waiting for them.
     """
-    if concurrency <= 1 or len(urls) <= 1:
-        return [fetch(position, url) for position, url in enumerate(urls)]
-    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(urls)), thread_name_prefix="fetch")
+    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(urls))), thread_name_prefix="fetch")
     futures = [pool.submit(fetch, position, url) for position, url in enumerate(urls)]
     try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=min(WAIT_CHECK_SECONDS, deadline.left), return_when=FIRST_EXCEPTION)
+            failed = next((future.exception() for future in done if future.exception() is not None), None)
+            if failed is not None:
+                raise failed
+            still_wanted()
+            if pending and deadline.expired:
+                raise deadline.error()
         return [future.result() for future in futures]
+    except BaseException:
+        deadline.cancel()
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Deadline:
-    """Wall-clock budget for the whole download, across redirects, slow reads and stalls."""
+    """Wall-clock budget for downloads (a task's, across its URLs) or a webhook attempt, across redirects, slow
+    reads and stalls. ``cancel`` ends every download under it at once."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._ends_at = time.monotonic() + seconds
+        self._canceled = threading.Event()
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()  # cancel() and watch() on different threads
 
     @property
     def expired(self) -> bool:
         return time.monotonic() >= self._ends_at
 
+    @property
+    def left(self) -> float:
+        return max(0.0, self._ends_at - time.monotonic())
+
+    @property
+    def canceled(self) -> bool:
+        return self._canceled.is_set()
+
     def error(self) -> TaskError:
-        return TaskError(ErrorCode.DOWNLOAD_FAILED, f"download did not finish within {self.seconds:g} s")
+        return TaskError(ErrorCode.DOWNLOAD_FAILED, f"download timed out after {self.seconds:g} s")
+
+    def check(self) -> None:
+        """Raise once the downloads under this deadline should stop."""
+        if self.canceled:
+            raise DownloadCanceled
+        if self.expired:
+            raise self.error()
 
     def remaining(self) -> float:
-        left = self._ends_at - time.monotonic()
-        if left <= 0:
-            raise self.error()
-        return left
+        self.check()
+        return self._ends_at - time.monotonic()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._canceled.set()
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown_quietly(sock)
 
     def timeout(self, settings: Settings) -> httpx.Timeout:
         """Per-phase timeouts, none reaching past the deadline (covers connect and waiting for headers)."""
@@ -106,20 +156,27 @@ class Deadline:
 
     @contextmanager
     def watch(self, response: httpx.Response) -> Iterator[None]:
-        """Cut the connection when the deadline passes, so a trickling body cannot outlive it."""
+        """Cut the connection when the deadline passes or is canceled, so a trickling body cannot outlive it."""
         network_stream = response.extensions.get("network_stream")
         sock = network_stream.get_extra_info("socket") if network_stream is not None else None
         if sock is None:
             yield
             return
+        with self._lock:
+            self._sockets.add(sock)
+            canceled = self.canceled
+        if canceled:
+            _shutdown_quietly(sock)
         # socket.socket.shutdown acts on the descriptor, also beneath TLS; the blocked read then fails or ends.
-        timer = threading.Timer(self.remaining(), _shutdown_quietly, args=(sock,))
+        timer = threading.Timer(self.left, _shutdown_quietly, args=(sock,))
         timer.daemon = True
         timer.start()
         try:
             yield
         finally:
             timer.cancel()
+            with self._lock:
+                self._sockets.discard(sock)
 
 
 def _shutdown_quietly(sock: socket.socket) -> None:
@@ -182,8 +239,7 @@ def _download_errors(target: CheckedURL, deadline: Deadline) -> Iterator[None]:
     try:
         yield
     except httpx.HTTPError as exc:
-        if deadline.expired:
-            raise deadline.error() from exc
+        deadline.check()  # canceled or timed out: say that, not the broken read it caused
         raise TaskError(ErrorCode.DOWNLOAD_FAILED, f"{describe_transport_error(exc)} {where}") from exc
 
 
@@ -222,10 +278,8 @@ def _save_body(
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out, deadline.watch(response):
-            size = _copy_capped(response, out, settings.max_download_bytes)
-        # A body delimited by connection close just "ends" when the watchdog cuts it.
-        if deadline.expired:
-            raise deadline.error()
+            size = _copy_capped(response, out, settings.max_download_bytes, deadline)
+        deadline.check()  # a body delimited by connection close just "ends" when the watchdog cuts it
         if size == 0:
             raise TaskError(ErrorCode.CORRUPT_MEDIA, "empty file: the server sent 0 bytes")
     except BaseException:
@@ -247,9 +301,11 @@ def _check_declared_length(response: httpx.Response, limit: int) -> None:
         )
 
 
-def _copy_capped(response: httpx.Response, out: BinaryIO, limit: int) -> int:
+def _copy_capped(response: httpx.Response, out: BinaryIO, limit: int, deadline: Deadline) -> int:
     size = 0
-    for chunk in response.iter_bytes(CHUNK_BYTES):
+    # Chunks as the network delivers them (no re-chunking), so even a byte-a-second body checks every byte.
+    for chunk in response.iter_bytes():
+        deadline.check()
         size += len(chunk)
         if size > limit:
             raise TaskError(ErrorCode.MEDIA_TOO_LARGE, f"download exceeds the limit of {limit} bytes")

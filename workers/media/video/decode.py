@@ -37,6 +37,15 @@ class SampledFrame:
     index: int
     time_s: float | None  # None only for a still image passed along as a frame
     image_bgr: np.ndarray = field(repr=False)
+    # A still JPEG decoded reduced (workers/media/image.py): file pixels per decoded pixel, and the file's upright
+    # (width, height), which results are given in.
+    scale: int = 1
+    file_size: tuple[int, int] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in file pixels."""
+        return self.file_size or (self.image_bgr.shape[1], self.image_bgr.shape[0])
 
 
 def sample_frames(path: Path, info: VideoInfo, indices: Sequence[int], settings: Settings) -> Iterator[SampledFrame]:

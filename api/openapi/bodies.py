@@ -1,0 +1,47 @@
+"""Bodies FastAPI can't infer: POST /v1/batches reads its body itself (JSON, or a JSONL manifest streamed to
+disk), and a batch's results stream out as JSONL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from api.openapi.examples import BATCH_RESULT_LINES, MANIFEST_ITEMS
+from api.openapi.responses import schema_ref
+from api.openapi.shapes import BatchCreate, BatchResultLine
+
+JSONL = "application/x-ndjson"  # the name in the document; api/limits.py accepts its aliases too
+
+
+def _lines(models: list[BaseModel]) -> str:
+    return "".join(model.model_dump_json(exclude_unset=True) + "\n" for model in models)
+
+
+BATCH_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": schema_ref(BatchCreate)},
+            JSONL: {
+                "schema": {
+                    "type": "string",
+                    "description": "A manifest: one item per line, each a JSON object with the fields of an item "
+                    "of BatchCreate; ?defaults= and ?callback_url= stand for the JSON body's other fields. "
+                    "Up to FACEQUEUE_MAX_MANIFEST_BYTES, streamed to disk as it arrives.",
+                },
+                "example": _lines(MANIFEST_ITEMS),
+            },
+        },
+    }
+}
+
+BATCH_RESULTS_RESPONSE: dict[str, Any] = {
+    "description": "One JSON object per line (BatchResultLine), one line per item, in submit order",
+    "content": {
+        JSONL: {
+            "schema": {"type": "string", "description": f"Lines of {schema_ref(BatchResultLine)['$ref']}"},
+            "example": _lines(BATCH_RESULT_LINES),
+        }
+    },
+}

@@ -1,0 +1,225 @@
+"""GET /v1/detect/{id}/events end to end: the API under uvicorn, Postgres, Redis pub/sub and real workers (the
+embedded form's file logs in test_task_events_embedded.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import cv2
+import httpx
+import pytest
+from sqlalchemy import update
+
+from api.services import event_hub
+from db.models import DetectTask, utcnow
+from facequeue.cli.demo import astronaut_bgr, moving_face_frames, write_video
+from facequeue.enums import TaskStatus
+from facequeue.lifecycle import task_events
+from facequeue.lifecycle.sessions import session_scope
+from facequeue.settings import Settings, get_settings
+from tests.support import free_port
+from tests.test_tenants import bearer, new_key
+
+pytestmark = pytest.mark.integration
+
+
+def serve(settings: Settings) -> Iterator[str]:
+    """The API served by uvicorn on a free port, in a thread of the test process."""
+    import uvicorn
+
+    from api.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="events-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start under uvicorn"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def events_api(database: str) -> Iterator[str]:
+    yield from serve(Settings(auth="on", events_heartbeat=0.5))
+
+
+@pytest.fixture
+def key(clean_state: None) -> dict:
+    return bearer(new_key("events-owner"))
+
+
+def read_events(response: httpx.Response) -> Iterator[dict]:
+    """Each event as {"event", "id", "data"} ("comment" for a heartbeat), parsed the way EventSource does."""
+    event: dict = {}
+    for line in response.iter_lines():
+        if line == "":
+            if event:
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            event[name] = json.loads(value) if name == "data" else value
+
+
+def collect(url: str, headers: dict, until_final: bool = True, timeout: float = 90) -> list[dict]:
+    with httpx.stream("GET", url, headers=headers, timeout=timeout) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events = []
+        for event in read_events(response):
+            events.append(event)
+            if not until_final and "comment" in event:
+                break
+        return events
+
+
+def names(events: list[dict]) -> list[str]:
+    return [event.get("event", "comment") for event in events if "comment" not in event]
+
+
+def submit(api: str, headers: dict, **body) -> str:
+    response = httpx.post(f"{api}/v1/detect", json=body, headers=headers, timeout=30)
+    assert response.status_code == 202, response.text
+    return response.json()["detect_task_id"]
+
+
+def video_b64(tmp_path, frames: int = 50) -> str:
+    video = write_video(tmp_path / "clip.mp4", moving_face_frames(count=frames, faces=1))
+    return base64.b64encode(video.read_bytes()).decode()
+
+
+def photo_b64() -> str:
+    return base64.b64encode(cv2.imencode(".jpg", astronaut_bgr())[1].tobytes()).decode()
+
+
+def test_a_video_streams_each_frame_then_its_final_event(events_api, key, start_worker, tmp_path) -> None:
+    task_id = submit(events_api, key, img=video_b64(tmp_path), num_frames=5)
+    url = f"{events_api}/v1/detect/{task_id}/events"
+    events: list[dict] = []
+    reader = threading.Thread(target=lambda: events.extend(collect(url, key)))
+    reader.start()
+    time.sleep(1.0)  # the stream is open on a queued task (heartbeats only) before any worker runs
+    start_worker()
+    reader.join(timeout=90)
+    result = httpx.get(f"{events_api}/v1/detect/{task_id}", headers=key).json()
+    frames = sorted(result["result"]["faces_obj"], key=int)
+    # queued, processing (a fetch stage in between would add queued and processing again), the frames, succeeded
+    statuses = [event["data"]["status"] for event in events if event.get("event") == "status"]
+    assert statuses[0] == "queued" and statuses[-1] == "succeeded" and set(statuses) == set(statuses[:3])
+    assert all(before != after for before, after in zip(statuses, statuses[1:], strict=False))
+    assert names(events) == ["status"] * (len(statuses) - 1) + ["progress"] * 5 + ["status", "final"]
+    assert any("comment" in event for event in events[:3])  # heartbeats while it waited
+    progress = [event for event in events if event.get("event") == "progress"]
+    assert [event["id"] for event in progress] == ["1", "2", "3", "4", "5"]
+    for done, (event, frame) in enumerate(zip(progress, frames, strict=True), start=1):
+        # partial results: the entry as the final result has it
+        assert event["data"]["frame"] == frame
+        assert event["data"]["faces_obj"] == {frame: result["result"]["faces_obj"][frame]}
+        assert event["data"]["scores"] == {frame: result["result"]["scores"][frame]}
+        assert event["data"]["progress"] == {"done": done, "total": 5}
+    assert events[-1]["data"] == {
+        "status": "succeeded",
+        "result_url": f"{events_api}/v1/detect/{task_id}",
+        "error": None,
+    }
+
+
+def test_a_finished_task_replays_from_its_result_after_last_event_id(events_api, key, worker) -> None:
+    task_id = submit(events_api, key, img=photo_b64())
+    first = collect(f"{events_api}/v1/detect/{task_id}/events", key)
+    assert names(first)[-2:] == ["status", "final"] and names(first).count("progress") == 1
+    # reconnecting after the only frame: its status and the final event, no frame again
+    again = collect(f"{events_api}/v1/detect/{task_id}/events", {**key, "Last-Event-ID": "1"})
+    assert names(again) == ["status", "final"]
+    assert again[0]["data"] == {"status": "succeeded", "kind": "image", "progress": {"done": 1, "total": 1}}
+    replayed = collect(f"{events_api}/v1/detect/{task_id}/events", key)
+    assert names(replayed) == ["status", "progress", "final"]
+    assert replayed[1]["id"] == "1" and list(replayed[1]["data"]["faces_obj"]) == ["0"]
+
+
+def test_a_stream_opened_mid_run_replays_the_task_log(events_api, key) -> None:
+    """What a worker announced before the stream connected comes from the task's log in Redis (announced here
+    through the workers' own code path, on a task no worker takes)."""
+    task_id = submit(events_api, key, url="https://example.com/clip.mp4")
+    settings = get_settings()
+    entry = {"landmarks": [], "landmarks_str": [], "region": [], "removed": [], "frame_time": 0.0}
+    for done in (1, 2):
+        task_events.announce_frame(task_id, done, 4, str(done * 10), entry, [], None, settings)
+    events: list[dict] = []
+    reader = threading.Thread(target=lambda: events.extend(collect(f"{events_api}/v1/detect/{task_id}/events", key)))
+    reader.start()
+    time.sleep(1.0)
+    task_events.announce_frame(task_id, 3, 4, "30", entry, [], None, settings)
+    task_events.announce_frame(task_id, 2, 4, "20", entry, [], None, settings)  # a retried run repeats: skipped
+    with session_scope() as session:  # the task fails (as a worker would write it), announced after commit
+        session.execute(
+            update(DetectTask)
+            .where(DetectTask.id == task_id)
+            .values(status=TaskStatus.FAILED, error_code="download_failed", error_msg="nope", finished_at=utcnow())
+        )
+        task_events.announce_after_commit(session, task_id, "failed", "download_failed", "nope")
+    reader.join(timeout=30)
+    assert names(events) == ["status", "status", "progress", "progress", "progress", "status", "final"]
+    assert [event["id"] for event in events if event.get("event") == "progress"] == ["1", "2", "3"]
+    assert events[-1]["data"] == {
+        "status": "failed",
+        "result_url": None,
+        "error": {"code": "download_failed", "message": "nope"},
+    }
+
+
+def test_a_canceled_task_ends_its_stream(events_api, key) -> None:
+    task_id = submit(events_api, key, url="https://example.com/a.jpg")
+    events: list[dict] = []
+    reader = threading.Thread(target=lambda: events.extend(collect(f"{events_api}/v1/detect/{task_id}/events", key)))
+    reader.start()
+    time.sleep(0.5)
+    assert httpx.post(f"{events_api}/v1/detect/{task_id}/cancel", headers=key).json()["status"] == "canceled"
+    reader.join(timeout=30)
+    assert names(events) == ["status", "status", "final"]
+    assert events[-1]["data"] == {"status": "canceled", "result_url": None, "error": None}
+
+
+def test_a_lost_final_event_is_made_up_by_the_sweep(events_api, key, monkeypatch) -> None:
+    monkeypatch.setattr(event_hub, "SWEEP_SECONDS", 1.0)
+    task_id = submit(events_api, key, url="https://example.com/a.jpg")
+    events: list[dict] = []
+    reader = threading.Thread(target=lambda: events.extend(collect(f"{events_api}/v1/detect/{task_id}/events", key)))
+    reader.start()
+    time.sleep(0.5)
+    with session_scope() as session:  # final, and nobody announced it
+        session.execute(
+            update(DetectTask)
+            .where(DetectTask.id == task_id)
+            .values(status=TaskStatus.FAILED, error_code="worker_lost", error_msg="gone", finished_at=utcnow())
+        )
+    started = time.monotonic()
+    reader.join(timeout=30)
+    assert not reader.is_alive() and time.monotonic() - started < 5
+    assert events[-1]["data"]["error"] == {"code": "worker_lost", "message": "gone"}
+
+
+def test_streams_are_tenant_isolated_and_validate_last_event_id(events_api, key) -> None:
+    task_id = submit(events_api, key, url="https://example.com/a.jpg")
+    stranger = bearer(new_key("events-stranger"))
+    response = httpx.get(f"{events_api}/v1/detect/{task_id}/events", headers=stranger, timeout=10)
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "code": "not_found",
+        "message": f"detect task {task_id} not found",
+        "field": "detect_task_id",
+    }
+    assert httpx.get(f"{events_api}/v1/detect/{task_id}/events", timeout=10).status_code == 401
+    bad = httpx.get(f"{events_api}/v1/detect/{task_id}/events", headers={**key, "Last-Event-ID": "x"}, timeout=10)
+    assert bad.status_code == 422
+    assert bad.json()["error"]["message"] == "Last-Event-ID must be an event id of this stream: the frames seen so far"
