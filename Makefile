@@ -34,7 +34,7 @@ test: install
 test-faults: install
 	$(BIN)/pytest -m faults tests/faults
 
-# Schemathesis against a live API and worker, from its /openapi.json (tests/fuzz); about 3 to 5 minutes.
+# Schemathesis against a live API and worker, from its /openapi.json (tests/fuzz); 2 to 5 minutes.
 fuzz: install
 	$(BIN)/pytest -m fuzz tests/fuzz
 

@@ -57,16 +57,16 @@ class ReplyBoundedConnection(psycopg.Connection):
     reply_timeout: float | None = None
     on_reply_timeout: Callable[[], None] | None = None  # the engine's: fail fast for a moment
 
-    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.reply_timeout
+    def wait(self, gen: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        if timeout is not None or self.reply_timeout is None:  # a caller's own deadline is the caller's to handle
+            return super().wait(gen, *args, timeout=timeout, **kwargs)
         try:
-            return super().wait(gen, *args, **kwargs)
+            return super().wait(gen, *args, timeout=self.reply_timeout, **kwargs)
         except _WaitTimeout as error:
             self.pgconn.finish()  # the protocol stopped mid-exchange: the connection can't be used again
             if self.on_reply_timeout is not None:
                 self.on_reply_timeout()
-            raise psycopg.OperationalError(f"no reply from the database within {kwargs['timeout']:g}s") from error
+            raise psycopg.OperationalError(f"no reply from the database within {self.reply_timeout:g}s") from error
 
 
 class _ConnectionGuard:

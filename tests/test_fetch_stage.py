@@ -164,8 +164,8 @@ def test_a_message_sent_straight_to_a_cpu_slot_is_handed_to_the_fetch_stage(
     task = wait_for_final(api_client, task_id)
     assert task["status"] == "succeeded" and task["attempts"] == 1
     assert set(task["timings"]) == {"download", "decode", "detect", "total"}
-    assert re.search(rf"detect_sent_to_fetch .*handed_over=True .*task_id={task_id}", worker.log())
-    assert re.search(rf"detect_fetched .*handed_over=True .*task_id={task_id}", worker.log())
+    assert re.search(rf"detect_sent_to_fetch .*task_id={task_id}", worker.log())
+    assert re.search(rf"detect_fetched .*task_id={task_id}", worker.log())
 
 
 def test_a_killed_fetch_pool_is_started_again_and_its_download_recovered(

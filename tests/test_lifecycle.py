@@ -327,11 +327,12 @@ def test_soft_time_limit_fails_the_task_and_keeps_the_worker(
     from facequeue.settings import Settings
     from tests.support import REDIS_URL, queue_key
 
-    # 75 frames take a CPU slot well over 0.3 s (downloads have a deadline of their own: tests/test_fetch_stage.py)
-    body = {"img": b64(two_face_video), "num_frames": 75}
+    # 75 frames with 90-point shapes take a CPU slot 3 s of CPU time, so well over 1.5 s (downloads run on the
+    # fetch pool with a deadline of their own: tests/test_fetch_stage.py)
+    body = {"img": b64(two_face_video), "num_frames": 75, "landmarks": "90"}
     task_id = api_client.post("/v1/detect", json=body).json()["detect_task_id"]
     redis.Redis.from_url(REDIS_URL).delete(queue_key("default"))
-    publish_detect(task_id, "default", "video", Settings(video_soft_time_limit=0.3, video_time_limit=10.0))
+    publish_detect(task_id, "default", "video", Settings(video_soft_time_limit=1.5, video_time_limit=10.0))
     worker = start_worker()
     task = wait_for_final(api_client, task_id, timeout=30)
     assert task["status"] == "failed"

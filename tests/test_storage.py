@@ -71,3 +71,30 @@ def test_local_links_are_signed_and_expire(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="escapes"):
         storage.put_bytes("../outside", b"x")
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_tasks_downloads_are_one_object_loaded_back_in_url_order(
+    backend: str, s3_settings: Settings, tmp_path: Path
+) -> None:
+    """What the fetch stage stores for a CPU slot (workers/media/staging.py): one key, the task's upload_key, so
+    deleting the upload deletes every download."""
+    from workers.media.staging import load_downloads, store_downloads
+
+    storage = get_storage(s3_settings) if backend == "s3" else LocalStorage(tmp_path / "media", b"k" * 32, 60)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    frames = [downloads / name for name in ("z", "a", "m")]  # URL order, not name order
+    for position, path in enumerate(frames):
+        path.write_bytes(f"frame {position}".encode())
+    key = store_downloads("t3", frames, True, storage, downloads)
+    assert key == "tasks/t3/fetched"
+    loaded = load_downloads(key, 3, storage, tmp_path)
+    assert [path.read_bytes() for path in loaded] == [b"frame 0", b"frame 1", b"frame 2"]
+    single = downloads / "video"
+    single.write_bytes(b"one URL's bytes")
+    (loaded_single,) = load_downloads(store_downloads("t4", [single], False, storage, downloads), 0, storage, tmp_path)
+    assert loaded_single.read_bytes() == b"one URL's bytes"
+    storage.delete_keys([key])
+    with pytest.raises(FileNotFoundError):
+        load_downloads(key, 3, storage, tmp_path)

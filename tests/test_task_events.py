@@ -115,7 +115,8 @@ def test_a_video_streams_each_frame_then_its_final_event(events_api, key, start_
     frames = sorted(result["result"]["faces_obj"], key=int)
     # queued, processing (a fetch stage in between would add queued and processing again), the frames, succeeded
     statuses = [event["data"]["status"] for event in events if event.get("event") == "status"]
-    assert statuses[0] == "queued" and statuses[-1] == "succeeded" and set(statuses) == set(statuses[:3])
+    assert statuses[0] == "queued" and statuses[-1] == "succeeded"
+    assert set(statuses) <= {"queued", "processing", "succeeded"}
     assert all(before != after for before, after in zip(statuses, statuses[1:], strict=False))
     assert names(events) == ["status"] * (len(statuses) - 1) + ["progress"] * 5 + ["status", "final"]
     assert any("comment" in event for event in events[:3])  # heartbeats while it waited

@@ -106,10 +106,11 @@ def run_fetch_task(task_id: str, settings: Settings, worker_name: str) -> None:
             "detect_finished", task_id=task_id, attempt=attempt, written=written, error=failure.code, stage="fetch"
         )
         return
-    handed = pass_on(task_id, attempt, settings, fetch_first=False, upload_key=key, kind=kind, timings=timings)
-    if not handed:
+    if not pass_on(task_id, attempt, settings, fetch_first=False, upload_key=key, kind=kind, timings=timings):
         storage.delete_keys([key])  # canceled meanwhile: the row will never point at it
-    log.info("detect_fetched", task_id=task_id, attempt=attempt, seconds=took, handed_over=handed)
+        log.info("detect_abandoned", task_id=task_id, attempt=attempt, stage="fetch")
+        return
+    log.info("detect_fetched", task_id=task_id, attempt=attempt, seconds=took)
 
 
 def pass_on(task_id: str, attempt: int, settings: Settings, fetch_first: bool, **values: object) -> bool:

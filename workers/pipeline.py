@@ -70,8 +70,8 @@ def run_detect_task(task_id: str, settings: Settings, worker_name: str) -> None:
     bind_task_context(task_id, claimed.tenant_id, attempt)
     if media_to_fetch(source_url, params, claimed.upload_key):
         # Not downloaded yet (a message from before the fetch stage): a CPU slot never waits on a server.
-        handed = pass_on(task_id, attempt, settings, fetch_first=True)
-        log.info("detect_sent_to_fetch", task_id=task_id, attempt=attempt, handed_over=handed)
+        event = "detect_sent_to_fetch" if pass_on(task_id, attempt, settings, fetch_first=True) else "detect_abandoned"
+        log.info(event, task_id=task_id, attempt=attempt)
         return
     task_events.announce_status(task_id, TaskStatus.PROCESSING, settings)
 

@@ -59,7 +59,6 @@ TYPICAL_ERRORS: dict[int, ServiceError] = {
     504: SyncTimeout(EXAMPLE_TASK_ID, DEFAULTS.sync_timeout),
     505: FeatureDisabled("Feature 'crops' is disabled", field="crops"),
 }
-# Errors of one route each, with the services' messages
 
 
 def missing_field(name: str) -> InvalidInput:
@@ -67,6 +66,7 @@ def missing_field(name: str) -> InvalidInput:
     return InvalidInput(f"{name}: Field required", field=name)
 
 
+# Errors of one route each, with the services' messages
 BATCH_NOT_FOUND = NotFound(f"batch {EXAMPLE_BATCH_ID} not found", field="batch_id")
 TASK_FINAL = TaskFinal(
     f"detect task {EXAMPLE_TASK_ID} is already succeeded: there is nothing to cancel, and its result is kept "

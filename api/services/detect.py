@@ -17,7 +17,7 @@ from api.services.submission import DetectSubmission, checked_input, request_has
 from db import tasks
 from db.models import DetectTask, new_task_id, utcnow
 from facequeue.enums import CreditState, Queue, TaskStatus
-from facequeue.lifecycle import billing, metrics
+from facequeue.lifecycle import billing, metrics, task_events
 from facequeue.lifecycle.finalize import on_task_final
 from facequeue.lifecycle.publish import publish_submitted
 from facequeue.settings import Settings
@@ -158,6 +158,7 @@ class DetectService:
         self.session.commit()
         if TaskStatus(task.status).is_final:
             self.storage.delete_prefix(task_prefix(task.id))
+            task_events.forget(task.id, self.settings)  # its frames' faces, as the live events carried them
         self.session.refresh(task)
         return task
 

@@ -42,8 +42,8 @@ class FrameAnnotations:
     person_ids: Sequence[str | None]
 
 
-def annotate(image: np.ndarray, marks: FrameAnnotations, scale: float) -> np.ndarray:
-    """Draw on `image` (in place) and return it."""
+def annotate(image: np.ndarray, marks: FrameAnnotations, scale: float, scores: bool = True) -> np.ndarray:
+    """Draw on `image` (in place) and return it; `scores=False` labels faces with their person ids alone."""
     # 2 px at 720p and below (1 px melts into the JPEG's halved colour resolution), 3 px at 1080p
     thickness = max(2, round(min(image.shape[:2]) / 360))
     font_scale = max(0.4, min(image.shape[:2]) / 1200)
@@ -51,15 +51,18 @@ def annotate(image: np.ndarray, marks: FrameAnnotations, scale: float) -> np.nda
         top_left = (round(x * scale), round(y * scale))
         bottom_right = (round((x + w) * scale), round((y + h) * scale))
         cv2.rectangle(image, top_left, bottom_right, BOX_BGR, thickness, cv2.LINE_AA)
+        face_side = min(w, h) * scale  # dots in proportion to the face: small faces stay readable
         if marks.shapes is not None and index < len(marks.shapes):
+            radius = min(thickness, max(1, round(face_side / 80)))
             for group in marks.shapes[index].model_dump().values():
                 for point in group:
                     center = (round(point["x"] * scale), round(point["y"] * scale))
-                    cv2.circle(image, center, thickness, SHAPE_BGR, -1, cv2.LINE_AA)
+                    cv2.circle(image, center, radius, SHAPE_BGR, -1, cv2.LINE_AA)
+        radius = min(thickness + 1, max(1, round(face_side / 30)))
         for point, colour in zip(marks.frame.landmarks[index], LANDMARK_BGR, strict=False):
             center = (round(point[0] * scale), round(point[1] * scale))
-            cv2.circle(image, center, thickness + 1, colour, -1, cv2.LINE_AA)
-        words = [f"{marks.scores[index]:.2f}"] if index < len(marks.scores) else []
+            cv2.circle(image, center, radius, colour, -1, cv2.LINE_AA)
+        words = [f"{marks.scores[index]:.2f}"] if scores and index < len(marks.scores) else []
         if index < len(marks.person_ids) and marks.person_ids[index]:
             words.append(marks.person_ids[index])
         _label(image, " ".join(words), top_left, thickness, font_scale)
@@ -92,26 +95,30 @@ def contact_sheet_size(frames: int, aspect: float) -> tuple[int, int]:
     return width, height
 
 
-def contact_sheet(cells: Sequence[tuple[str, np.ndarray, FrameAnnotations, float]]) -> np.ndarray:
-    """Cells are (caption, kept frame, its annotations, the kept frame's scale), in frame order; every cell is as
-    tall as the first frame's aspect makes it, other frames fit inside it."""
-    first = cells[0][1]
-    aspect = first.shape[0] / first.shape[1]
-    width, height = contact_sheet_size(len(cells), aspect)
-    sheet = np.full((height, width, 3), CONTACT_BACKGROUND, dtype=np.uint8)
-    cell_height = round(CONTACT_CELL_WIDTH * aspect)
-    columns = min(len(cells), CONTACT_COLUMNS)
-    for position, (caption, image, marks, kept_scale) in enumerate(cells):
-        fit = min(CONTACT_CELL_WIDTH / image.shape[1], cell_height / image.shape[0])
+class ContactSheet:
+    """A grid of annotated cells, 5 to a row, painted one frame at a time: only the sheet and the frame being
+    painted are held (100 decoded 1280x720 frames at once would take 260 MiB)."""
+
+    def __init__(self, frames: int, aspect: float) -> None:
+        """`aspect`: height over width of the cells' pictures (the first frame's; other frames fit inside)."""
+        self.columns = min(frames, CONTACT_COLUMNS)
+        self.cell_height = round(CONTACT_CELL_WIDTH * aspect)
+        width, height = contact_sheet_size(frames, aspect)
+        self.image = np.full((height, width, 3), CONTACT_BACKGROUND, dtype=np.uint8)
+        self.painted = 0
+
+    def add(self, caption: str, image: np.ndarray, marks: FrameAnnotations, scale: float) -> None:
+        """The next cell: `image` annotated (`scale` maps the result's coordinates onto it) and captioned."""
+        fit = min(CONTACT_CELL_WIDTH / image.shape[1], self.cell_height / image.shape[0])
         size = (max(1, round(image.shape[1] * fit)), max(1, round(image.shape[0] * fit)))
-        cell = annotate(cv2.resize(image, size, interpolation=cv2.INTER_AREA), marks, kept_scale * fit)
-        row, column = divmod(position, columns)
+        cell = annotate(cv2.resize(image, size, interpolation=cv2.INTER_AREA), marks, scale * fit, scores=False)
+        row, column = divmod(self.painted, self.columns)
         left = CONTACT_GAP + column * (CONTACT_CELL_WIDTH + CONTACT_GAP)
-        top = CONTACT_GAP + row * (cell_height + CONTACT_CAPTION + CONTACT_GAP)
-        sheet[top : top + size[1], left : left + size[0]] = cell
-        baseline = top + cell_height + CONTACT_CAPTION - 6
-        cv2.putText(sheet, caption, (left + 2, baseline), FONT, 0.4, CAPTION_BGR, 1, cv2.LINE_AA)
-    return sheet
+        top = CONTACT_GAP + row * (self.cell_height + CONTACT_CAPTION + CONTACT_GAP)
+        self.image[top : top + size[1], left : left + size[0]] = cell
+        baseline = top + self.cell_height + CONTACT_CAPTION - 6
+        cv2.putText(self.image, caption, (left + 2, baseline), FONT, 0.4, CAPTION_BGR, 1, cv2.LINE_AA)
+        self.painted += 1
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:

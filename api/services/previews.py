@@ -16,12 +16,20 @@ from sqlalchemy.orm import Session
 
 from api.errors import NotFound
 from api.services.detect import owned_task
-from api.services.preview_drawing import FrameAnnotations, annotate, contact_sheet, encode_jpeg
+from api.services.preview_drawing import CONTACT_CELL_WIDTH, ContactSheet, FrameAnnotations, annotate, encode_jpeg
 from db.models import DetectTask, utcnow
 from facequeue.enums import TaskStatus
 from facequeue.schemas import DetectResult
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, annotated_preview_key, preview_frame_key
+
+# decode flags by reduction factor: JPEGs decode straight to 1/2, 1/4 or 1/8 of their size
+REDUCED_DECODE = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 class PreviewNotFound(NotFound):
@@ -75,25 +83,35 @@ class PreviewService:
             self.storage.put_bytes(key, jpeg, "image/jpeg")
             return jpeg
 
-    def _kept_frame(self, task_id: str, frame: str) -> np.ndarray:
+    def _kept_frame(self, task_id: str, frame: str, reduction: int = 1) -> np.ndarray:
+        """The frame as the worker kept it, decoded at 1/`reduction` of its size (libjpeg scales as it decodes)."""
         try:
             data = self.storage.read_bytes(preview_frame_key(task_id, frame))
         except FileNotFoundError as error:
             raise PreviewNotFound(f"the preview frames of detect task {task_id} are no longer stored") from error
-        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        return cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED_DECODE[reduction])
 
     def _draw(self, task_id: str, result: DetectResult, frame: str) -> np.ndarray:
         return annotate(self._kept_frame(task_id, frame), _annotations(result, frame), result.preview_frames[frame])
 
     def _draw_sheet(self, task_id: str, result: DetectResult) -> np.ndarray:
-        cells = []
-        for frame in _frame_keys(result):
+        keys = _frame_keys(result)
+        sheet = None
+        for frame in keys:
+            scale = result.preview_frames[frame]
+            # decoded just large enough for its cell: a quarter of the pixels' work for 1280 px frames
+            reduction = max(
+                (factor for factor in REDUCED_DECODE if result.media.width * scale / factor >= CONTACT_CELL_WIDTH),
+                default=1,
+            )
+            image = self._kept_frame(task_id, frame, reduction)
+            if sheet is None:
+                sheet = ContactSheet(len(keys), image.shape[0] / image.shape[1])
             entry = result.faces_obj[frame]
             when = "" if entry.frame_time is None else f"  {entry.frame_time:.2f} s"
             caption = f"#{frame}{when}  {len(entry.region)} face{'' if len(entry.region) == 1 else 's'}"
-            marks = _annotations(result, frame)
-            cells.append((caption, self._kept_frame(task_id, frame), marks, result.preview_frames[frame]))
-        return contact_sheet(cells)
+            sheet.add(caption, image, _annotations(result, frame), scale / reduction)
+        return sheet.image
 
 
 def _frame_keys(result: DetectResult) -> list[str]:

@@ -19,7 +19,7 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from db import backlog
-from facequeue.enums import Queue
+from facequeue.enums import CPU_QUEUES, Queue
 from facequeue.lifecycle.broker import get_celery
 from facequeue.lifecycle.sessions import session_scope
 from facequeue.lifecycle.worker_liveness import worker_alive
@@ -27,7 +27,8 @@ from facequeue.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-TASK_QUEUES = tuple(queue.value for queue in Queue if queue != Queue.WEBHOOKS)  # the queues detect tasks use
+# the queues a detect task's row names (a task waiting for its downloads is on Queue.FETCH, its row on one of these)
+TASK_QUEUES = tuple(queue.value for queue in CPU_QUEUES if queue != Queue.WEBHOOKS)
 
 
 class BacklogCollector:

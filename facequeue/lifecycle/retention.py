@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 
 import structlog
 from sqlalchemy import event
@@ -101,39 +100,40 @@ def purge_expired(
     """The reaper's step: purge final tasks past their retention, then batches left without items, each
     `batch_rows` per transaction and at most `max_batches` transactions of each. Commits."""
     storage = storage or get_storage(settings)
-    now = utcnow()
+    now, default_seconds = utcnow(), settings.retention
+
+    def expired_tasks(limit: int) -> list[str]:
+        return retention.expired_tasks(session, now, default_seconds, limit)
 
     def remove_tasks(task_ids: Sequence[str]) -> int:
         with ThreadPoolExecutor(DELETE_CONCURRENCY) as pool:  # objects first: a crash then leaves rows to retry
             list(pool.map(storage.delete_prefix, [task_prefix(task_id) for task_id in task_ids]))
         return retention.delete_tasks(session, task_ids)
 
+    def emptied_batches(limit: int) -> list[str]:
+        return retention.emptied_batches(session, now, default_seconds, limit)
+
+    def remove_batches(batch_ids: Sequence[str]) -> int:
+        return retention.delete_batches(session, batch_ids)
+
     return PurgeReport(
-        tasks=_in_batches(session, now, settings, retention.expired_tasks, remove_tasks, batch_rows, max_batches),
-        batches=_in_batches(
-            session,
-            now,
-            settings,
-            retention.emptied_batches,
-            lambda batch_ids: retention.delete_batches(session, batch_ids),
-            batch_rows,
-            max_batches,
-        ),
+        tasks=_in_batches(session, expired_tasks, remove_tasks, batch_rows, max_batches),
+        batches=_in_batches(session, emptied_batches, remove_batches, batch_rows, max_batches),
     )
 
 
 def _in_batches(
     session: Session,
-    now: datetime,
-    settings: Settings,
-    find: Callable[[Session, datetime, int, int], list[str]],
+    find: Callable[[int], list[str]],
     remove: Callable[[Sequence[str]], int],
     batch_rows: int,
     max_batches: int,
 ) -> int:
+    """Find up to `batch_rows` ids and remove them, one transaction each, until none are left or
+    `max_batches` transactions ran; how many rows went."""
     removed = 0
     for _ in range(max_batches):
-        found = find(session, now, settings.retention, batch_rows)
+        found = find(batch_rows)
         if not found:
             break
         removed += remove(found)

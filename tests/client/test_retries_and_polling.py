@@ -23,6 +23,7 @@ from werkzeug import Request, Response
 from tests.support import free_port
 
 ACCEPTED = {"detect_task_id": "tk_1", "status": "queued"}
+NO_ROUTE = {"error": {"code": "not_found", "message": "Not Found"}}  # a server from before the event stream
 
 
 def task(status: str, done: int = 0, total: int = 5) -> dict:
@@ -123,6 +124,7 @@ def test_streamed_batch_is_chunked_jsonl_and_never_retried(httpserver: HTTPServe
 
 
 def test_wait_backs_off_and_reports_each_change(httpserver: HTTPServer) -> None:
+    """A server without the event stream (404 at /events) is polled."""
     answers = [
         task("queued"),
         task("processing", 0),
@@ -130,12 +132,13 @@ def test_wait_backs_off_and_reports_each_change(httpserver: HTTPServer) -> None:
         task("processing", 3),
         task("succeeded", 5),
     ]
+    httpserver.expect_ordered_request("/v1/detect/tk_1/events").respond_with_json(NO_ROUTE, status=404)
     for answer in answers:
         httpserver.expect_ordered_request("/v1/detect/tk_1").respond_with_json(answer)
     changes = []
     with Client(httpserver.url_for(""), "k") as client:
         done = client.wait("tk_1", timeout=30, on_progress=changes.append)
-        assert client.request_count == len(answers)
+        assert client.request_count == 1 + len(answers)
     assert done.status == "succeeded"
     assert [(t.status, t.progress.done) for t in changes] == [
         ("queued", 0),
@@ -152,6 +155,7 @@ def test_wait_pauses_grow_from_a_quarter_second(httpserver: HTTPServer) -> None:
         arrivals.append(time.monotonic())
         return Response(json.dumps(task("processing", 1)), content_type="application/json")
 
+    httpserver.expect_request("/v1/detect/tk_1/events").respond_with_json(NO_ROUTE, status=404)
     httpserver.expect_request("/v1/detect/tk_1").respond_with_handler(still_processing)
     with Client(httpserver.url_for(""), "k") as client:
         with pytest.raises(WaitTimeout) as raised:

@@ -21,13 +21,14 @@ NO_FAULTS = {
 
 @dataclass
 class Audit:
-    lost: list[str]  # accepted (202) but not final
+    lost: list[str]  # accepted (202) but not final when the wait gave up (the test's bound, or no task moving)
     finished_twice: list[str]  # more than one final event: two outbox rows, or two webhook-ids received
     overcharged_credits: int  # spent beyond what succeeded tasks used plus what live tasks hold
     webhooks_for_unfinished: list[str]  # an event for a task that is not final, or final with another status
     stuck_processing: list[str]
     stuck_queued: list[str]  # every row, accepted or not (a 202 lost with a killed API still has one)
     webhooks_missing: list[str]  # final, yet no event arrived within WEBHOOK_BOUND
+    webhooks_rejected: int  # deliveries whose signature did not verify with the tenant's secret
 
     def faults(self) -> dict[str, int]:
         return {
@@ -39,7 +40,10 @@ class Audit:
         }
 
     def summary(self) -> str:
-        extra = f"stuck_queued={len(self.stuck_queued)} webhooks_missing={len(self.webhooks_missing)}"
+        extra = (
+            f"stuck_queued={len(self.stuck_queued)} webhooks_missing={len(self.webhooks_missing)}"
+            f" webhooks_rejected={self.webhooks_rejected}"
+        )
         return " ".join(f"{name}={count}" for name, count in self.faults().items()) + " " + extra
 
 
@@ -77,6 +81,7 @@ def audit(stack: FaultStack, accepted: Iterable[str]) -> Audit:
         stuck_processing=sorted(task_id for task_id, task in tasks.items() if task["status"] == "processing"),
         stuck_queued=sorted(task_id for task_id, task in tasks.items() if task["status"] == "queued"),
         webhooks_missing=sorted(final - received.keys()),
+        webhooks_rejected=stack.receiver.rejected,
     )
 
 

@@ -56,7 +56,8 @@ def live_api(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     worker = WorkerProcess("fuzz-worker", folder / "worker.log", {}, concurrency=1)
     port = free_port()
     log_path = folder / "api.log"
-    env = {**os.environ, "FACEQUEUE_AUTH": "on"}
+    # a synchronous call that waits (a download hanging) answers its timeout well before the client's 30 s
+    env = {**os.environ, "FACEQUEUE_AUTH": "on", "FACEQUEUE_SYNC_TIMEOUT": "10"}
     command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)

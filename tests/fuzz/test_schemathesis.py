@@ -23,7 +23,7 @@ from tests.fuzz.conftest import SUMMARY, LiveApi
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-RUN_TIMEOUT = 900  # seconds; a run takes about 3 to 5 minutes on 2 cores
+RUN_TIMEOUT = 900  # seconds; a run takes 2 to 5 minutes on 2 cores
 
 
 def test_live_api_answers_as_documented(live_api: LiveApi, tmp_path: Path) -> None:

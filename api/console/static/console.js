@@ -50,6 +50,43 @@ async function apiImage(path) {
   return URL.createObjectURL(await response.blob());
 }
 
+// A task's event stream (GET v1/detect/{id}/events), read with fetch since EventSource cannot send the key.
+// Calls onEvent(name, data) for each event; true once the final one came, false when the server has no
+// stream, it broke or it was aborted (the caller then polls).
+async function followEvents(path, onEvent, signal) {
+  try {
+    const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY)}`, Accept: "text/event-stream" };
+    const response = await fetch(path, { headers, signal });
+    if (!response.ok || !response.headers.get("content-type")?.startsWith("text/event-stream")) return false;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let name = "message";
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return false;
+      const lines = (buffer + value).split("\n");
+      buffer = lines.pop();
+      for (const line of lines.map((text) => text.replace(/\r$/, ""))) {
+        if (line === "") {
+          if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+          if (data.length && name === "final") {
+            reader.cancel();
+            return true;
+          }
+          [name, data] = ["message", []];
+        } else if (line.startsWith("event:")) {
+          name = line.slice(6).trim();
+        } else if (line.startsWith("data:")) {
+          data.push(line.slice(5).replace(/^ /, ""));
+        }
+      }
+    }
+  } catch {
+    return false;
+  }
+}
+
 function showNotice(message) {
   notice.textContent = message;
   notice.hidden = !message;
@@ -300,7 +337,34 @@ function taskPage(id) {
     return LIVE.has(task.status);
   };
 
-  const stopPolling = poll(async () => render(await api(`v1/detect/${enc(id)}`)));
+  // Live from the event stream while the task runs: status, progress and faces frame by frame; the whole
+  // task is read once at the final event. Polled every POLL_MS where the server has no stream.
+  const taskPath = `v1/detect/${enc(id)}`;
+  const streaming = new AbortController();
+  const facesSoFar = new Map(); // frame -> faces, so a replayed frame is not counted twice
+  let stopPolling = () => {};
+  const showEvent = (name, data) => {
+    if (name === "final") return;
+    if (data.status) setBadge(slot("status"), data.status);
+    const { done, total } = data.progress;
+    setBar(slot("bar"), total ? done / total : 0);
+    slot("progress").textContent = total ? `${done} of ${total} frames` : "—";
+    if (name === "progress") {
+      facesSoFar.set(data.frame, data.faces_obj[data.frame].region.length);
+      slot("frames").textContent = String(facesSoFar.size);
+      slot("faces").textContent = String([...facesSoFar.values()].reduce((sum, faces) => sum + faces, 0));
+    }
+  };
+  const follow = async () => {
+    const task = await api(taskPath).catch(showError);
+    if (task && !render(task)) return;
+    if (task && (await followEvents(`${taskPath}/events`, showEvent, streaming.signal))) {
+      const final = await api(taskPath).catch(showError);
+      if (final && !render(final)) return;
+    }
+    if (!streaming.signal.aborted) stopPolling = poll(async () => render(await api(taskPath)));
+  };
+  follow();
   slot("remove").addEventListener("click", async () => {
     const live = slot("remove").textContent === "Cancel task";
     if (!live && !confirm("Delete this task and its stored media?")) return;
@@ -313,6 +377,7 @@ function taskPage(id) {
     }
   });
   return () => {
+    streaming.abort();
     stopPolling();
     for (const url of blobUrls.values()) if (url) URL.revokeObjectURL(url);
   };

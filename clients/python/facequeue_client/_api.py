@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from facequeue_client._events import EventStream
 from facequeue_client._flows import Flow, Poller, PollPolicy, RetryPolicy, Send, call, paged, waiting
 from facequeue_client.errors import Conflict
 from facequeue_client.models import (
@@ -92,6 +93,10 @@ def _unread(response: httpx.Response) -> httpx.Response:
     return response
 
 
+def _content(response: httpx.Response) -> bytes:
+    return response.content
+
+
 def _task_path(task: TaskRef, *rest: str) -> str:
     return "/".join(("/v1/detect", quote(_task_id(task), safe=""), *rest))
 
@@ -143,7 +148,15 @@ class Api:
         return current
 
     def wait(self, task: TaskRef, timeout: float | None, on_progress: Callable[[Task], Any] | None) -> Flow[Task]:
-        return waiting(Poller(lambda: self.get(task), self.poll), timeout, on_progress)
+        """On the task's event stream while the server has one, else polling (see _events.py)."""
+        events = EventStream(_task_id(task), _task_path(task, "events"), self._call, lambda: self.get(task), self.poll)
+        return waiting(events, timeout, on_progress)
+
+    def preview(self, task: TaskRef, frame: str | None) -> Flow[bytes]:
+        return self._call(Send("GET", _task_path(task, "preview.jpg"), params={"frame": frame}), _content)
+
+    def contact_sheet(self, task: TaskRef) -> Flow[bytes]:
+        return self._call(Send("GET", _task_path(task, "contact.jpg")), _content)
 
     # --- batches -------------------------------------------------------------
     def submit_batch(

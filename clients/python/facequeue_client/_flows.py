@@ -1,8 +1,9 @@
 """The client's logic, written once for Client and AsyncClient.
 
-Each operation is a generator (a "flow") that yields what it needs done, `Send` a request, `Sleep`
-or `Emit` an item to the caller, and is sent back the outcome (the `httpx.Response` of a `Send`).
-It never does I/O itself, so the sync and async clients only differ in how they perform those three.
+Each operation is a generator (a "flow") that yields what it needs done, `Send` a request, `Sleep`,
+`Emit` an item to the caller, or `ReadLine`/`CloseStream` on a streamed response, and is sent back the
+outcome (the `httpx.Response` of a `Send`, the line read). It never does I/O itself, so the sync and async
+clients only differ in how they perform those.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ class Send:
     headers: Mapping[str, str] = field(default_factory=dict)
     content: Iterable[bytes] | AsyncIterable[bytes] | None = None  # a streamed body: sent once, never retried
     stream: bool = False  # leave the (successful) response body unread, for the caller to iterate
+    timeout: float | None = None  # instead of the client's: a stream's longest silence
 
     def arguments(self) -> dict[str, Any]:
         """Keyword arguments of httpx's build_request; unset query parameters are left out."""
-        return {
+        arguments = {
             "method": self.method,
             "url": self.path,
             "params": {name: value for name, value in self.params.items() if value is not None},
@@ -41,6 +43,9 @@ class Send:
             "headers": dict(self.headers),
             "content": self.content,
         }
+        if self.timeout is not None:
+            arguments["timeout"] = httpx.Timeout(self.timeout)
+        return arguments
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,19 @@ class Emit:
     item: Any
 
 
-Action = Send | Sleep | Emit
+@dataclass(frozen=True)
+class ReadLine:
+    """The next line of a response sent with `stream=True`; None once it ended, broke or timed out."""
+
+    response: httpx.Response
+
+
+@dataclass(frozen=True)
+class CloseStream:
+    response: httpx.Response
+
+
+Action = Send | Sleep | Emit | ReadLine | CloseStream
 Flow = Generator[Action, Any, T]
 
 
@@ -145,8 +162,8 @@ S = TypeVar("S", bound=Snapshot)
 
 
 class Poller(Generic[S]):
-    """Snapshots from polling a GET with a growing pause. For tasks, the SSE stream (GET /v1/detect/{id}/events)
-    will be a second source with the same `next` method; `waiting` needs nothing else to use it."""
+    """Snapshots from polling a GET with a growing pause. For tasks, `_events.EventStream` is a second source
+    with the same `next` method (GET /v1/detect/{id}/events), which falls back to this one."""
 
     def __init__(self, fetch: Callable[[], Flow[S]], policy: PollPolicy) -> None:
         self.fetch = fetch

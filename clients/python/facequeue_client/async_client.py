@@ -13,7 +13,7 @@ import httpx
 from facequeue_client import models
 from facequeue_client._api import Source, TaskRef, async_jsonl_lines, parse_result_line
 from facequeue_client._config import ClientBase
-from facequeue_client._flows import Emit, Flow, Send, Sleep, single, step
+from facequeue_client._flows import CloseStream, Emit, Flow, ReadLine, Send, Sleep, single, step
 from facequeue_client.errors import connection_failed
 
 
@@ -46,14 +46,24 @@ class AsyncClient(ClientBase):
 
     async def _iterate(self, flow: Flow[Any]) -> AsyncIterator[Any]:
         outcome = None
-        while (action := step(flow, outcome)) is not None:
-            if isinstance(action, Emit):
-                outcome = None
-                yield action.item
-            elif isinstance(action, Sleep):
-                outcome = await asyncio.sleep(action.seconds)
-            else:
-                outcome = await self._send(action)
+        lines: dict[httpx.Response, AsyncIterator[str]] = {}  # the streams this flow reads, closed when it ends
+        try:
+            while (action := step(flow, outcome)) is not None:
+                if isinstance(action, Emit):
+                    outcome = None
+                    yield action.item
+                elif isinstance(action, Sleep):
+                    outcome = await asyncio.sleep(action.seconds)
+                elif isinstance(action, ReadLine):
+                    outcome = await _next_line(lines.setdefault(action.response, action.response.aiter_lines()))
+                elif isinstance(action, CloseStream):
+                    lines.pop(action.response, None)
+                    outcome = await action.response.aclose()
+                else:
+                    outcome = await self._send(action)
+        finally:
+            for response in lines:
+                await response.aclose()
 
     async def _run(self, flow: Flow[Any]) -> Any:
         async with aclosing(self._iterate(single(flow))) as items:
@@ -84,6 +94,14 @@ class AsyncClient(ClientBase):
     ) -> models.Task:
         """See Client.wait; `on_progress` is a plain function, called in the event loop."""
         return await self._run(self._api.wait(task, timeout, on_progress))
+
+    async def preview(self, task: TaskRef, frame: str | None = None) -> bytes:
+        """See Client.preview."""
+        return await self._run(self._api.preview(task, frame))
+
+    async def contact_sheet(self, task: TaskRef) -> bytes:
+        """See Client.contact_sheet."""
+        return await self._run(self._api.contact_sheet(task))
 
     # --- batches -----------------------------------------------------------------
     async def submit_batch(
@@ -163,3 +181,12 @@ class AsyncClient(ClientBase):
     ) -> AsyncIterator[models.Delivery]:
         """See Client.recent_deliveries; iterate with `async for`."""
         return self._iterate(self._api.recent_deliveries(status, event_type, detect_task_id, page_size))
+
+
+async def _next_line(lines: AsyncIterator[str]) -> str | None:
+    try:
+        return await anext(lines)
+    except StopAsyncIteration:
+        return None
+    except (httpx.HTTPError, httpx.StreamError):  # broke or went silent: the flow opens it again
+        return None

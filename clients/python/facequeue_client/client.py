@@ -13,7 +13,7 @@ import httpx
 from facequeue_client import models
 from facequeue_client._api import Source, TaskRef, jsonl_lines, parse_result_line
 from facequeue_client._config import ClientBase
-from facequeue_client._flows import Emit, Flow, Send, Sleep, single, step
+from facequeue_client._flows import CloseStream, Emit, Flow, ReadLine, Send, Sleep, single, step
 from facequeue_client.errors import connection_failed
 
 
@@ -46,14 +46,24 @@ class Client(ClientBase):
 
     def _iterate(self, flow: Flow[Any]) -> Iterator[Any]:
         outcome = None
-        while (action := step(flow, outcome)) is not None:
-            if isinstance(action, Emit):
-                outcome = None
-                yield action.item
-            elif isinstance(action, Sleep):
-                outcome = time.sleep(action.seconds)
-            else:
-                outcome = self._send(action)
+        lines: dict[httpx.Response, Iterator[str]] = {}  # the streams this flow reads, closed when it ends
+        try:
+            while (action := step(flow, outcome)) is not None:
+                if isinstance(action, Emit):
+                    outcome = None
+                    yield action.item
+                elif isinstance(action, Sleep):
+                    outcome = time.sleep(action.seconds)
+                elif isinstance(action, ReadLine):
+                    outcome = _next_line(lines.setdefault(action.response, action.response.iter_lines()))
+                elif isinstance(action, CloseStream):
+                    lines.pop(action.response, None)
+                    outcome = action.response.close()
+                else:
+                    outcome = self._send(action)
+        finally:
+            for response in lines:
+                response.close()
 
     def _run(self, flow: Flow[Any]) -> Any:
         with closing(self._iterate(single(flow))) as items:
@@ -84,9 +94,19 @@ class Client(ClientBase):
     def wait(
         self, task: TaskRef, timeout: float | None = None, on_progress: Callable[[models.Task], Any] | None = None
     ) -> models.Task:
-        """Poll until the task is final, the pause between polls growing as PollPolicy says; `on_progress(task)`
-        on each change of status or progress. Raises WaitTimeout after `timeout` seconds (None: no limit)."""
+        """Until the task is final, on its event stream (one request; `on_progress(task)` at each change of status
+        and each finished frame, `task.partial_faces_obj` holding the frames so far), or by polling with a
+        growing pause (PollPolicy) where the server has no stream. Raises WaitTimeout after `timeout` seconds
+        (None: no limit; on a stream, noticed at the next event or heartbeat)."""
         return self._run(self._api.wait(task, timeout, on_progress))
+
+    def preview(self, task: TaskRef, frame: str | None = None) -> bytes:
+        """A succeeded task's frame (a key of faces_obj; default the first) with its faces drawn on it, as JPEG."""
+        return self._run(self._api.preview(task, frame))
+
+    def contact_sheet(self, task: TaskRef) -> bytes:
+        """All of a succeeded task's frames, annotated, in one JPEG grid."""
+        return self._run(self._api.contact_sheet(task))
 
     # --- batches -----------------------------------------------------------------
     def submit_batch(
@@ -168,3 +188,12 @@ class Client(ClientBase):
     ) -> Iterator[models.Delivery]:
         """Deliveries across all tasks, newest first, following the cursors."""
         return self._iterate(self._api.recent_deliveries(status, event_type, detect_task_id, page_size))
+
+
+def _next_line(lines: Iterator[str]) -> str | None:
+    try:
+        return next(lines)
+    except StopIteration:
+        return None
+    except (httpx.HTTPError, httpx.StreamError):  # broke or went silent: the flow opens it again
+        return None

@@ -80,6 +80,8 @@ class Task(_Model):
     model_version: str | None = None
     result: DetectResult | None = None
     error: TaskError | None = None
+    # `wait`'s snapshots from the event stream: the frames finished so far, each as `result.faces_obj` will have it
+    partial_faces_obj: dict[str, Frame] | None = None
 
     @property
     def is_final(self) -> bool:
