@@ -30,13 +30,20 @@ def test_submit_answers_202_and_publishes_one_message(api_client) -> None:
     body = response.json()
     assert body["status"] == "queued" and set(body) == {"detect_task_id", "status"}
     assert len(body["detect_task_id"]) >= 22
-    messages = _queued_messages()
-    assert len(messages) == 1
-    assert messages[0]["headers"]["task"] == "facequeue.detect"
-    assert messages[0]["headers"]["argsrepr"] == repr([body["detect_task_id"]])
+    # a URL goes to the fetch pool first (it sends the task to "default" once downloaded), with no Celery time
+    # limits: threads cannot be stopped, its downloads keep a deadline of their own
+    (message,) = _queued_messages("fetch")
+    assert message["headers"]["task"] == "facequeue.fetch" and message["headers"]["timelimit"] == [None, None]
+    assert message["headers"]["argsrepr"] == repr([body["detect_task_id"]])
+    assert _queued_messages() == []
     task = api_client.get(f"/v1/detect/{body['detect_task_id']}").json()
     assert task["status"] == "queued" and task["kind"] == "image" and task["result"] is None and task["error"] is None
     assert task["progress"] == {"done": 0, "total": 0}
+    # an upload is ready for a CPU slot at once (its kind is not known yet: the video time limits)
+    upload_id = api_client.post("/v1/detect", json={"img": _png_b64()}).json()["detect_task_id"]
+    (message,) = _queued_messages()
+    assert message["headers"]["task"] == "facequeue.detect" and message["headers"]["timelimit"] == [960.0, 900.0]
+    assert message["headers"]["argsrepr"] == repr([upload_id])
 
 
 def test_failed_publish_leaves_the_task_for_the_reaper(api_client, monkeypatch) -> None:
@@ -62,7 +69,7 @@ def test_failed_publish_leaves_the_task_for_the_reaper(api_client, monkeypatch) 
     monkeypatch.setattr(reaper, "UNPUBLISHED_GRACE_SECONDS", 0.0)
     with session_scope() as session:
         assert reaper.reap(session, get_settings()).republished == 1
-    assert [message["headers"]["argsrepr"] for message in _queued_messages()] == [repr([task_id])]
+    assert [message["headers"]["argsrepr"] for message in _queued_messages("fetch")] == [repr([task_id])]
     with session_scope() as session:
         assert session.get(DetectTask, task_id).published_at is not None
 
@@ -150,7 +157,7 @@ def test_idempotency_key_replays_and_conflicts(api_client) -> None:
     assert first.status_code == again.status_code == 202
     assert first.json()["detect_task_id"] == again.json()["detect_task_id"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert len(_queued_messages()) == 1  # the replay published nothing
+    assert len(_queued_messages("fetch")) == 1  # the replay published nothing
     conflict = api_client.post("/v1/detect", json={"url": "https://example.com/b.jpg"}, headers=headers)
     assert conflict.status_code == 409
     assert conflict.json()["error"]["message"] == "Idempotency-Key was already used with a different request body"

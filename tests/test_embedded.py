@@ -92,6 +92,23 @@ def test_embedded_image_and_video(embedded_server, tmp_path) -> None:
     assert all(len(frame["region"]) == 1 for frame in faces_obj.values())
 
 
+def test_embedded_url_is_downloaded_by_the_fetch_pool(embedded_server, media_server) -> None:
+    server, _, key, process = embedded_server
+    media_server.expect_request("/a.jpg").respond_with_data(
+        cv2.imencode(".jpg", astronaut_bgr())[1].tobytes(), content_type="image/jpeg"
+    )
+    with httpx.Client(base_url=server, timeout=10, headers={"Authorization": f"Bearer {key}"}) as client:
+        task_id = client.post("/v1/detect", json={"url": media_server.url_for("/a.jpg")}).json()["detect_task_id"]
+        task = wait_for_final(client, task_id)
+    assert task["status"] == "succeeded" and task["attempts"] == 1
+    assert len(task["result"]["faces_obj"]["0"]["region"]) == 1
+    # `serve` starts no extra command: its worker started the fetch pool itself
+    import psutil
+
+    (worker,) = _worker_pids(process.pid)
+    assert any("--pools" in child.cmdline() for child in psutil.Process(worker).children())
+
+
 def test_cli_detect_against_the_embedded_server(embedded_server, tmp_path) -> None:
     import json
 

@@ -151,6 +151,7 @@ def test_counters_histograms_and_backlog_move_with_real_tasks(client, start_work
         "default": 0.0,
         "webhooks": 0.0,
         "batch": 0.0,
+        "fetch": 0.0,
     }
     assert value(after, "facequeue_webhook_deliveries_pending") == 0
     assert value(after, "facequeue_workers_alive") == 1
