@@ -137,10 +137,12 @@ class S3Storage:
         return target
 
     def read_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._object(key))["Body"].read()
-        except self.client.exceptions.NoSuchKey as error:
-            raise FileNotFoundError(f"stored media {key!r} is missing") from error
+        except ClientError as error:
+            raise FileNotFoundError(f"stored media {key!r} is missing: {error}") from error
 
     def delete_prefix(self, prefix: str) -> None:
         paginator = self.client.get_paginator("list_objects_v2")

@@ -56,6 +56,15 @@ def test_s3_put_fetch_link_delete(s3_settings: Settings, tmp_path: Path) -> None
     assert storage.fetch_to("tasks/t2/upload", tmp_path).read_bytes() == b"other task"  # other tasks untouched
 
 
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_read_bytes_gives_an_object_or_file_not_found(backend: str, s3_settings: Settings, tmp_path: Path) -> None:
+    storage = get_storage(s3_settings) if backend == "s3" else LocalStorage(tmp_path, b"k" * 32, url_ttl=60)
+    storage.put_bytes("tasks/t3/previews/frame-0.jpg", b"kept frame", "image/jpeg")
+    assert storage.read_bytes("tasks/t3/previews/frame-0.jpg") == b"kept frame"
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes("tasks/t3/previews/annotated-contact.jpg")
+
+
 def test_local_links_are_signed_and_expire(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path, b"k" * 32, url_ttl=60)
     storage.put_bytes("tasks/t/crops/x.jpg", b"x")

@@ -78,16 +78,18 @@ class FaceAnalyzeRequest(BaseModel):
 @router.post(
     "/analyze",
     dependencies=[SyncCallSlot],
-    response_model=FaceAnalyzeResponse,
     operation_id="analyzeFace",
-    responses=ACEDATA_ERRORS.responses(
-        413,
-        missing_field("image_url"),
-        NotImplementedVersion("face_model_version 1.0 is not implemented (supported: 2.0, 3.0)"),
-        *SUBMIT_GATES,
-        504,
-        TaskFailed("fetch failed"),
-    ),
+    responses={
+        200: {"model": FaceAnalyzeResponse},  # documents the dict the route returns, as it is
+        **ACEDATA_ERRORS.responses(
+            413,
+            missing_field("image_url"),
+            NotImplementedVersion("face_model_version 1.0 is not implemented (supported: 2.0, 3.0)"),
+            *SUBMIT_GATES,
+            504,
+            TaskFailed("fetch failed"),
+        ),
+    },
 )
 async def analyze(body: FaceAnalyzeRequest, service: DetectServiceDep, tenant_id: TenantDep):
     if body.face_model_version not in FACE_MODEL_VERSIONS:

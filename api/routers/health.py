@@ -11,7 +11,7 @@ from sqlalchemy import text
 from api.deps import SettingsDep
 from api.openapi.shapes import Readiness
 from facequeue.lifecycle import worker_liveness
-from facequeue.lifecycle.broker import get_celery
+from facequeue.lifecycle.broker import get_celery, redis_client
 from facequeue.lifecycle.sessions import get_engine
 from facequeue.settings import Settings
 
@@ -56,7 +56,7 @@ def _check_broker(settings: Settings) -> str:
         with get_celery().connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=EMBEDDED_BROKER_TIMEOUT)
     else:
-        worker_liveness.broker_redis(settings).ping()
+        redis_client(settings).ping()
     return "ok"
 
 

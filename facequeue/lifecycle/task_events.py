@@ -129,16 +129,16 @@ def _publish(task_id: str, payload: dict[str, Any], settings: Settings) -> None:
     try:
         if settings.is_embedded:
             _append_line(log_file(settings, task_id), data + b"\n")
-            return
-        if time.monotonic() < _paused_until:
-            return
-        pipe = _redis(settings.resolved_broker_url, settings.redis_timeout).pipeline(transaction=False)
-        pipe.rpush(log_key(settings, task_id), data)
-        pipe.expire(log_key(settings, task_id), event_log_ttl(settings))
-        pipe.publish(channel(settings, task_id), data)
-        pipe.execute()
-    except (OSError, redis.RedisError) as error:  # never in the way of the task: the row holds the truth
+        elif time.monotonic() >= _paused_until:
+            pipe = _redis(settings.resolved_broker_url, settings.redis_timeout).pipeline(transaction=False)
+            pipe.rpush(log_key(settings, task_id), data)
+            pipe.expire(log_key(settings, task_id), event_log_ttl(settings))
+            pipe.publish(channel(settings, task_id), data)
+            pipe.execute()
+    except redis.RedisError as error:  # never in the way of the task: the row holds the truth
         _paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+        log.warning("task_event_dropped", task_id=task_id, kind=payload["kind"], error=type(error).__name__)
+    except OSError as error:  # a full or read-only data directory
         log.warning("task_event_dropped", task_id=task_id, kind=payload["kind"], error=type(error).__name__)
 
 

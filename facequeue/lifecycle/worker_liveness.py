@@ -11,12 +11,9 @@ Where the mark lives follows the broker, which every worker and API process alre
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 from pathlib import Path
 
-import redis
-
-from facequeue.lifecycle.broker import redis_options
+from facequeue.lifecycle.broker import redis_client
 from facequeue.settings import Settings
 
 HEARTBEAT_KEY = "facequeue:worker-alive"  # after FACEQUEUE_BROKER_KEY_PREFIX
@@ -35,13 +32,13 @@ def record_beat(settings: Settings, worker_name: str) -> None:
     if settings.is_embedded:
         heartbeat_file(settings).write_text(worker_name)
     else:
-        broker_redis(settings).set(heartbeat_key(settings), worker_name, px=int(settings.worker_alive_after * 1000))
+        redis_client(settings).set(heartbeat_key(settings), worker_name, px=int(settings.worker_alive_after * 1000))
 
 
 def worker_alive(settings: Settings) -> bool:
     """Whether some worker beat within the last FACEQUEUE_WORKER_ALIVE_AFTER seconds."""
     if not settings.is_embedded:
-        return bool(broker_redis(settings).exists(heartbeat_key(settings)))
+        return bool(redis_client(settings).exists(heartbeat_key(settings)))
     try:
         beat_at = heartbeat_file(settings).stat().st_mtime
     except FileNotFoundError:
@@ -55,13 +52,3 @@ def heartbeat_key(settings: Settings) -> str:
 
 def heartbeat_file(settings: Settings) -> Path:
     return (settings.data_dir / HEARTBEAT_FILE).resolve()
-
-
-def broker_redis(settings: Settings) -> redis.Redis:
-    """The Redis broker, every call bounded by FACEQUEUE_REDIS_TIMEOUT."""
-    return _redis(settings.resolved_broker_url, settings.redis_timeout)
-
-
-@lru_cache
-def _redis(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(url, **redis_options(timeout))  # one pooled client per URL and process

@@ -217,6 +217,11 @@ class PrivateRedis:
                     raise RuntimeError(f"private Redis did not start:\n{self.server.log()[-3000:]}") from None
                 time.sleep(0.05)
 
+    def queued_messages(self) -> int:
+        """Messages waiting in every Celery queue (each queue is a Redis list, whatever its name or prefix)."""
+        client = self.client()
+        return sum(client.llen(key) for key in client.scan_iter(_type="list"))
+
     def restart_empty(self) -> None:
         self.server.stop()
         self.start()

@@ -82,7 +82,7 @@ async def _stream_through_outage(stack: FaultStack, body: dict) -> tuple[list[Su
         await asyncio.sleep(STREAM_BEFORE)
         submits.extend(asyncio.create_task(post_detect(client, body)) for _ in range(BACKLOG))
         await asyncio.gather(*submits[-BACKLOG:])
-        backlog = stack.redis.client().llen("default")
+        backlog = stack.redis.queued_messages()
         await asyncio.to_thread(stack.postgres.stop)
         down = time.monotonic()
         await asyncio.sleep(OUTAGE)

@@ -32,7 +32,8 @@ def test_live_api_answers_as_documented(live_api: LiveApi, tmp_path: Path) -> No
         *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "--no-color"),
         *("run", f"{live_api.base_url}/openapi.json", "--report", "json", "--report-json-path", str(report_path)),
     ]
-    env = {**os.environ, "FUZZ_API_KEY": live_api.key}
+    # Hypothesis keeps its caches out of the work tree too
+    env = {**os.environ, "FUZZ_API_KEY": live_api.key, "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp_path / "hypothesis")}
     run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     output = f"{run.stdout[-30000:]}\n{run.stderr[-5000:]}"
     assert report_path.exists(), f"schemathesis did not run:\n{output}"
