@@ -224,3 +224,113 @@ def test_streams_are_tenant_isolated_and_validate_last_event_id(events_api, key)
     bad = httpx.get(f"{events_api}/v1/detect/{task_id}/events", headers={**key, "Last-Event-ID": "x"}, timeout=10)
     assert bad.status_code == 422
     assert bad.json()["error"]["message"] == "Last-Event-ID must be an event id of this stream: the frames seen so far"
+
+
+def test_a_redis_that_does_not_answer_costs_a_publisher_one_timeout(monkeypatch) -> None:
+    """Events are hints: a worker whose Redis is away loses them, not its task, and stops trying for a while."""
+    monkeypatch.setattr(task_events, "_paused_until", 0.0)  # restored afterwards: other tests publish in-process
+    away = Settings(broker_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.5)
+    started = time.monotonic()
+    task_events.announce_status("some-task", TaskStatus.PROCESSING, away)
+    first = time.monotonic() - started
+    started = time.monotonic()
+    for done in range(1, 101):
+        task_events.announce_frame("some-task", done, 100, str(done), {}, [], None, away)
+    assert first < 1.5 and time.monotonic() - started < 0.1  # the other 100 events are dropped at once
+    assert task_events._paused_until > time.monotonic() + task_events.PAUSE_AFTER_FAILURE - 5
+
+
+def test_an_open_stream_does_not_hold_the_api_s_shutdown(clean_state, tmp_path) -> None:
+    """Told to stop, `facequeue api` lets requests finish for FACEQUEUE_SYNC_TIMEOUT + 5 s, then cuts the streams
+    (which last as long as their task) instead of waiting for them until it is killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    port = free_port()
+    log = (tmp_path / "api.log").open("wb")
+    env = {**os.environ, "FACEQUEUE_SYNC_TIMEOUT": "1"}
+    api = subprocess.Popen(
+        [sys.executable, "-m", "facequeue", "api", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{server}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and api.poll() is None, (tmp_path / "api.log").read_text()
+                time.sleep(0.2)
+        task_id = submit(server, {}, url="https://example.com/a.jpg")  # queued: no worker runs here
+        seen: list[dict] = []
+
+        def read() -> None:
+            with httpx.stream("GET", f"{server}/v1/detect/{task_id}/events", timeout=60) as response:
+                try:
+                    seen.extend(read_events(response))
+                except httpx.HTTPError:
+                    pass  # cut: a client resumes elsewhere with Last-Event-ID
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        while not seen:
+            time.sleep(0.05)
+        started = time.monotonic()
+        api.send_signal(signal.SIGTERM)
+        api.wait(timeout=30)
+        reader.join(timeout=5)
+        assert time.monotonic() - started < 1 + 5 + 3 and not reader.is_alive()
+        assert names(seen) == ["status"]  # no final event: the task is still queued
+    finally:
+        if api.poll() is None:
+            api.kill()
+        log.close()
+
+
+def test_a_lost_redis_connection_is_made_up_from_the_task_log(events_api, key) -> None:
+    """The API's pub/sub connection is killed (CLIENT KILL, this process's only): what was published meanwhile
+    reaches the stream anyway, from the task's log, once the listener has subscribed again."""
+    import os
+
+    import psutil
+    import redis
+
+    from tests.support import REDIS_URL
+
+    task_id = submit(events_api, key, url="https://example.com/clip.mp4")
+    events: list[dict] = []
+    reader = threading.Thread(target=lambda: events.extend(collect(f"{events_api}/v1/detect/{task_id}/events", key)))
+    reader.start()
+    time.sleep(1.0)
+    ours = {c.laddr.port for c in psutil.Process(os.getpid()).net_connections(kind="tcp") if c.raddr}
+    admin = redis.Redis.from_url(REDIS_URL)
+    [pubsub] = [
+        client
+        for client in admin.client_list()
+        if int(client["sub"]) > 0 and int(client["addr"].rsplit(":", 1)[1]) in ours
+    ]
+    admin.client_kill_filter(_id=pubsub["id"])
+    settings = get_settings()
+    entry = {"landmarks": [], "landmarks_str": [], "region": [], "removed": [], "frame_time": 0.0}
+    task_events.announce_frame(task_id, 1, 2, "0", entry, [], None, settings)  # nobody subscribed right now
+    time.sleep(2.5)  # the listener notices, waits RECONNECT_SECONDS and subscribes again
+    task_events.announce_frame(task_id, 2, 2, "10", entry, [], None, settings)
+    with session_scope() as session:
+        session.execute(
+            update(DetectTask)
+            .where(DetectTask.id == task_id)
+            .values(status=TaskStatus.FAILED, error_code="download_failed", error_msg="nope", finished_at=utcnow())
+        )
+        task_events.announce_after_commit(session, task_id, "failed", "download_failed", "nope")
+    reader.join(timeout=30)
+    assert [event["id"] for event in events if event.get("event") == "progress"] == ["1", "2"]
+    assert names(events)[-2:] == ["status", "final"]

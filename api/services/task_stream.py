@@ -104,28 +104,33 @@ class TaskStream:
 
     async def run(self, subscription: Subscription, state: TaskState, heartbeat: float) -> AsyncIterator[bytes]:
         try:
-            for chunk in self._from_state(state):
+            for chunk in await self._catch_up(subscription, state):
                 yield chunk
-            if not self.finished:
-                for event in await subscription.history():
-                    if event["kind"] == "frame":  # its statuses are older than the read
-                        for chunk in self._frame(event):
-                            yield chunk
             while not self.finished:
                 with anyio.move_on_after(heartbeat) as silence:
                     event = await subscription.events.get()
                 if silence.cancelled_caught:
                     yield HEARTBEAT
                     continue
-                for chunk in await self._on(event):
+                chunks = (
+                    await self._catch_up(subscription, await self._read()) if event is REREAD else await self._on(event)
+                )
+                for chunk in chunks:
                     yield chunk
         finally:
             with anyio.CancelScope(shield=True):  # a client that went away still gives its subscription back
                 await subscription.close()
 
+    async def _catch_up(self, subscription: Subscription, state: TaskState) -> list[bytes]:
+        """The task as read, then the frames its log holds (while it runs: its statuses are older than the read)."""
+        chunks = self._from_state(state)
+        if not self.finished:
+            for event in await subscription.history():
+                if event["kind"] == "frame":
+                    chunks += self._frame(event)
+        return chunks
+
     async def _on(self, event: dict[str, Any]) -> list[bytes]:
-        if event is REREAD:
-            return self._from_state(await self._read())
         if event["kind"] == "frame":
             return self._frame(event)
         status = TaskStatus(event["status"])

@@ -24,6 +24,14 @@ WORKER_STOP_TIMEOUT = 30.0
 # uvicorn's loggers go through our root handler (facequeue/logs.py) instead of formatters of its own; the
 # API's RequestIds middleware writes each request's line, so uvicorn's access log would only repeat it.
 UVICORN_LOGGING: dict = {"log_config": None, "access_log": False, "log_level": "warning"}
+DRAIN_MARGIN_SECONDS = 5.0
+
+
+def uvicorn_options(settings: Settings) -> dict:
+    """Told to stop, the API lets open requests finish: a synchronous compat call (FACEQUEUE_SYNC_TIMEOUT) at
+    most. A task event stream lasts as long as its task, so it is cut then (its client resumes with
+    Last-Event-ID) instead of holding the shutdown until the process is killed."""
+    return {**UVICORN_LOGGING, "timeout_graceful_shutdown": settings.sync_timeout + DRAIN_MARGIN_SECONDS}
 
 
 def api(
@@ -43,7 +51,9 @@ def api(
     configure_logging(get_settings())
     if migrate_first:
         migrate()
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, **UVICORN_LOGGING)
+    uvicorn.run(
+        "api.app:create_app", factory=True, host=host, port=port, workers=workers, **uvicorn_options(get_settings())
+    )
 
 
 def worker(
@@ -131,7 +141,7 @@ def serve(
     # runs and stops the worker, instead of the default action ending this process and orphaning it.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, **UVICORN_LOGGING)
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, **uvicorn_options(settings))
     finally:
         worker.stop()
         if demo_process is not None and demo_process.poll() is None:

@@ -1,6 +1,7 @@
 """Fault injection on a private Postgres and Redis (spare ports, temporary directories, this suite's own
 processes; the shared servers on 5432/6379 are never touched), with facequeue's API and worker run as
-real processes by the `facequeue` command. Every test module is marked `faults` (`make test-faults`)."""
+real processes by the `facequeue` command. Every test module is marked `faults`; they run only when `-m` names
+it (`make test-faults`, about 10 minutes), so `make test` leaves them out."""
 
 from __future__ import annotations
 
@@ -27,6 +28,15 @@ MEASUREMENTS: list[tuple[str, str]] = []
 VIDEO_FRAMES = 120
 VIDEO_SIZE = (1280, 720)
 ASTRONAUT_HEAD = (slice(30, 210), slice(150, 300))  # rows, columns of the one face in scikit-image's astronaut
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "faults" in (config.option.markexpr or ""):
+        return
+    faults = [item for item in items if "faults" in item.keywords]
+    if faults:
+        config.hook.pytest_deselected(items=faults)
+        items[:] = [item for item in items if "faults" not in item.keywords]
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -28,6 +28,7 @@ TENANT = "faults"
 INITIAL_CREDITS = 1_000_000
 KEY_RATE = "1000/second"  # bursts are the point here, not the rate limiter
 WORKER_NAME = "faults@%h"  # the same on every restart, as a supervisor would start it
+QUEUES = ("interactive", "default", "webhooks", "batch", "fetch")  # every queue a task's message can wait in
 HTTP_TIMEOUT = 10.0  # a request slower than this counts as hung
 STALL_BOUND = 45.0  # three reaper passes (every 15 s by default) in which no task moved
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.faults.audit import NO_FAULTS, audit
-from tests.faults.stack import HTTP_TIMEOUT, FaultStack, SubmitResult, post_detect
+from tests.faults.stack import HTTP_TIMEOUT, QUEUES, FaultStack, SubmitResult, post_detect
 
 pytestmark = pytest.mark.faults
 
@@ -82,7 +82,7 @@ async def _stream_through_outage(stack: FaultStack, body: dict) -> tuple[list[Su
         await asyncio.sleep(STREAM_BEFORE)
         submits.extend(asyncio.create_task(post_detect(client, body)) for _ in range(BACKLOG))
         await asyncio.gather(*submits[-BACKLOG:])
-        backlog = stack.redis.queued_messages()
+        backlog = stack.redis.queued_messages(QUEUES)
         await asyncio.to_thread(stack.postgres.stop)
         down = time.monotonic()
         await asyncio.sleep(OUTAGE)

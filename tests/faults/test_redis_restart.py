@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.faults.audit import NO_FAULTS, audit
-from tests.faults.stack import FaultStack
+from tests.faults.stack import QUEUES, FaultStack
 
 pytestmark = pytest.mark.faults
 
@@ -21,7 +21,7 @@ def test_redis_restart_without_persistence_loses_no_queued_task(stack: FaultStac
     results = stack.submit_all([media.image_task()] * QUEUED_TASKS, concurrency=8)
     accepted = [result.task_id for result in results if result.status == 202]
     assert len(accepted) == QUEUED_TASKS, {result.status for result in results}
-    assert stack.redis.queued_messages() == QUEUED_TASKS  # every message is in the broker, none taken
+    assert stack.redis.queued_messages(QUEUES) == QUEUED_TASKS  # every message is in the broker, none taken
 
     stack.redis.restart_empty()
     assert stack.redis.client().dbsize() == 0
