@@ -28,7 +28,7 @@ migrate: install
 	$(BIN)/facequeue migrate
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3
 
 # Kills and restarts a private Postgres, Redis, API and worker; about 10 minutes.
 test-faults: install

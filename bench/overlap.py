@@ -2,7 +2,7 @@
 
 * decode-ahead: a video task's frames (`detect_media`, the worker's own code) with FACEQUEUE_FRAME_PREFETCH
   0 (decode, then detect, one after the other) and 2 (the next frames decoded on a second thread);
-* concurrent downloads: a task's `frame_urls` (`obtain_media`) from a local HTTP server that answers each
+* concurrent downloads: a task's `frame_urls` (the fetch stage's `fetch_all`) from a local HTTP server that answers each
   request after a fixed delay (a remote server's latency), with FACEQUEUE_FETCH_CONCURRENCY 1 and 4.
 Both run in this process with a worker's settings (one OpenCV thread); the task's database writes are left
 out (a no-op progress reporter), since they are the same either way.
@@ -29,7 +29,8 @@ from bench.video import LONG_CLIP_SECONDS, build_long_clip
 from facequeue.schemas import DetectOptions
 from facequeue.settings import Settings, get_settings
 from workers.detectors.registry import get_detector
-from workers.pipeline import StageTimer, detect_media, obtain_media
+from workers.media.fetch import Deadline, fetch_all, fetch_to_file
+from workers.pipeline import StageTimer, detect_media
 
 NUM_FRAMES = 100
 PREFETCH_DEPTHS = (0, 2)
@@ -64,7 +65,7 @@ def run(options: RunOptions) -> Section:
         Table(
             ["frame_urls", "delay per response s", "concurrency", "download s", "speed-up"],
             downloads,
-            f"obtain_media for {FRAME_URLS} frame_urls from a local server answering after {DOWNLOAD_DELAY_S} s",
+            f"fetch_all for {FRAME_URLS} frame_urls from a local server answering after {DOWNLOAD_DELAY_S} s",
         )
     )
     section.figures["speedups"] = _plot(rows, downloads)
@@ -116,8 +117,16 @@ def _download_rows(repeats: int) -> list[list[object]]:
 
 
 def _download(urls: tuple[str, ...], settings: Settings) -> None:
+    # what the fetch stage does with a task's frame_urls (workers/fetch_stage.py)
     with tempfile.TemporaryDirectory(prefix="bench-overlap-") as workdir:
-        obtain_media(None, None, DetectOptions(frame_urls=urls), Path(workdir), settings, StageTimer())
+
+        def fetch(position: int, url: str) -> Path:
+            folder = Path(workdir, f"input-{position}")
+            folder.mkdir()
+            return fetch_to_file(url, folder, settings, deadline).path
+
+        deadline = Deadline(settings.fetch_total_timeout)
+        fetch_all(fetch, urls, settings.fetch_concurrency, deadline)
 
 
 def _timed(call: Callable[[], None]) -> float:

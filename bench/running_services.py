@@ -50,7 +50,14 @@ class Service:
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def worker_pool(self) -> list[psutil.Process]:
-        """The Celery pool processes (children of the worker's main process)."""
+        """The Celery pool processes that detect (children of the worker's main process)."""
+        return [child for child in self._worker_children() if not _is_fetch_pool(child)]
+
+    def fetch_pool(self) -> list[psutil.Process]:
+        """The worker's fetch pool: one child process whose threads download media."""
+        return [child for child in self._worker_children() if _is_fetch_pool(child)]
+
+    def _worker_children(self) -> list[psutil.Process]:
         main = self._worker_main()
         return main.children() if main else []
 
@@ -362,3 +369,7 @@ def _is_worker(process: psutil.Process | None) -> bool:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+def _is_fetch_pool(process: psutil.Process) -> bool:
+    return "--pools" in process.cmdline()  # facequeue/cli/worker_pools.py starts it as `worker --pools fetch`

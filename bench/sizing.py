@@ -111,6 +111,7 @@ def memory_rows(service: Service) -> list[list[object]]:
         "API server process (uvicorn)": api_servers,
         "worker main process (Celery)": [worker_main],
         "worker pool process": service.worker_pool(),
+        "worker fetch pool process (download threads)": service.fetch_pool(),
     }
     rows = []
     for name, processes in groups.items():

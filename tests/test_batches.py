@@ -43,7 +43,8 @@ def test_thousand_items_are_stored_and_only_the_cap_is_published(api_client) -> 
     assert view["counts"]["queued"] == 1000 and view["status"] == "running" and view["progress"] == 0.0
     from facequeue.settings import get_settings
 
-    published = redis.Redis.from_url(REDIS_URL).llen(queue_key("batch"))
+    broker = redis.Redis.from_url(REDIS_URL)
+    published = broker.llen(queue_key("fetch")) + broker.llen(queue_key("batch"))  # URL items download first
     assert published == get_settings().tenant_max_in_flight  # the rest wait, held, for the fair dispatcher
 
 

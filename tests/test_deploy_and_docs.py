@@ -35,7 +35,7 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
     assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert re.search(r"^run: install\n\t\$\(BIN\)/facequeue serve --demo$", makefile, re.M)
-    assert re.search(r"^test: install\n\t\$\(BIN\)/pytest$", makefile, re.M)
+    assert re.search(r"^test: install\n\t\$\(BIN\)/pytest -n 3$", makefile, re.M)
 
 
 def test_compose_uses_real_settings_and_commands() -> None:

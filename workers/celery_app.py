@@ -27,8 +27,11 @@ def worker_app() -> Celery:
 
 
 @worker_init.connect
-def _start_metrics_exporter(**_kwargs: object) -> None:
+def _prepare_main_process(**_kwargs: object) -> None:
     start_exporter(get_settings())  # in the main process, which outlives the pool processes it adds up
+    # The fetch pool runs tasks on threads of this process (no pool process starts): the events of the
+    # tasks it fails must be published after their commit too.
+    register_session_listeners()
 
 
 @worker_process_init.connect
@@ -38,7 +41,7 @@ def _prepare_pool_process(**_kwargs: object) -> None:
     # The main process uses the database too (workers/lost_runs.py): its pooled connections must not be
     # shared through the fork. SQLAlchemy's recipe: forget them here, leaving them open for the parent.
     get_engine().dispose(close=False)
-    register_session_listeners()  # a finished task's webhook event is published after its commit
+    register_session_listeners()  # a finished task's webhook event is published after its commit (idempotent)
     # One OpenCV thread per process: a second thread speeds YuNet up by 8-24% here, while two
     # single-threaded pool processes together do 1.4x; threads in every process would fight over the
     # same cores. Niceness lets a co-located API answer first.

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from facequeue.enums import TaskStatus
-from facequeue.lifecycle.broker import redis_options
+from facequeue.lifecycle.broker import redis_client
 from facequeue.settings import Settings, get_settings
 from facequeue.storage import PRIVATE_FILE_MODE
 
@@ -130,7 +129,7 @@ def _publish(task_id: str, payload: dict[str, Any], settings: Settings) -> None:
         if settings.is_embedded:
             _append_line(log_file(settings, task_id), data + b"\n")
         elif time.monotonic() >= _paused_until:
-            pipe = _redis(settings.resolved_broker_url, settings.redis_timeout).pipeline(transaction=False)
+            pipe = redis_client(settings).pipeline(transaction=False)
             pipe.rpush(log_key(settings, task_id), data)
             pipe.expire(log_key(settings, task_id), event_log_ttl(settings))
             pipe.publish(channel(settings, task_id), data)
@@ -150,11 +149,6 @@ def _append_line(path: Path, line: bytes) -> None:
         os.write(fd, line)
     finally:
         os.close(fd)
-
-
-@lru_cache
-def _redis(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(url, **redis_options(timeout))
 
 
 # --- reading back and cleaning up -------------------------------------------------------------
@@ -179,7 +173,7 @@ def forget(task_id: str, settings: Settings) -> None:
         if settings.is_embedded:
             log_file(settings, task_id).unlink(missing_ok=True)
         else:
-            _redis(settings.resolved_broker_url, settings.redis_timeout).delete(log_key(settings, task_id))
+            redis_client(settings).delete(log_key(settings, task_id))
     except (OSError, redis.RedisError) as error:  # Redis expires it anyway; the reaper prunes the file
         log.warning("task_event_log_kept", task_id=task_id, error=type(error).__name__)
 

@@ -23,6 +23,7 @@ def test_sizing_reports_memory_per_process_and_tasks_per_core(services: None, tm
         ["API server process (uvicorn)", 2],
         ["worker main process (Celery)", 1],
         ["worker pool process", 2],
+        ["worker fetch pool process (download threads)", 1],
     ]
     for _, _, rss_mean, rss_max, pss_mean in memory.rows:
         assert 0 < pss_mean <= rss_mean <= rss_max

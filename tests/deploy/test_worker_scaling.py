@@ -39,7 +39,8 @@ def test_the_scaler_query_counts_held_batch_items_that_the_broker_never_saw(api_
     assert api_client.post("/v1/batches", json={"items": items}).status_code == 202
     cap = get_settings().tenant_max_in_flight
     broker = redis.Redis.from_url(REDIS_URL)
-    assert (broker.llen(queue_key("default")), broker.llen(queue_key("batch"))) == (1, cap)
+    # URL tasks go to the fetch stage first, the single one and the published batch items alike
+    assert [broker.llen(queue_key(name)) for name in ("fetch", "default", "batch")] == [1 + cap, 0, 0]
 
     # what workers would do: one task runs, two published batch items end
     with get_engine().begin() as connection:
@@ -89,7 +90,10 @@ def test_sigterm_lets_the_running_task_finish_before_the_worker_exits(api_client
 
     release.set()
     assert worker.process.wait(timeout=60) == 0
+    assert "Warm shutdown" in worker.log()
+    # The draining worker's fetch stage finished the download and handed the task on, stored: the next
+    # worker detects it on the same attempt, downloading nothing again.
+    start_worker("next")
     task = wait_for_final(api_client, task_id)
     assert task["status"] == "succeeded" and task["attempts"] == 1
     assert len(task["result"]["faces_obj"]["0"]["region"]) == 1
-    assert "Warm shutdown" in worker.log()

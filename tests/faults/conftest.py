@@ -6,6 +6,7 @@ it (`make test-faults`, about 10 minutes), so `make test` leaves them out."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,16 @@ def _require(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture(scope="package")
-def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
+def sigterm_tears_down() -> Iterator[None]:
+    """SIGTERM (`timeout`, a CI runner) ends the run like Ctrl-C, so pytest still tears the fixtures down: the
+    private servers run in sessions of their own and would otherwise outlive it."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="package")
+def private_postgres(tmp_path_factory: pytest.TempPathFactory, sigterm_tears_down: None) -> Iterator[PrivatePostgres]:
     bin_dir = postgres_bin_dir()
     _require(bin_dir is not None, "no Postgres server binaries under /usr/lib/postgresql")
     _require(os.geteuid() == 0, "a private Postgres cluster is started as the postgres user, which needs root")
@@ -79,7 +89,7 @@ def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Priva
 
 
 @pytest.fixture(scope="package")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+def private_redis(tmp_path_factory: pytest.TempPathFactory, sigterm_tears_down: None) -> Iterator[PrivateRedis]:
     redis = PrivateRedis(tmp_path_factory.mktemp("redis"))
     try:
         redis.start()

@@ -96,40 +96,26 @@ class PrivatePostgres:
         self.data_dir = self.root / "data"
         self.server: ManagedProcess | None = None
         shutil.chown(self.root, "postgres", "postgres")
-        self._as_postgres(
-            "initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"
-        )
-
-    def _as_postgres(self, tool: str, *args: str) -> None:
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(self.bin_dir / tool), *args],
+            self._as_postgres(
+                "initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"
+            ),
             check=True,
             capture_output=True,
             timeout=120,
         )
 
+    def _as_postgres(self, tool: str, *args: str) -> list[str]:
+        """The command line running one of the server's tools as the postgres user (it refuses to run as root)."""
+        return ["runuser", "-u", "postgres", "--", str(self.bin_dir / tool), *args]
+
     def url(self, database: str, driver: str = "postgresql") -> str:
         return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
+        options = ["-p", str(self.port), "-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]
         self.server = ManagedProcess(
-            "postgres",
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(self.bin_dir / "postgres"),
-                "-D",
-                str(self.data_dir),
-                "-p",
-                str(self.port),
-                "-k",
-                str(self.root),
-                "-c",
-                "listen_addresses=127.0.0.1",
-            ],  # fmt: skip
-            self.log_dir / "postgres.log",
+            "postgres", self._as_postgres("postgres", "-D", str(self.data_dir), *options), self.log_dir / "postgres.log"
         )
         deadline = time.monotonic() + READY_TIMEOUT
         while not self.accepts_connections():
@@ -146,7 +132,12 @@ class PrivatePostgres:
 
     def stop(self) -> None:
         """Fast shutdown: sessions are ended, as when an operator or a failover stops the server."""
-        self._as_postgres("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30")
+        subprocess.run(
+            self._as_postgres("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30"),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         self.server.process.wait(timeout=STOP_TIMEOUT)
 
     def ensure_started(self) -> None:
@@ -165,11 +156,10 @@ class PrivatePostgres:
         if self.server is not None and self.server.running():
             # Immediate shutdown ends every server process: they run in sessions of their own, out of the group.
             subprocess.run(
-                ["runuser", "-u", "postgres", "--", str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.data_dir),
-                 "-m", "immediate", "-w", "-t", "30"],
+                self._as_postgres("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "30"),
                 capture_output=True,
                 timeout=60,
-            )  # fmt: skip
+            )
         if self.server is not None:
             self.server.kill()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -191,23 +181,9 @@ class PrivateRedis:
         return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
 
     def start(self) -> None:
-        self.server = ManagedProcess(
-            "redis",
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.root),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],  # fmt: skip
-            self.root / "redis.log",
-        )
+        address = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root)]
+        no_persistence = ["--save", "", "--appendonly", "no"]
+        self.server = ManagedProcess("redis", ["redis-server", *address, *no_persistence], self.root / "redis.log")
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             try:

@@ -211,6 +211,18 @@ def _not_json() -> tuple[str, dict]:
         (lambda: signed([SECRET], sent_at=datetime.now(UTC) + timedelta(minutes=6)), SECRET, False),
         (_not_json, SECRET, False),
     ],
+    # the secrets are random: stable ids keep collection identical across processes (pytest-xdist)
+    ids=[
+        "signed",
+        "rotation",
+        "other-secret",
+        "tampered",
+        "malformed",
+        "no-headers",
+        "too-old",
+        "too-new",
+        "not-json",
+    ],
 )
 def test_the_server_verify_agrees_with_the_client(case, secret: str, accepted: bool) -> None:
     body, headers = case()
