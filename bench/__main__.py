@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import accuracy, api_load, overlap, peer, service_throughput, sizing, video
+from bench import accuracy, api_load, client_wait, overlap, peer, service_throughput, sizing, video
 from bench.data import REPO_ROOT, BenchmarkSkipped
 from bench.options import DEFAULTS, RunOptions
 from bench.report import Report, Section
@@ -26,6 +26,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[RunOptions], Section]]] = {
     "sizing": (
         "deploy sizing: RSS per API and worker process, tasks/s per core for images and 10-frame videos",
         sizing.run,
+    ),
+    "client_wait": (
+        "Client.wait: requests per task for a 10 s video, on the event stream and polling only",
+        client_wait.run,
     ),
 }
 
@@ -45,7 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--forms",
         default=",".join(DEFAULTS.forms),
-        help="(a, e) service forms to run: embedded and/or distributed (Postgres + Redis, when reachable)",
+        help="(a, e, client_wait) service forms to run: embedded and/or distributed (Postgres + Redis, when reachable)",
     )
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]

@@ -29,7 +29,7 @@ class RunOptions:
             parts.append(f"--images {self.images}")
         if name == "api" and self.rss_tasks != DEFAULTS.rss_tasks:
             parts.append(f"--rss-tasks {self.rss_tasks}")
-        if name in ("service", "api") and self.forms != DEFAULTS.forms:
+        if name in ("service", "api", "client_wait") and self.forms != DEFAULTS.forms:
             parts.append(f"--forms {','.join(self.forms)}")
         return " ".join(parts)
 

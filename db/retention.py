@@ -42,17 +42,7 @@ def _retention_groups(
 def expired_tasks(session: Session, now: datetime, default_seconds: int, limit: int) -> list[str]:
     """Ids of up to `limit` final tasks that finished longer ago than they are kept, locked until the caller
     commits. Live tasks are never among them."""
-    found: list[str] = []
-    for rows, seconds in _retention_groups(session, DetectTask.tenant_id, default_seconds):
-        if len(found) == limit:
-            break
-        found += session.scalars(
-            select(DetectTask.id)
-            .where(rows, DetectTask.finished_at < now - timedelta(seconds=seconds), _FINAL)
-            .limit(limit - len(found))
-            .with_for_update(skip_locked=True, of=DetectTask)
-        ).all()
-    return found
+    return _expired_ids(session, DetectTask, _FINAL, now, default_seconds, limit)
 
 
 def delete_tasks(session: Session, task_ids: Sequence[str]) -> int:
@@ -66,16 +56,29 @@ def delete_tasks(session: Session, task_ids: Sequence[str]) -> int:
 def emptied_batches(session: Session, now: datetime, default_seconds: int, limit: int) -> list[str]:
     """Ids of up to `limit` batches that finished longer ago than they are kept and have no item left (items
     finish before their batch and share its tenant, so they go first), locked until the caller commits."""
-    found: list[str] = []
     no_items = ~exists().where(DetectTask.batch_id == Batch.id)
-    for rows, seconds in _retention_groups(session, Batch.tenant_id, default_seconds):
+    return _expired_ids(session, Batch, no_items, now, default_seconds, limit)
+
+
+def _expired_ids(
+    session: Session,
+    model: type[DetectTask] | type[Batch],
+    condition: ColumnElement[bool],
+    now: datetime,
+    default_seconds: int,
+    limit: int,
+) -> list[str]:
+    """Up to `limit` ids of `model` rows meeting `condition` that finished longer ago than their tenant keeps
+    them, locked (skipping rows another API process holds) until the caller commits."""
+    found: list[str] = []
+    for rows, seconds in _retention_groups(session, model.tenant_id, default_seconds):
         if len(found) == limit:
             break
         found += session.scalars(
-            select(Batch.id)
-            .where(rows, Batch.finished_at < now - timedelta(seconds=seconds), no_items)
+            select(model.id)
+            .where(rows, model.finished_at < now - timedelta(seconds=seconds), condition)
             .limit(limit - len(found))
-            .with_for_update(skip_locked=True, of=Batch)
+            .with_for_update(skip_locked=True, of=model)
         ).all()
     return found
 

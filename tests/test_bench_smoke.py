@@ -24,6 +24,7 @@ TITLES = {
     "peer": "(c) peer: face_recognition",
     "accuracy": "(d) accuracy on ground_truth_faces.json",
     "api": "(e) API: latency, burst drain, worker memory",
+    "client_wait": "Client.wait: requests per task for a 10 s video",
 }
 needs_face_recognition = pytest.mark.skipif(
     importlib.util.find_spec("face_recognition") is None,
@@ -46,6 +47,13 @@ def _smoke(name: str, output: Path) -> str:
 def test_api_benchmark_smoke(tmp_path: Path) -> None:
     markdown = _smoke("api", tmp_path)
     assert "burst of 40 drains with 0 lost" in markdown
+
+
+def test_client_wait_benchmark_smoke(tmp_path: Path) -> None:
+    markdown = _smoke("client_wait", tmp_path)
+    # one row per way of waiting, each task succeeded with its 5 sampled frames
+    assert markdown.count("| succeeded (5 frames) |") == 2
+    assert "| embedded | event stream | 5 | 1 |" in markdown and "| embedded | polling only | 5 | 1 |" in markdown
 
 
 @pytest.mark.testdata

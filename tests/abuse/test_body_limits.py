@@ -6,11 +6,7 @@ server stops reading and the client's sending stops at the socket buffers (a few
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -20,8 +16,7 @@ import pytest
 from api.auth import MISSING_KEY
 from api.limits import json_body_limit
 from facequeue.settings import get_settings
-from tests.conftest import REPO_ROOT
-from tests.support import free_port
+from tests.support import api_process
 from tests.test_tenants import new_key
 
 pytestmark = pytest.mark.integration
@@ -58,27 +53,12 @@ class Upload:
 @pytest.fixture(scope="module")
 def live_api(database: str, tmp_path_factory) -> Iterator[tuple[str, psutil.Process]]:
     """`uvicorn api.app:create_app` in a process of its own (its memory is measured), API keys on."""
-    port = free_port()
     log_path = tmp_path_factory.mktemp("abuse") / "api.log"
-    env = {**os.environ, "FACEQUEUE_AUTH": "on", "FACEQUEUE_MAX_MANIFEST_BYTES": str(MANIFEST_LIMIT)}
-    command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            pytest.fail(f"the API did not start:\n{log_path.read_text()}")
-        time.sleep(0.1)
-    yield base, psutil.Process(process.pid)
-    process.terminate()
-    process.wait(timeout=15)
+    with api_process(log_path, FACEQUEUE_AUTH="on", FACEQUEUE_MAX_MANIFEST_BYTES=str(MANIFEST_LIMIT)) as (
+        base,
+        process,
+    ):
+        yield base, psutil.Process(process.pid)
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,8 @@ without a thread, and each API key may have only FACEQUEUE_MAX_SYNC_CALLS_PER_KE
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +24,7 @@ from db.models import DetectTask
 from facequeue.enums import SubmitApi
 from facequeue.lifecycle.sessions import session_scope
 from facequeue.settings import Settings
-from tests.conftest import REPO_ROOT
-from tests.support import free_port
+from tests.support import api_process
 from tests.test_tenants import bearer, error_message, make_client, new_key
 
 pytestmark = pytest.mark.integration
@@ -81,28 +77,9 @@ def hanging_server() -> Iterator[HangingServer]:
 @pytest.fixture
 def live_api(clean_state: None, tmp_path) -> Iterator[str]:
     """`uvicorn api.app:create_app` in a process of its own, API keys on."""
-    port = free_port()
-    log_path = tmp_path / "api.log"
     # a long sync timeout: the calls must end by their tasks' failure, not by waiting out a loaded machine
-    env = {**os.environ, "FACEQUEUE_AUTH": "on", "FACEQUEUE_SYNC_TIMEOUT": "150"}
-    command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            pytest.fail(f"the API did not start:\n{log_path.read_text()}")
-        time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=15)
+    with api_process(tmp_path / "api.log", FACEQUEUE_AUTH="on", FACEQUEUE_SYNC_TIMEOUT="150") as (base, _process):
+        yield base
 
 
 def sync_tasks() -> int:
