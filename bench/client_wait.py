@@ -7,6 +7,7 @@ Polling is forced the way a client meets it: the client talks to a small forward
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import matplotlib.pyplot as plt
-from facequeue_client import Client
+from facequeue_client import Client, PollPolicy
 
 from bench.options import RunOptions
 from bench.report import Section, Table
@@ -49,6 +50,7 @@ class Waited:
 
 def run(options: RunOptions) -> Section:
     section = Section("client_wait", "Client.wait: requests per task for a 10 s video", options.command("client_wait"))
+    load = os.getloadavg()[0]  # before the service starts: how busy the machine was anyway
     seconds = QUICK_VIDEO_SECONDS if options.quick else VIDEO_SECONDS
     video = write_video(options.workdir / f"face-{seconds}s.mp4", moving_face_frames(seconds * FPS))
     num_frames = QUICK_NUM_FRAMES if options.quick else NUM_FRAMES
@@ -78,16 +80,18 @@ def run(options: RunOptions) -> Section:
             ],
             rows,
             caption=f"a {seconds} s {FPS} fps 640x360 clip with one moving face (facequeue/cli/demo.py), "
-            f"submitted with Client.detect(path, num_frames=N) then Client.wait(); requests from client.request_count",
+            "submitted with Client.detect(path, num_frames=N) then Client.wait(); requests from client.request_count",
         )
     )
+    poll = PollPolicy()  # the pace Client.wait polls at, as the benchmark ran it
     section.notes += [
-        "Requests per task depend on how long a task runs only when polling (its pause grows 0.25 s x1.5 up to "
-        "4 s); on the event stream wait is one stream plus one GET of the final task, whatever the duration.",
+        f"Requests per task depend on how long a task runs only when polling (its pause grows {poll.first} s "
+        f"x{poll.growth} up to {poll.longest} s); on the event stream wait is one stream plus one GET of the final "
+        "task, whatever the duration.",
         "Polling only: the client was pointed at a proxy answering 404 at /events, so its one failed "
         "stream attempt is counted; then it polls GET /v1/detect/{id}.",
-        "Measured while the 2-core machine was busy with a CI run: wall seconds are inflated, and so polling's "
-        "request count (longer tasks mean more polls); the event stream's count does not depend on speed.",
+        f"1-minute load average at the start: {load:.1f} on {os.cpu_count()} cores. A busy machine inflates wall "
+        "seconds, and so polling's request count (a longer task is polled more); the event stream's does not change.",
     ]
     section.figures["requests"] = _plot(plotted)
     return section
