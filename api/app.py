@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_session_listeners()  # webhook messages go out once the rows they name are committed
     # /docs and /redoc are api_docs' pages, with Swagger UI and ReDoc served from here: no CDN, so air-gapped too
     app = FastAPI(
-        title="facequeue",
+        title="facequeue HTTP API",  # generated clients take its name: facequeue_http_api_client, not facequeue_client
         version="0.1.0",
         lifespan=_lifespan(settings),
         docs_url=None,
@@ -120,7 +120,7 @@ def _reap_forever(settings: Settings, stop: threading.Event) -> None:
         try:
             with session_scope() as session:
                 report = reap(session, settings)
-            if any(vars(report).values()):
+            if report is not None and any(vars(report).values()):
                 log.info("reaper", **vars(report))
         except BACKEND_UNAVAILABLE as error:  # the loop outlives a database or broker outage, in one line a pass
             log.warning("reaper_waits_for_backend", unavailable=type(error).__name__)

@@ -26,6 +26,11 @@ from facequeue.lifecycle.sessions import get_sessionmaker
 from facequeue.settings import Settings
 
 MISSING_KEY = "Missing API key: send Authorization: Bearer <key> or x-api-key"
+# an Authorization header with no key after a Bearer scheme ("Authorization: <key>", "Basic ..."): not "missing"
+AUTHORIZATION_NOT_BEARER = (
+    "The Authorization header has no Bearer key: send the API key as 'Authorization: Bearer <key>' "
+    "or as 'x-api-key: <key>'"
+)
 INVALID_KEY = "Invalid API key"
 CALLER_SCOPE_KEY = "facequeue.caller"  # where api/limits.py leaves the Caller for api/deps.py
 
@@ -57,7 +62,7 @@ def presented_key(headers: Headers) -> str | None:
 def _authenticate(headers: Headers, settings: Settings) -> Caller:
     key = presented_key(headers)
     if key is None:
-        raise Unauthorized(MISSING_KEY)
+        raise Unauthorized(AUTHORIZATION_NOT_BEARER if headers.get("authorization", "").strip() else MISSING_KEY)
     with get_sessionmaker()() as session:
         found = tenants.find_active_key(session, key)
     if found is None:
@@ -69,7 +74,7 @@ def _authenticate(headers: Headers, settings: Settings) -> Caller:
 
 def enforce_rate_limit(key_id: str, rate: str, settings: Settings) -> None:
     limit = parse(rate)
-    limiter = _limiter(_storage_url(settings), settings.redis_timeout)
+    limiter = _limiter(_storage_url(settings), settings.redis_timeout, settings.broker_key_prefix)
     try:
         if limiter.hit(limit, "api-key", key_id):
             return
@@ -89,7 +94,10 @@ def _storage_url(settings: Settings) -> str:
 
 
 @lru_cache
-def _limiter(storage_url: str, redis_timeout: float) -> MovingWindowRateLimiter:
-    # Redis storages wait at most FACEQUEUE_REDIS_TIMEOUT per call; any storage's errors come out as StorageError
-    options = redis_options(redis_timeout) if storage_url.startswith("redis") else {}
+def _limiter(storage_url: str, redis_timeout: float, key_prefix: str) -> MovingWindowRateLimiter:
+    # Redis storages wait at most FACEQUEUE_REDIS_TIMEOUT per call, and their keys start with
+    # FACEQUEUE_BROKER_KEY_PREFIX like every other key; any storage's errors come out as StorageError
+    options = (
+        {**redis_options(redis_timeout), "key_prefix": f"{key_prefix}LIMITS"} if storage_url.startswith("redis") else {}
+    )
     return MovingWindowRateLimiter(storage_from_string(storage_url, wrap_exceptions=True, **options))

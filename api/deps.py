@@ -102,8 +102,8 @@ async def batch_service(session: SessionDep, settings: SettingsDep, storage: Sto
 BatchServiceDep = Annotated[BatchService, Depends(batch_service)]
 
 
-async def delivery_service(session: SessionDep) -> DeliveryService:
-    return DeliveryService(session)
+async def delivery_service(session: SessionDep, settings: SettingsDep) -> DeliveryService:
+    return DeliveryService(session, settings)
 
 
 DeliveryServiceDep = Annotated[DeliveryService, Depends(delivery_service)]

@@ -1,8 +1,9 @@
 """The API's metrics: HTTP requests by route template, and GET /metrics (Prometheus text exposition).
 
 /metrics serves this process's families (every API process's under `facequeue api --workers N`,
-which shares a multiprocess folder), the task metrics the lifecycle records here (submitted,
-finished by cancels and the reaper), and the backlog read from the database and the broker.
+which shares a multiprocess folder; under `facequeue serve` the embedded worker's too, tasks finished
+included, since its processes write to the API's folder), the task metrics the lifecycle records here
+(submitted, finished by cancels and the reaper), and the backlog read from the database and the broker.
 """
 
 from __future__ import annotations

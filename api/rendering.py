@@ -74,6 +74,7 @@ def batch_item_line(task: DetectTask, link: LinkFn) -> bytes:
     error = {"code": task.error_code, "message": task.error_msg} if task.error_code else None
     line = {
         "position": task.batch_position,
+        "name": task.item_name,
         "detect_task_id": task.id,
         "status": task.status,
         "result": result,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from db.models import DetectTask
 from facequeue.enums import TaskStatus
 from facequeue.schemas import (
+    ITEM_NAME_MAX_LENGTH,
     MAX_SAMPLED_FRAMES,
     Appearance,
     Corners,
@@ -45,7 +47,7 @@ class DetectCreate(DetectOptionsBase, FrameListInput, MediaInput):
 
     def options(self) -> DetectOptions:
         return DetectOptions(
-            **self.model_dump(exclude={"url", "img", "frame_urls", "timestamps", "callback_url"}),
+            **self.model_dump(exclude={"url", "img", "frame_urls", "timestamps", "callback_url", "name"}),
             frame_urls=tuple(self.frame_urls or ()),
             timestamps=tuple(self.timestamps or ()),
         )
@@ -56,6 +58,17 @@ class DetectRequest(DetectCreate):
 
     callback_url: str | None = Field(
         None, max_length=URL_MAX_LENGTH, description="Where this task's webhook goes, instead of the tenant's endpoint"
+    )
+
+
+class BatchItemCreate(DetectCreate):
+    """A batch item: a detection, and optionally the name its results and failures carry."""
+
+    name: str | None = Field(
+        None,
+        max_length=ITEM_NAME_MAX_LENGTH,
+        description="What this item is to you (a file path, a URL, a manifest entry), echoed as `name` in the "
+        f"batch's results and failures; at most {ITEM_NAME_MAX_LENGTH} characters",
     )
 
 
@@ -135,6 +148,11 @@ class DetectTaskSummary(BaseModel):
     detect_task_id: str
     status: TaskStatus
     kind: str | None
+    source: str | None = Field(
+        description="What the task was made from, to tell tasks apart: a batch item's name, else the last "
+        "part of its media URL's path (its host when the path has none); null for uploaded bytes"
+    )
+    faces: int | None = Field(description="Faces found, over every frame; null until the task has a result")
     created_at: datetime
     finished_at: datetime | None
 
@@ -144,9 +162,18 @@ class DetectTaskSummary(BaseModel):
             detect_task_id=task.id,
             status=task.status,
             kind=task.kind,
+            source=task.item_name or _url_tail(task.source_url),
+            faces=sum(len(frame["region"]) for frame in task.result["faces_obj"].values()) if task.result else None,
             created_at=task.created_at,
             finished_at=task.finished_at,
         )
+
+
+def _url_tail(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return unquote(parts.path.rstrip("/").rsplit("/", 1)[-1]) or parts.hostname
 
 
 class DetectTaskPage(BaseModel):
@@ -161,6 +188,7 @@ class BatchAccepted(BaseModel):
 
 class BatchFailure(BaseModel):
     position: int
+    name: str | None = Field(description="The item's name, as given when it was submitted")
     detect_task_id: str
     error: dict[str, str]
 

@@ -1,4 +1,4 @@
-"""What an annotated preview costs, for the README: `python -m bench.preview_cost`.
+"""What an annotated preview costs, for docs/api/previews.md: `python -m bench.preview_cost`.
 
 A 1280x720 frame with 5 real faces (scikit-image's astronaut, five times, detected by YuNet as a task would):
 - the worker keeping it (downscale if needed, JPEG-encode; the bytes it holds until the task succeeds);

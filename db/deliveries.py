@@ -6,7 +6,6 @@ so duplicate or stale messages never send an attempt twice or overwrite a newer 
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -117,24 +116,31 @@ def mark_published(session: Session, event_id: str, attempts: int) -> None:
     session.execute(update(WebhookEvent).where(_fence(event_id, attempts)).values(published_at=utcnow()))
 
 
-def events_due_for_republish(
-    session: Session, unpublished_grace: float, republish_after: float, limit: int = 1000
-) -> Sequence[WebhookEvent]:
-    """Pending events overdue for their attempt whose message was never sent, or sent so long ago it may be lost."""
-    now = utcnow()
+def events_due_for_republish(session: Session, unpublished_grace: float, limit: int = 1000) -> Sequence[WebhookEvent]:
+    """Pending events overdue for their attempt by `unpublished_grace` seconds whose message was never sent.
+
+    `published_at` is set only once the broker took the message, and cleared when a run claims the attempt, so
+    an event waiting in a backlog is never returned; a claimed attempt whose worker died is, once its lease
+    (`claim_attempt`) runs out."""
     return session.scalars(
         select(WebhookEvent)
         .where(
             WebhookEvent.state == EventState.PENDING,
-            WebhookEvent.next_attempt_at < now - timedelta(seconds=unpublished_grace),
-            or_(
-                WebhookEvent.published_at.is_(None),
-                WebhookEvent.published_at < now - timedelta(seconds=republish_after),
-            ),
+            WebhookEvent.next_attempt_at < utcnow() - timedelta(seconds=unpublished_grace),
+            WebhookEvent.published_at.is_(None),
         )
         .order_by(WebhookEvent.next_attempt_at)
         .limit(limit)
     ).all()
+
+
+def forget_publishes_before(session: Session, moment: datetime) -> None:
+    """The broker lost every message sent before `moment`: their pending events count as never published."""
+    session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.state == EventState.PENDING, WebhookEvent.published_at < moment)
+        .values(published_at=None)
+    )
 
 
 def rearm_event(session: Session, event_id: str) -> int:
@@ -170,26 +176,18 @@ class RecentDelivery(NamedTuple):
     event_state: str
 
 
-def encode_cursor(attempt: WebhookDelivery) -> str:
-    return base64.urlsafe_b64encode(str(attempt.id).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> int:
-    """The id the next page starts below; ValueError (binascii and Unicode errors are ones) when malformed."""
-    return int(base64.urlsafe_b64decode(cursor.encode()).decode())
-
-
 def recent_deliveries(
     session: Session,
     tenant_id: str | None,
     succeeded: bool | None,
     event_type: str | None,
     subject_id: str | None,
-    cursor: str | None,
+    below_id: int | None,
     limit: int,
-) -> tuple[list[RecentDelivery], str | None]:
+) -> tuple[list[RecentDelivery], int | None]:
     """A tenant's attempts, newest first, each with its event's type and state; `subject_id` is the task
-    or batch the event is about. The cursor is the last row's id (ids grow with every attempt)."""
+    or batch the event is about. A page starts below the last row's id (ids grow with every attempt), and
+    the id for the next page is returned when there is one."""
     query = (
         select(WebhookDelivery, WebhookEvent.type, WebhookEvent.state)
         .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
@@ -202,8 +200,7 @@ def recent_deliveries(
         query = query.where(WebhookEvent.type == event_type)
     if subject_id is not None:
         query = query.where(WebhookDelivery.task_id == subject_id)
-    if cursor is not None:
-        query = query.where(WebhookDelivery.id < decode_cursor(cursor))
+    if below_id is not None:
+        query = query.where(WebhookDelivery.id < below_id)
     rows = [RecentDelivery(*row) for row in session.execute(query.order_by(WebhookDelivery.id.desc()).limit(limit + 1))]
-    next_cursor = encode_cursor(rows[limit - 1].attempt) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return rows[:limit], rows[limit - 1].attempt.id if len(rows) > limit else None

@@ -71,6 +71,7 @@ class DetectTask(Base):
 
     batch_id: Mapped[str | None] = mapped_column(String(32))
     batch_position: Mapped[int | None] = mapped_column(Integer)  # submit order inside its batch
+    item_name: Mapped[str | None] = mapped_column(Text)  # a batch item's own name (file, URL), echoed in results
     detect_id: Mapped[str | None] = mapped_column(String(32))  # crun's handle for a finished detection
     callback_url: Mapped[str | None] = mapped_column(Text)
     cost: Mapped[int] = mapped_column(Integer, default=0)  # credits reserved on submit

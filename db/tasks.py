@@ -7,12 +7,11 @@ that lost its claim (reaped and re-queued) can no longer write.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, extract, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import DetectTask, utcnow
@@ -32,6 +31,12 @@ def final_among(session: Session, task_ids: Sequence[str]) -> set[str]:
     return set(session.scalars(final))
 
 
+def unfinished_among(session: Session, task_ids: Sequence[str]) -> set[str]:
+    """Which of `task_ids` are queued or processing."""
+    live = select(DetectTask.id).where(DetectTask.id.in_(task_ids), DetectTask.status.not_in(FINAL_STATUSES))
+    return set(session.scalars(live))
+
+
 def find_by_idempotency_key(session: Session, tenant_id: str | None, key: str) -> DetectTask | None:
     return session.scalar(
         select(DetectTask).where(
@@ -40,30 +45,27 @@ def find_by_idempotency_key(session: Session, tenant_id: str | None, key: str) -
     )
 
 
-def encode_cursor(task: DetectTask) -> str:
-    return base64.urlsafe_b64encode(f"{task.created_at.isoformat()}|{task.id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    created, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-    return datetime.fromisoformat(created), task_id
+class TaskPosition(NamedTuple):
+    created_at: datetime
+    task_id: str
 
 
 def list_tasks(
-    session: Session, tenant_id: str | None, status: str | None, cursor: str | None, limit: int
-) -> tuple[Sequence[DetectTask], str | None]:
-    """Newest first; the cursor is the last row's (created_at, id)."""
+    session: Session, tenant_id: str | None, status: str | None, after: TaskPosition | None, limit: int
+) -> tuple[Sequence[DetectTask], TaskPosition | None]:
+    """Newest first; a page starts after the last row's (created_at, id), and the position for the next page is
+    returned when there is one."""
     query = select(DetectTask).where(func.coalesce(DetectTask.tenant_id, "") == (tenant_id or ""))
     if status:
         query = query.where(DetectTask.status == status)
-    if cursor:
-        created, task_id = decode_cursor(cursor)
+    if after is not None:
+        created, task_id = after
         query = query.where(
             or_(DetectTask.created_at < created, and_(DetectTask.created_at == created, DetectTask.id < task_id))
         )
     rows = session.scalars(query.order_by(DetectTask.created_at.desc(), DetectTask.id.desc()).limit(limit + 1)).all()
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    last = rows[limit - 1] if len(rows) > limit else None
+    return rows[:limit], TaskPosition(last.created_at, last.id) if last is not None else None
 
 
 def mark_published(session: Session, task_id: str) -> None:
@@ -225,30 +227,35 @@ def fail_lost_run(session: Session, task: DetectTask, error_code: str, error_msg
 
 
 def queued_tasks_to_republish(
-    session: Session, unpublished_after: float, republish_after: float, limit: int = 1000
+    session: Session, grace: float, empty_queues: Collection[str], limit: int = 1000
 ) -> Sequence[DetectTask]:
-    """Queued rows whose publish never happened, or whose message may be lost: published `republish_after`
-    seconds ago and at least as long ago as the task had waited before that publish. So a task waiting in a
-    deep backlog is sent again after 1, 2, 4, 8... times `republish_after`, not once per reaper pass."""
-    now = utcnow()
-    waited_before_publish = extract("epoch", DetectTask.published_at) - extract("epoch", DetectTask.created_at)
-    waited_since_publish = now.timestamp() - extract("epoch", DetectTask.published_at)
+    """Queued rows whose message is missing: never published (the publish after the commit failed), or
+    published over `grace` seconds ago while the broker queue that would hold the message is empty (one of
+    `empty_queues`). A task waiting behind others is never returned, however long it waits: its queue is
+    not empty. A task without an upload has URLs: its message waits in Queue.FETCH until the fetch stage
+    stores them as its upload."""
+    cutoff = utcnow() - timedelta(seconds=grace)
+    missing = [
+        and_(
+            DetectTask.published_at.is_(None),
+            DetectTask.queue != Queue.BATCH,  # held batch items wait for the fair dispatcher, not the reaper
+            DetectTask.created_at < cutoff,
+        )
+    ]
+    task_queues = [queue for queue in empty_queues if queue != Queue.FETCH]
+    if task_queues:
+        missing.append(
+            and_(
+                DetectTask.published_at < cutoff,
+                DetectTask.upload_key.is_not(None),
+                DetectTask.queue.in_(task_queues),
+            )
+        )
+    if Queue.FETCH in empty_queues:
+        missing.append(and_(DetectTask.published_at < cutoff, DetectTask.upload_key.is_(None)))
     return session.scalars(
         select(DetectTask)
-        .where(
-            DetectTask.status == TaskStatus.QUEUED,
-            or_(
-                and_(
-                    DetectTask.published_at.is_(None),
-                    DetectTask.queue != Queue.BATCH,  # held batch items wait for the fair dispatcher, not the reaper
-                    DetectTask.created_at < now - timedelta(seconds=unpublished_after),
-                ),
-                and_(
-                    DetectTask.published_at < now - timedelta(seconds=republish_after),
-                    waited_since_publish >= waited_before_publish,
-                ),
-            ),
-        )
+        .where(DetectTask.status == TaskStatus.QUEUED, or_(*missing))
         .order_by(DetectTask.created_at)
         .limit(limit)
     ).all()

@@ -60,6 +60,10 @@ def find_active_key(session: Session, key: str) -> tuple[ApiKey, Tenant] | None:
     return (row[0], row[1]) if row else None
 
 
+def key_is_active(session: Session, key_id: str) -> bool:
+    return session.scalar(select(ApiKey.id).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))) is not None
+
+
 def list_keys(session: Session) -> Sequence[tuple[ApiKey, Tenant]]:
     rows = session.execute(
         select(ApiKey, Tenant).join(Tenant, Tenant.id == ApiKey.tenant_id).order_by(ApiKey.created_at)

@@ -4,20 +4,68 @@ Our structlog events and every library's stdlib records (Celery, kombu, uvicorn,
 end in the same handler, whose `ProcessorFormatter` renders each record as one JSON object per line
 (FACEQUEUE_LOG_FORMAT=json) or as a human console line. Context bound with `structlog.contextvars`
 (a request's id, a task run's ids) is merged into both kinds of line.
+
+Credentials never reach a line: API keys, webhook secrets and Authorization values are replaced in every field,
+in anything rendered with repr, and in tracebacks, which show no local variables (a request's were the caller's
+key). The one line that shows a key on purpose, the first key `serve` makes, marks it `ShownOnPurpose`.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 import sys
 import threading
 from types import TracebackType
+from typing import Any, TextIO
 
 import structlog
 
 from facequeue.settings import Settings
 
 HANDLER_NAME = "facequeue"  # a reconfiguration (a forked pool process, a second app) replaces only our handler
+REDACTED = "[redacted]"
+# fq_ API keys, whsec_ webhook secrets, and the value of an Authorization header of any scheme
+_CREDENTIAL = re.compile(r"\bfq_[\w-]{8,}|\bwhsec_[\w+/=-]{8,}|(?i:\b(?:bearer|basic)\s+)[\w.~+/=-]{8,}")
+_PLAIN = (int, float, bool, type(None))
+
+
+class ShownOnPurpose(str):
+    """A credential a line is meant to show (the first API key, printed once): left as it is."""
+
+
+def redact(text: str) -> str:
+    return text if isinstance(text, ShownOnPurpose) else _CREDENTIAL.sub(REDACTED, text)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redacted(item) for item in value]
+    text = repr(value)  # how the renderers would show it: an object holding a key (headers, a request)
+    return redact(text) if _CREDENTIAL.search(text) else value
+
+
+def _redact_fields(_logger: object, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # exc_info is left to the traceback's renderer, which redacts what it writes
+    return {key: value if key == "exc_info" else _redacted(value) for key, value in event_dict.items()}
+
+
+# no colours: their escape codes could split a key in two, and the redaction would miss both halves
+_RICH_TRACEBACK = structlog.dev.RichTracebackFormatter(color_system=None, show_locals=False)  # type: ignore[arg-type]
+
+
+def _redacted_traceback(sio: TextIO, exc_info: structlog.typing.ExcInfo) -> None:
+    rendered = io.StringIO()
+    _RICH_TRACEBACK(rendered, exc_info)
+    sio.write(redact(rendered.getvalue()))
+
 
 # Processors every line goes through, whether structlog or a library made it.
 _SHARED_PROCESSORS: list[structlog.typing.Processor] = [
@@ -43,9 +91,12 @@ def configure_logging(settings: Settings) -> None:
         cache_logger_on_first_use=True,
     )
     renderer = (
-        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        [structlog.processors.format_exc_info, _redact_fields, structlog.processors.JSONRenderer()]
         if json_lines
-        else [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        else [
+            _redact_fields,
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=_redacted_traceback),
+        ]
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.name = HANDLER_NAME

@@ -17,6 +17,14 @@ Corners = list[int]  # [x1, y1, x2, y2]
 
 
 MAX_SAMPLED_FRAMES = 100  # num_frames' ceiling in every seed API; sample_fps stops there too
+ITEM_NAME_MAX_LENGTH = 1024  # a batch item's name (a file path, a URL) as people read it, not a payload
+
+
+def enum_names(*names: str) -> dict[str, Any]:
+    """A Literal field's member names, one per value in order, for clients generated from the OpenAPI document
+    (openapi-python-client and OpenAPI Generator read `x-enum-varnames`): values such as "90" or 0 are not
+    identifiers, so generators would otherwise name them VALUE_0, VALUE_1."""
+    return {"x-enum-varnames": list(names)}
 
 
 # Each option is written once, in one of the bases below; the native request, the compat requests and
@@ -44,7 +52,11 @@ class DetectOptionsBase(CropOptions, FaceOptions, SamplingOptions):
         None, gt=0, le=60, description=f"Instead of num_frames: frames per second, at most {MAX_SAMPLED_FRAMES} in all"
     )
     max_side: int | None = Field(None, ge=64, le=8192, description="Detector working long side (downscale only)")
-    landmarks: Literal["6", "90"] = Field("6", description='"90" adds the Tencent-style 90-point face_shape_set')
+    landmarks: Literal["6", "90"] = Field(
+        "6",
+        description='"90" adds the Tencent-style 90-point face_shape_set',
+        json_schema_extra=enum_names("POINTS_6", "POINTS_90"),
+    )
     persons: bool = Field(False, description="Group faces into persons across frames (tracking + embeddings)")
     need_rotate_detection: bool = Field(False, description="Try 90/180/270 degrees when no upright face is found")
     tiling: bool = Field(False, description="Add native-resolution 640 px tiles to find small faces (crowds)")

@@ -20,100 +20,134 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEQUEUE_", env_file=".env", extra="ignore")
 
     # --- where things live -------------------------------------------------
-    data_dir: Path = Field(Path(".facequeue"), description="Embedded default: SQLite file, broker folder, stored media")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
+    data_dir: Path = Field(
+        Path(".facequeue"),
+        description="Embedded default: SQLite file, broker folder, stored media. Created 0700; the SQLite file (it "
+        "holds webhook secrets) and signing.key 0600 (an existing directory keeps its mode)",
+    )
+    database_url: str | None = Field(None, description="e.g. postgresql+psycopg://host/db; default: SQLite in data_dir")
     broker_url: str | None = Field(
-        None, description="Celery broker URL; default: kombu filesystem transport in data_dir"
+        None, description="e.g. redis://host:6379/0; default: a filesystem broker in data_dir (kombu's)"
     )
     broker_key_prefix: str = Field("", description="Prefix of every Redis key, so deployments can share one Redis")
     public_base_url: str | None = Field(
-        None, description="Base of the links the API hands out; default: the request's (webhooks: 127.0.0.1:8000)"
+        None,
+        description="Base of the links the API hands out (crops, webhook result_url); default: the request's "
+        "(webhooks: http://127.0.0.1:8000)",
     )
 
     # --- waiting on Postgres and Redis (a stopped or frozen server costs a request at most this) -----------
-    database_connect_timeout: int = Field(2, ge=2, description="Seconds to open a database connection (libpq: >= 2)")
-    database_timeout: float = Field(
-        2.0, gt=0, description="Seconds a statement may run (statement_timeout) or wait for a pooled connection"
+    database_connect_timeout: int = Field(
+        2,
+        ge=2,
+        description="Seconds to open a Postgres connection (libpq's minimum is 2); after a failed one, new "
+        "connections fail at once for 1 s",
     )
-    redis_timeout: float = Field(1.0, gt=0, description="Seconds to connect to Redis, and for each of its replies")
+    database_timeout: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a statement may run (Postgres statement_timeout) or wait for a pooled connection; a "
+        "server that stopped answering is given up 0.5 s later. SQLite keeps its 30 s busy timeout",
+    )
+    redis_timeout: float = Field(
+        1.0, gt=0, description="Seconds to connect to Redis and for each reply; a publish is tried twice"
+    )
 
     # --- stored media (uploads, face crops) ----------------------------------
-    storage_backend: Literal["local", "s3"] = "local"
+    storage_backend: Literal["local", "s3"] = Field("local", description="local: data_dir, served under signed links")
     media_url_ttl: int = Field(3600, description="Seconds a crop link stays valid")
     preview_ttl: float = Field(
-        86400.0, ge=0, description="Seconds a task's frames are kept for annotated previews once it succeeded (0: none)"
+        86400.0,
+        ge=0,
+        description="Seconds a task's frames (and the previews drawn on them) are kept for annotated previews once it "
+        "succeeded; 0: no frames are kept, no previews",
     )
     signing_secret: SecretStr | None = Field(
-        None, description="HMAC key for local media links; default: kept in data_dir"
+        None,
+        description="HMAC key of local crop links; default: kept in data_dir. Set the same value on every API host",
     )
     retention: int = Field(
         30 * 86400,
         gt=0,
-        description="How long a final task, its result, crops and webhook log are kept: 30d, 720h, 15m or seconds "
-        "(a tenant's own, if set, wins)",
+        description="How long a final task, its result, crops and webhook log are kept after it finished (default "
+        "30d): a whole number and a unit s, m, h or d (a bare number is seconds), e.g. 720h. A tenant's own "
+        "(`facequeue tenants set-retention`) wins",
     )
-    s3_bucket: str = "facequeue"
-    s3_prefix: str = ""
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: SecretStr | None = None
+    s3_bucket: str = Field("facequeue", description="Bucket for uploads and crops (s3 backend)")
+    s3_prefix: str = Field("", description="Key prefix inside the bucket")
+    s3_endpoint_url: str | None = Field(None, description="Any S3-compatible endpoint (MinIO, Ceph...); default: AWS")
+    s3_region: str | None = Field(None, description="default: boto3's")
+    s3_access_key_id: str | None = Field(None, description="default: boto3's credential chain")
+    s3_secret_access_key: SecretStr | None = Field(None, description="default: boto3's credential chain")
 
     # --- fetching ----------------------------------------------------------
     allowed_hosts: Annotated[list[HostOrNetwork], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated hosts or CIDRs that may be fetched even if private (e.g. 127.0.0.1)",
     )
-    fetch_connect_timeout: float = 5.0
-    fetch_read_timeout: float = 15.0
+    fetch_connect_timeout: float = Field(5.0, description="Seconds to connect")
+    fetch_read_timeout: float = Field(15.0, description="Seconds between received bytes")
     fetch_total_timeout: float = Field(
-        120.0, description="Seconds all of a task's downloads may take (less when its soft time limit is shorter)"
+        120.0,
+        description="Seconds all of a task's downloads may take; less when 80% of its soft time limit is (48 s "
+        "for an image)",
     )
-    fetch_max_redirects: int = 3
-    max_download_bytes: int = 200 * 1024 * 1024
-    max_upload_bytes: int = 25 * 1024 * 1024
+    fetch_max_redirects: int = Field(3, description="Each hop is checked by the SSRF guard again")
+    max_download_bytes: int = Field(200 * 1024 * 1024, description="Download cap (200 MiB)")
+    max_upload_bytes: int = Field(25 * 1024 * 1024, description="Decoded base64 cap (25 MiB); a larger body: 413")
 
     # --- decoding limits ---------------------------------------------------
-    max_image_pixels: int = 64_000_000
-    max_video_seconds: float = 3 * 3600.0
-    max_video_side: int = 4096
-    max_video_frames: int = 1_000_000
+    max_image_pixels: int = Field(64_000_000, description="Checked from the header, before decoding")
+    max_video_seconds: float = Field(3 * 3600.0, description="Longest accepted video")
+    max_video_side: int = Field(4096, description="Largest accepted video width or height")
+    max_video_frames: int = Field(1_000_000, description="Most frames a video may have (one timestamp each is kept)")
     max_animation_pixels: int = Field(
-        2_000_000_000, description="Frames x canvas area of an animated image (GIF, APNG, WebP) sampled as a video"
+        2_000_000_000,
+        description="Frames x canvas area of an animated GIF, APNG or WebP sampled as a video, checked before any "
+        "decoding: each frame up to a sampled one is decoded (0.1-0.15 gigapixels/s measured: 20 s at this cap)",
     )
 
     # --- detection ---------------------------------------------------------
     detector_max_side: int = Field(1280, description="Frames are downscaled (never upscaled) to this long side")
-    detector_score_threshold: float = 0.6
-    detector_nms_threshold: float = 0.3
-    detector_top_k: int = 5000
+    detector_score_threshold: float = Field(0.6, description="YuNet score threshold")
+    detector_nms_threshold: float = Field(0.3, description="YuNet NMS IoU")
+    detector_top_k: int = Field(5000, description="YuNet candidates before NMS")
     detector_fusion: bool = Field(
-        False, description="Fuse BlazeFace full range into every frame: better boxes on turned heads, +4-5 ms/frame"
+        False,
+        description="Fuse BlazeFace full range into every frame: better boxes on turned heads (dlib AP 0.968 -> "
+        "1.000), +4-5 ms/frame; tiling always fuses",
     )
 
     # --- compat APIs ----------------------------------------------------------
-    sync_timeout: float = Field(60.0, description="How long detect_faces, analyze_frames and face/analyze wait")
+    sync_timeout: float = Field(
+        60.0, description="Seconds detect_faces, analyze_frames, face/analyze wait, then answer the id"
+    )
     max_sync_calls_per_key: int = Field(
-        4, ge=1, description="Synchronous compat calls one API key may have waiting at once; 429 past it"
+        4,
+        ge=1,
+        description="Synchronous compat calls one API key may have waiting at once; 429 with Retry-After past it",
     )
     detect_id_ttl: float = Field(3600.0, description="Seconds a crun detect_id stays valid after the task finishes")
     # OpenCV's published cosine threshold for SFace; measured here: one person 0.70-0.78, different people <= 0.28.
     person_match_threshold: float = Field(0.363, description="SFace cosine at or above which two faces are one person")
 
     # --- tenants, limits, credits -------------------------------------------
-    auth: Literal["on", "off"] = Field("on", description="off: no API keys (local development only)")
-    default_rate_limit: str = Field("20/second", description="Per API key, in the `limits` notation")
-    rate_limit_storage_url: str | None = Field(None, description="limits storage; default: Redis broker or memory")
-    maintenance: bool = Field(False, description="Refuse new work with 455; polling still works")
+    auth: Literal["on", "off"] = Field("on", description="off: no API keys (local development only!)")
+    default_rate_limit: str = Field("20/second", description="Per key, unless it or its tenant has one")
+    rate_limit_storage_url: str | None = Field(
+        None, description="Any `limits` storage URL; default: Redis broker or memory"
+    )
+    maintenance: bool = Field(False, description="Refuse new work with 455 (facequeue maintenance on)")
     flag_cache_seconds: float = Field(
-        1.0, description="How long an API process trusts its read of `maintenance on|off`"
+        1.0, description="How long an API process trusts its read of `facequeue maintenance on/off`"
     )
     disabled_features: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated: upstream, landmarks90, persons, crops"
+        default_factory=list,
+        description="Comma-separated: upstream, landmarks90, persons, crops; requests needing one: 505",
     )
-    upstream_credit_cost: int = Field(5, description="Credits an upstream-served image costs")
-    tenant_max_in_flight: int = Field(4, description="Batch items of one tenant published or running at once")
-    max_batch_items: int = Field(10_000, description="Items in one JSON batch request (JSONL uploads have no cap)")
+    upstream_credit_cost: int = Field(5, description="Credits per frame an upstream API serves")
+    tenant_max_in_flight: int = Field(4, description="Batch items of one tenant queued or running at once")
+    max_batch_items: int = Field(10_000, description="Items in one JSON batch request; send more as JSONL")
     max_manifest_bytes: int = Field(
         2 * 1024**3, description="Body of a JSONL batch manifest (spooled to disk while it arrives); 413 past it"
     )
@@ -128,24 +162,24 @@ class Settings(BaseSettings):
         default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400],
         description="Seconds before each retry, comma-separated",
     )
-    webhook_timeout: float = 15.0
-    webhook_secret: SecretStr | None = Field(None, description="whsec_ secret for tasks without a tenant (auth off)")
+    webhook_timeout: float = Field(15.0, description="A delivery succeeds on a 2xx within this many seconds")
+    webhook_secret: SecretStr | None = Field(None, description="whsec_ secret for tasks without a tenant")
     webhook_secret_grace: float = Field(
         86400.0, description="Seconds a tenant's previous whsec_ secret keeps signing after a rotation"
     )
 
     # --- upstream face APIs ---------------------------------------------------
-    upstream_protocol: Literal["akool", "acedata"] = "akool"
-    upstream_url: str | None = Field(None, description="Base URL of the upstream face API")
-    upstream_api_key: SecretStr | None = None
-    upstream_connect_timeout: float = 3.0
-    upstream_read_timeout: float = 20.0
-    upstream_max_attempts: int = 3
+    upstream_protocol: Literal["akool", "acedata"] = Field("akool", description="detect_faces or face/analyze")
+    upstream_url: str | None = Field(None, description="Base URL of the upstream; unset: `auto` is local")
+    upstream_api_key: SecretStr | None = Field(None, description="Sent as x-api-key (akool) or Bearer (acedata)")
+    upstream_connect_timeout: float = Field(3.0, description="Seconds to connect")
+    upstream_read_timeout: float = Field(20.0, description="Seconds to wait for an answer")
+    upstream_max_attempts: int = Field(3, description="Tries per call, with backoff between")
     upstream_breaker_failures: int = Field(5, description="Consecutive failures that open the circuit")
     upstream_breaker_reset: float = Field(30.0, description="Seconds before an open circuit lets one call try")
 
     # --- worker reliability -----------------------------------------------
-    worker_concurrency: int = 2
+    worker_concurrency: int = Field(2, description="Pool processes per worker")
     frame_prefetch: int = Field(2, description="Frames decoded ahead of detection on a second thread (0: off)")
     fetch_concurrency: int = Field(4, description="frame_urls one task downloads at once")
     fetch_pool_threads: int = Field(
@@ -153,23 +187,26 @@ class Settings(BaseSettings):
     )
     worker_cv_threads: int = Field(1, description="OpenCV threads per pool process (the pool already fills the cores)")
     worker_nice: int = Field(10, description="CPU niceness of pool processes, so a co-located API answers first")
-    heartbeat_interval: float = 5.0
-    heartbeat_stale_after: float = 60.0
+    heartbeat_interval: float = Field(5.0, description="Seconds between heartbeats of a running task")
+    heartbeat_stale_after: float = Field(60.0, description="A running task silent this long is re-queued")
     worker_alive_after: float = Field(
         30.0, gt=0, description="/readyz needs a worker heartbeat this recent; each worker beats 3 times per period"
     )
-    max_attempts: int = 3
-    reaper_interval: float = 15.0
-    republish_queued_after: float = Field(
-        60.0, description="Re-publish a queued task whose message may be lost; then each time it waited as long again"
+    max_attempts: int = Field(3, description="Runs before a task whose worker keeps dying fails: worker_lost")
+    reaper_interval: float = Field(
+        15.0, description="Seconds between reaper passes in each API process, one at a time per deployment; 0: off"
     )
-    image_soft_time_limit: float = 60.0
-    image_time_limit: float = 90.0
-    video_soft_time_limit: float = 900.0
-    video_time_limit: float = 960.0
+    image_soft_time_limit: float = Field(60.0, description="Seconds of a CPU slot; then time_limit_exceeded")
+    image_time_limit: float = Field(90.0, description="Hard limit: the pool process is replaced")
+    video_soft_time_limit: float = Field(900.0, description="Also for media whose kind is not known yet")
+    video_time_limit: float = Field(960.0, description="Hard limit for videos")
 
     # --- metrics ----------------------------------------------------------------
-    worker_metrics_port: int = Field(0, description="Port of a worker's Prometheus exporter (0: none)")
+    worker_metrics_port: int = Field(
+        0,
+        description="Port of a worker's Prometheus exporter (0: none). Not used by `serve`: its API's /metrics "
+        "shows its worker's metrics",
+    )
     worker_metrics_addr: str = Field("0.0.0.0", description="Address the worker's exporter listens on")
     metrics_tenant_labels: bool = Field(
         False, description='Label task counters by tenant id (one series per tenant); off: tenant="all"'
@@ -178,8 +215,8 @@ class Settings(BaseSettings):
         5.0, description="How long a scrape reuses the backlog read from the database and the broker"
     )
 
-    log_level: str = "INFO"
-    log_format: Literal["console", "json"] = "console"
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["console", "json"] = Field("console", description="json: one JSON object per line, every part")
 
     @field_validator("disabled_features", "webhook_retry_schedule", mode="before")
     @classmethod

@@ -2,14 +2,18 @@
 
 The fetcher connects only to the addresses in the returned ``CheckedURL.ips`` instead of
 resolving the host again, so a DNS answer that changes between check and connect (DNS
-rebinding) cannot redirect it. The API runs the part that needs no DNS (``check_url_at_submit``)
-when a task is submitted, so a URL the workers would refuse is refused at once, in the same words.
+rebinding) cannot redirect it. The API runs ``check_url_at_submit`` when a task or webhook endpoint is
+submitted, so a URL the workers would refuse is refused at once, in the same words: for media, the part
+that needs no DNS; for webhook URLs (sent by us, never fetched by a worker that may see other DNS), what
+the name resolves to as well.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as ResolveTimeout
 from dataclasses import dataclass
 
 import httpx
@@ -21,6 +25,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ALLOWED_SCHEMES = ("http", "https")
 _NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+# getaddrinfo has no timeout of its own: submit-time lookups run here, so a resolver that hangs holds
+# at most these threads, never a request past its timeout
+_SUBMIT_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="submit-resolve")
 
 
 @dataclass(frozen=True)
@@ -49,15 +56,32 @@ def check_url(url: str, settings: Settings) -> CheckedURL:
     return CheckedURL(url=parsed, ips=tuple(addresses))
 
 
-def check_url_at_submit(url: str, settings: Settings) -> httpx.URL:
-    """The checks that need no DNS: the URL's form, and its address when the host is an IPv4 or IPv6 literal,
-    in any spelling the resolver accepts (``2130706433``, ``0x7f.1``, ``127.1``). Host names are judged by the
-    worker, once resolved."""
+def check_url_at_submit(url: str, settings: Settings, resolve_host: bool = False) -> httpx.URL:
+    """The URL's form, and its address when the host is an IPv4 or IPv6 literal, in any spelling the resolver
+    accepts (``2130706433``, ``0x7f.1``, ``127.1``). With ``resolve_host``, a host name's addresses too, as
+    resolved within FACEQUEUE_FETCH_CONNECT_TIMEOUT; a name that does not resolve by then is judged at send
+    time (its DNS may not exist yet). Without it, host names are judged by the worker, once resolved."""
     parsed = parse_url(url)
+    if parsed.host in _allowed_hostnames(settings):
+        return parsed
     literal = _literal_address(parsed.host)
-    if literal is not None and parsed.host not in _allowed_hostnames(settings):
-        _refuse_if_forbidden(literal, settings)
+    if literal is not None:
+        addresses = [literal]
+    elif resolve_host:
+        addresses = _resolve_within(parsed.host, effective_port(parsed), settings.fetch_connect_timeout)
+    else:
+        addresses = []
+    for ip in addresses:
+        _refuse_if_forbidden(ip, settings)
     return parsed
+
+
+def _resolve_within(host: str, port: int, timeout: float) -> list[IPAddress]:
+    """The addresses ``host`` resolves to, or none when it does not resolve within ``timeout`` seconds."""
+    try:
+        return _SUBMIT_RESOLVER.submit(resolve, host, port).result(timeout=timeout)
+    except (TaskError, ResolveTimeout):
+        return []
 
 
 def _literal_address(host: str) -> IPAddress | None:

@@ -13,25 +13,24 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import BROKER_KEY_PREFIX, REDIS_URL
+from tests.support import BROKER_KEY_PREFIX, REDIS_URL, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
 PG_ADMIN_DSN = os.environ.get("FACEQUEUE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_DB_NAME = f"facequeue_test_{os.getpid()}"
+TEST_DB_DSN = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{TEST_DB_NAME}"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 DATA_DIR = Path(tempfile.mkdtemp(prefix="facequeue-test-"))
 TEST_ENV = {
     "FACEQUEUE_DATA_DIR": str(DATA_DIR),
-    "FACEQUEUE_DATABASE_URL": PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    + f"/{TEST_DB_NAME}",
+    "FACEQUEUE_DATABASE_URL": TEST_DB_DSN.replace("postgresql://", "postgresql+psycopg://"),
     "FACEQUEUE_BROKER_URL": REDIS_URL,
     "FACEQUEUE_BROKER_KEY_PREFIX": BROKER_KEY_PREFIX,  # two suites on one machine must not share queues
     "FACEQUEUE_ALLOWED_HOSTS": "127.0.0.1/32",
@@ -94,16 +93,23 @@ def database(services: None) -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
 
 
+# What one test leaves behind that another test's reaper, dispatcher or counts would see.
+TEST_STATE_TABLES = ("detect_tasks", "batches", "webhook_events", "webhook_deliveries", "disabled_webhook_endpoints")
+
+
 @pytest.fixture
 def clean_state(database: str) -> Iterator[None]:
-    """Empty task table and broker before each integration test."""
+    """Empty task, batch and webhook tables and this run's broker keys before each integration test.
+
+    DELETE, not TRUNCATE: TRUNCATE waits for an exclusive lock behind any session that read the table, and
+    the product's 2 s statement_timeout (FACEQUEUE_DATABASE_TIMEOUT) then failed the setup on a loaded
+    machine. This admin connection has no statement timeout of its own."""
+    import psycopg
     import redis
-    from sqlalchemy import text
 
-    from facequeue.lifecycle.sessions import get_engine
-
-    with get_engine().begin() as connection:
-        connection.execute(text("TRUNCATE detect_tasks"))
+    with psycopg.connect(TEST_DB_DSN, autocommit=False) as connection:
+        for table in TEST_STATE_TABLES:
+            connection.execute(f"DELETE FROM {table}")
     client = redis.Redis.from_url(REDIS_URL)
     for key in client.scan_iter(f"{BROKER_KEY_PREFIX}*"):
         client.delete(key)
@@ -143,14 +149,16 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log().count("worker_ready") >= 2:  # its CPU pool and its fetch pool (a child process)
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited early:\n{self.log()}")
-            time.sleep(0.1)
-        raise TimeoutError(f"worker {self.name} not ready after {timeout}s:\n{self.log()}")
+        # its CPU pool and its fetch pool (a child process) each log worker_ready
+        wait_until(
+            self.log,
+            until=lambda log: log.count("worker_ready") >= 2 or self.process.poll() is not None,
+            timeout=timeout,
+            what=f"worker {self.name} ready",
+            interval=0.1,
+        )
+        if self.process.poll() is not None:
+            raise RuntimeError(f"worker {self.name} exited early:\n{self.log()}")
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and pool children): nothing gets to clean up."""

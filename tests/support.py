@@ -7,15 +7,28 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-REDIS_URL = os.environ.get("FACEQUEUE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+T = TypeVar("T")
+
+
+def _redis_db() -> int:
+    """Each xdist process its own Redis database (gw0: 15, gw1: 14, ...; no xdist: 15), so no count or scan
+    of one process ever sees another's keys; pub/sub ignores databases, hence the key prefix as well."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return 15 - int(worker.removeprefix("gw")) % 12
+
+
+REDIS_URL = f"{os.environ.get('FACEQUEUE_TEST_REDIS', 'redis://127.0.0.1:6379')}/{_redis_db()}"
+# every Redis key and channel facequeue makes starts with it: two suites on one machine share nothing
 BROKER_KEY_PREFIX = f"facequeue-test-{os.getpid()}:"
 
 
@@ -27,14 +40,35 @@ def queue_key(queue: str) -> str:
 FINAL_STATUSES = {"succeeded", "failed", "canceled"}
 
 
-def wait_for_final(client, task_id: str, timeout: float = 60) -> dict:
+def wait_until(
+    probe: Callable[[], T],
+    *,
+    timeout: float,
+    what: str,
+    until: Callable[[T], object] = bool,
+    interval: float = 0.05,
+) -> T:
+    """Call `probe` until `until(result)` holds (by default: the result is truthy) and return that result.
+    Past `timeout` seconds it raises TimeoutError naming `what` and the last result, so a failure says what
+    it waited for and what it saw instead."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = client.get(f"/v1/detect/{task_id}").json()
-        if task["status"] in FINAL_STATUSES:
-            return task
-        time.sleep(0.1)
-    raise TimeoutError(f"task {task_id} not final after {timeout}s: {task}")
+    while True:
+        seen = probe()
+        if until(seen):
+            return seen
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not true after {timeout}s; last seen: {seen!r}")
+        time.sleep(interval)
+
+
+def wait_for_final(client, task_id: str, timeout: float = 60) -> dict:
+    return wait_until(
+        lambda: client.get(f"/v1/detect/{task_id}").json(),
+        until=lambda task: task["status"] in FINAL_STATUSES,
+        timeout=timeout,
+        what=f"task {task_id} final",
+        interval=0.1,
+    )
 
 
 def free_port() -> int:
@@ -44,30 +78,71 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def start_server(
+    command: Callable[[int], list[str]], log_path: Path, env: dict[str, str], ready_path: str = "/healthz"
+) -> tuple[str, subprocess.Popen]:
+    """Run `command(port)` (a server on 127.0.0.1:port) with `env` over this environment and its output in
+    `log_path`: (base URL, process) once `ready_path` answers 200. A free port can be taken by someone else
+    before the server binds it (any outgoing connection may get it): the server is then started again on
+    another, up to three times."""
+    for _ in range(3):
+        port = free_port()
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command(port), cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+            )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(
+                lambda process=process, port=port: process.poll() is not None or _serving(process, port, ready_path),
+                timeout=30,
+                what=f"the server on port {port} answers {ready_path}",
+                interval=0.1,
+            )
+        except TimeoutError:
+            process.kill()
+            break
+        if process.poll() is None:
+            return base, process
+        if not _port_taken(port):
+            break
+    raise RuntimeError(f"the server did not start:\n{log_path.read_text(errors='replace')}")
+
+
+def _serving(process: subprocess.Popen, port: int, ready_path: str) -> bool:
+    """Whether `process` (or a child of it) listens on `port` and `ready_path` answers 200 there: another
+    suite's server on a port taken meanwhile must not pass for ours."""
+    try:
+        ours = psutil.Process(process.pid)
+        sockets = [sock for proc in (ours, *ours.children(recursive=True)) for sock in proc.net_connections("tcp")]
+        if not any(sock.status == psutil.CONN_LISTEN and sock.laddr.port == port for sock in sockets):
+            return False
+        return httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code == 200
+    except (psutil.NoSuchProcess, httpx.TransportError):
+        return False
+
+
 @contextmanager
 def api_process(log_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """`uvicorn api.app:create_app` in a process of its own, with `env` over this process's environment:
     (base URL, process) once /healthz answers; terminated on exit."""
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--log-level", "warning"], cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=log
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError(f"the API did not start:\n{log_path.read_text()}")
-        time.sleep(0.1)
+    base, process = start_server(
+        lambda port: [*UVICORN_API, "--port", str(port), "--log-level", "warning"], log_path, env
+    )
     try:
         yield base, process
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+UVICORN_API = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]

@@ -198,6 +198,29 @@ def test_list_pages_with_cursor_and_filters_by_status(api_client) -> None:
     assert api_client.get("/v1/detect", params={"cursor": "!!"}).json()["error"]["message"] == "cursor is malformed"
 
 
+def test_list_names_each_tasks_source_and_counts_its_faces(api_client) -> None:
+    from db.models import DetectTask
+    from facequeue.lifecycle.sessions import session_scope
+
+    def submit(body: dict) -> str:
+        return api_client.post("/v1/detect", json=body).json()["detect_task_id"]
+
+    by_url = submit({"url": "https://example.com/photos/team%20photo.jpg?size=large"})
+    bare_host = submit({"url": "https://example.com/"})
+    uploaded = submit({"img": _png_b64()})
+    batch = api_client.post("/v1/batches", json={"items": [{"url": "https://example.com/x.jpg", "name": "trip/a.jpg"}]})
+    with session_scope() as session:  # a finished result's frames, as a worker stores them
+        session.get(DetectTask, uploaded).result = {
+            "faces_obj": {"0": {"region": [[0, 0, 9, 9]] * 2}, "5": {"region": []}}
+        }
+    items = {item["detect_task_id"]: item for item in api_client.get("/v1/detect").json()["items"]}
+    shown = {task_id: (item["source"], item["faces"]) for task_id, item in items.items()}
+    assert shown.pop(by_url) == ("team photo.jpg", None)
+    assert shown.pop(bare_host) == ("example.com", None)
+    assert shown.pop(uploaded) == (None, 2)
+    assert batch.status_code == 202 and list(shown.values()) == [("trip/a.jpg", None)]
+
+
 def test_cancel_queued_task(api_client) -> None:
     task_id = api_client.post("/v1/detect", json={"url": "https://example.com/a.jpg"}).json()["detect_task_id"]
     canceled = api_client.delete(f"/v1/detect/{task_id}").json()

@@ -56,6 +56,7 @@ def test_thousand_items_are_stored_and_only_the_cap_is_published(api_client) -> 
         ({"items": [{"url": "https://e.com/a.jpg"}, {"url": "nope"}]}, "items[1]: Invalid URL format"),
         ({"items": [{"url": "https://e.com/a.jpg", "num_frames": 0}]}, "items[0].num_frames: Input should be"),
         ({"items": [7]}, "items[0] must be an object"),
+        ({"items": [{"url": "https://e.com/a.jpg", "name": "n" * 1025}]}, "items[0].name: "),  # 1024 at most
     ],
 )
 def test_bad_batches_are_refused_whole(api_client, body: dict, message: str) -> None:
@@ -104,15 +105,21 @@ def test_batch_runs_streams_ordered_results_and_fires_one_webhook(api_client, wo
     media_server.expect_request("/ok.jpg").respond_with_data(jpeg(), content_type="image/jpeg")
     media_server.expect_request("/missing.jpg").respond_with_data("no", status=404)
     urls = [media_server.url_for("/ok.jpg" if i % 3 else "/missing.jpg") for i in range(9)]
-    body = {"items": [{"url": url} for url in urls], "callback_url": media_server.url_for("/hook")}
+    names = [f"shot {i}" if i % 2 else None for i in range(9)]  # a name is optional, and echoed as given
+    items = [{"url": url, "name": name} for url, name in zip(urls, names, strict=True)]
+    body = {"items": items, "callback_url": media_server.url_for("/hook")}
     batch_id = api_client.post("/v1/batches", json=body).json()["batch_id"]
     view = wait_batch(api_client, batch_id)
     assert view["status"] == "completed" and view["progress"] == 1.0 and view["eta_seconds"] is None
     assert view["counts"]["succeeded"] == 6 and view["counts"]["failed"] == 3
-    assert [failure["position"] for failure in view["failures"]] == [0, 3, 6]
+    assert [(failure["position"], failure["name"]) for failure in view["failures"]] == [
+        (0, None),
+        (3, "shot 3"),
+        (6, None),
+    ]
     assert view["failures"][0]["error"]["code"] == "download_failed"
     lines = [json.loads(line) for line in api_client.get(f"/v1/batches/{batch_id}/results").text.splitlines()]
-    assert [line["position"] for line in lines] == list(range(9))
+    assert [(line["position"], line["name"]) for line in lines] == list(enumerate(names))
     assert [line["status"] for line in lines] == ["failed" if i % 3 == 0 else "succeeded" for i in range(9)]
     assert all(len(line["result"]["faces_obj"]["0"]["region"]) == 1 for line in lines if line["status"] == "succeeded")
     assert done.wait(20)

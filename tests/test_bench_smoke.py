@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-# The bench extra (matplotlib, psutil; face_recognition for the peer) is not part of the test install.
+# The bench extra (matplotlib, psutil; face_recognition for the peer): `make install` has it, other installs may not.
 pytest.importorskip("matplotlib", reason="the bench extra is not installed (matplotlib)")
 pytest.importorskip("psutil", reason="the bench extra is not installed (psutil)")
 

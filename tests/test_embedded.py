@@ -16,7 +16,7 @@ import pytest
 
 from facequeue.cli.demo import astronaut_bgr, moving_face_frames, write_video
 from tests.conftest import REPO_ROOT
-from tests.support import free_port, wait_for_final
+from tests.support import free_port, wait_for_final, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +55,13 @@ def embedded_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
 
 
 def _first_key(log: Path) -> str:
-    """serve prints the first API key once, on first start."""
-    text = log.read_text().replace("\n", "")
+    """serve prints the first API key once, on first start, once its API answers (maybe after /readyz did)."""
     # fq_ and 43 url-safe characters (token_urlsafe(32)): the next line, joined on, may start with word characters
-    match = re.search(r"first API key, for tenant 'default' \(shown once, store it now\): (fq_[\w-]{43})", text)
-    assert match, text
-    return match.group(1)
+    key_line = re.compile(r"first API key, for tenant 'default' \(shown once, store it now\): (fq_[\w-]{43})")
+    text = wait_until(
+        lambda: log.read_text().replace("\n", ""), until=key_line.search, timeout=30, what="the first key's line"
+    )
+    return key_line.search(text).group(1)
 
 
 def test_embedded_defaults_keep_everything_in_the_data_dir(embedded_server) -> None:

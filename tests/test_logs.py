@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from facequeue.cli.demo import astronaut_bgr
-from tests.support import free_port, wait_for_final
+from tests.support import free_port, wait_for_final, wait_until
 
 SUBMIT_REQUEST_ID = "submit-ok.1"
 
@@ -45,7 +45,13 @@ def json_run(tmp_path_factory) -> dict:
         )
         try:
             _wait_ready(server, process, stderr)
-            key = next(line["api_key"] for line in _lines(stderr) if line["event"] == "first_api_key")
+            # printed once the API answers, which may be after /readyz first did
+            key_lines = wait_until(
+                lambda: [line for line in _lines(stderr) if line["event"] == "first_api_key"],
+                timeout=30,
+                what="the first_api_key line",
+            )
+            key = key_lines[0]["api_key"]
             sent = _submit_tasks(server, key)
         finally:
             process.send_signal(signal.SIGTERM)

@@ -1,5 +1,5 @@
 """Lost messages and lost runs recovered quickly (issue 10, sections 2.1 and 2.7), with real Postgres, Redis
-and Celery workers: the republish backoff, a broker that lost every message, a pool process killed under
+and Celery workers: which messages are published again, a broker that lost every message, a pool process killed under
 its task, and a worker restarted under the name of one that died. The reaper's stale-heartbeat path is
 never needed here (tests run it only when they call it)."""
 
@@ -19,29 +19,29 @@ from werkzeug import Response
 
 from facequeue.cli.demo import astronaut_bgr, moving_face_frames, write_video
 from tests.conftest import WorkerProcess
-from tests.support import BROKER_KEY_PREFIX, REDIS_URL, queue_key, wait_for_final
+from tests.support import BROKER_KEY_PREFIX, REDIS_URL, queue_key, wait_for_final, wait_until
 
 pytestmark = pytest.mark.integration
 
 RECLAIM_BOUND = 15.0  # Celery reports a dead pool process within worker_lost_wait (1 s); the rest is the busy box
 
 
-def _rows_for_backoff(now):
-    """(id, status, queue, created, published) around FACEQUEUE_REPUBLISH_QUEUED_AFTER = 60."""
+def _rows_to_republish(now):
+    """(id, status, queue, upload_key, created, published), with the default and fetch queues empty in the broker."""
     ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
     return [
-        ("fresh", "queued", "default", ago(30), ago(30)),  # published 30 s ago: its message is surely there
-        ("first", "queued", "default", ago(70), ago(70)),  # 70 s since its only publish
-        ("backed-off", "queued", "default", ago(200), ago(80)),  # waited 120 s before its last publish, 80 since
-        ("due-again", "queued", "default", ago(130), ago(65)),  # waited 65 s before it, 65 since: due
-        ("never-published", "queued", "default", ago(40), None),  # the publish after its commit failed
-        ("held", "queued", "batch", ago(40), None),  # a batch item the fair dispatcher holds back
-        ("running", "processing", "default", ago(500), ago(500)),
+        ("fresh", "queued", "default", "u", ago(40), ago(10)),  # published 10 s ago: its publish may not be done
+        ("lost", "queued", "default", "u", ago(700), ago(600)),  # its queue ran dry in front of it
+        ("lost-before-fetch", "queued", "batch", None, ago(700), ago(600)),  # a URL task: its message was on fetch
+        ("waiting", "queued", "interactive", "u", ago(7200), ago(3600)),  # behind others, however long: never
+        ("never-published", "queued", "interactive", "u", ago(40), None),  # the publish after its commit failed
+        ("held", "queued", "batch", "u", ago(40), None),  # a batch item the fair dispatcher holds back
+        ("running", "processing", "default", "u", ago(500), ago(500)),
     ]
 
 
 @pytest.mark.parametrize("backend", ["postgres", "sqlite"])
-def test_republish_waits_twice_as_long_each_time(backend: str, clean_state, tmp_path: Path) -> None:
+def test_only_missing_messages_are_published_again(backend: str, clean_state, tmp_path: Path) -> None:
     from db import tasks
     from db.engine import build_engine, build_sessionmaker, transaction
     from db.models import Base, DetectTask, utcnow
@@ -55,15 +55,24 @@ def test_republish_waits_twice_as_long_each_time(backend: str, clean_state, tmp_
     try:
         now = utcnow()
         with transaction(build_sessionmaker(engine)) as session:
-            for task_id, status, queue, created, published in _rows_for_backoff(now):
+            for task_id, status, queue, upload, created, published in _rows_to_republish(now):
                 session.add(
                     DetectTask(
-                        id=task_id, status=status, queue=queue, created_at=created, published_at=published, params={}
+                        id=task_id,
+                        status=status,
+                        queue=queue,
+                        upload_key=upload,
+                        source_url=None if upload else "http://127.0.0.1/a.jpg",
+                        created_at=created,
+                        published_at=published,
+                        params={},
                     )
                 )
         with transaction(build_sessionmaker(engine)) as session:
-            due = tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, 60.0)
-            assert sorted(task.id for task in due) == ["due-again", "first", "never-published"]
+            due = tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, ["default", "fetch"])
+            assert sorted(task.id for task in due) == ["lost", "lost-before-fetch", "never-published"]
+            only_never_published = tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, [])
+            assert [task.id for task in only_never_published] == ["never-published"]
     finally:
         engine.dispose()
 
@@ -178,11 +187,13 @@ def _wait_claimed(task_id: str, attempt: int, timeout: float = 30):
     from db.models import DetectTask
     from facequeue.lifecycle.sessions import session_scope
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def row() -> DetectTask:
         with session_scope() as session:
-            task = session.get(DetectTask, task_id)
-            if task.status == "processing" and task.attempts == attempt:
-                return task
-        time.sleep(0.05)
-    raise TimeoutError(f"{task_id}: attempt {attempt} never claimed it")
+            return session.get(DetectTask, task_id)
+
+    return wait_until(
+        row,
+        until=lambda task: task.status == "processing" and task.attempts == attempt,
+        timeout=timeout,
+        what=f"{task_id} claimed by attempt {attempt}",
+    )

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from facequeue.lifecycle.exposition import MULTIPROC_ENV
 from facequeue.lifecycle.metrics import tenant_label
 from facequeue.settings import Settings, get_settings
 from tests.conftest import REPO_ROOT
-from tests.support import FINAL_STATUSES, free_port
+from tests.support import FINAL_STATUSES, free_port, wait_until
 from tests.upstream.fake_upstreams import AKOOL_PATH, API_KEY
 
 pytestmark = pytest.mark.integration
@@ -64,21 +63,21 @@ def client(clean_state: None) -> Iterator[TestClient]:
 
 def wait_final(client: TestClient, task_id: str) -> tuple[dict, int]:
     """The final task, and how many GET /v1/detect/{id} it took."""
-    for polls in range(1, 600):
-        task = client.get(f"/v1/detect/{task_id}").json()
-        if task["status"] in FINAL_STATUSES:
-            return task, polls
-        time.sleep(0.1)
-    raise TimeoutError(f"task {task_id} not final: {task}")
+    polls = 0
+
+    def poll() -> dict:
+        nonlocal polls
+        polls += 1
+        return client.get(f"/v1/detect/{task_id}").json()
+
+    task = wait_until(
+        poll, until=lambda task: task["status"] in FINAL_STATUSES, timeout=60, what=f"task {task_id} final"
+    )
+    return task, polls
 
 
-def wait_for(scrape: Callable[[], Samples], ready: Callable[[Samples], bool], timeout: float = 30) -> Samples:
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape()
-        if ready(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.2)
+def wait_for(scrape: Callable[[], Samples], ready: Callable[[Samples], bool], what: str) -> Samples:
+    return wait_until(scrape, until=ready, timeout=30, what=what, interval=0.2)
 
 
 def test_counters_histograms_and_backlog_move_with_real_tasks(client, start_worker, media_server) -> None:
@@ -122,9 +121,17 @@ def test_counters_histograms_and_backlog_move_with_real_tasks(client, start_work
         return parse(httpx.get(exporter, timeout=5).text)
 
     worker = wait_for(
-        scrape_worker, lambda samples: value(samples, "facequeue_webhook_attempts_total", outcome="success") == 1
+        scrape_worker,
+        lambda samples: value(samples, "facequeue_webhook_attempts_total", outcome="success") == 1,
+        "the worker's exporter counts the delivered webhook",
     )
-    after = parse(client.get("/metrics").text)
+    # The attempt is counted (and the receiver answered) before the worker commits its outcome: the API's
+    # pending gauge reads 0 only once that commit landed.
+    after = wait_for(
+        lambda: parse(client.get("/metrics").text),
+        lambda samples: value(samples, "facequeue_webhook_deliveries_pending") == 0,
+        "the API's facequeue_webhook_deliveries_pending at 0 once the delivery committed",
+    )
 
     # the API: submissions by API, requests by route template (never a raw path)
     def grew(name: str, **labels: str) -> float:
@@ -153,7 +160,6 @@ def test_counters_histograms_and_backlog_move_with_real_tasks(client, start_work
         "batch": 0.0,
         "fetch": 0.0,
     }
-    assert value(after, "facequeue_webhook_deliveries_pending") == 0
     assert value(after, "facequeue_workers_alive") == 1
     assert value(after, "facequeue_metrics_source_up", source="database") == 1
     assert value(after, "facequeue_metrics_source_up", source="broker") == 1
@@ -182,8 +188,11 @@ def test_counters_histograms_and_backlog_move_with_real_tasks(client, start_work
     # A pool process killed outright (no hook of its own runs) takes its circuit gauge with it; its counts stay.
     for pool_process in psutil.Process(worker_process.process.pid).children():
         pool_process.kill()
-    without = wait_for(scrape_worker, lambda samples: not series(samples, "facequeue_upstream_circuit_state"))
-    assert series(without, "facequeue_upstream_circuit_state") == {}
+    without = wait_for(
+        scrape_worker,
+        lambda samples: not series(samples, "facequeue_upstream_circuit_state"),
+        "the killed pool process's circuit gauge gone",
+    )
     assert series(without, "facequeue_tasks_finished_total") == series(worker, "facequeue_tasks_finished_total")
 
     (folder,) = Path(tempfile.gettempdir()).glob(f"facequeue-worker-metrics-{worker_process.process.pid}-*")
@@ -257,18 +266,19 @@ def test_api_processes_add_up_under_several_uvicorn_workers(database: str) -> No
 
 def _metrics_folder_once_serving(api: subprocess.Popen, base: str) -> Path:
     """The multiprocess folder the `api` command gave its uvicorn processes, once they answer."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        # uvicorn's processes, not multiprocessing's resource tracker beside them
-        children = [child for child in psutil.Process(api.pid).children() if "spawn_main" in " ".join(child.cmdline())]
+
+    def serving_folder() -> Path | None:
+        assert api.poll() is None, "the API exited"
         try:
+            # uvicorn's processes, not multiprocessing's resource tracker beside them
+            children = [c for c in psutil.Process(api.pid).children() if "spawn_main" in " ".join(c.cmdline())]
             if len(children) == 2 and httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
                 return Path(children[0].environ()[MULTIPROC_ENV])
         except (httpx.TransportError, psutil.NoSuchProcess):
             pass  # not listening yet, or a process uvicorn just replaced
-        assert api.poll() is None, "the API exited"
-        time.sleep(0.2)
-    raise TimeoutError("the API did not start two processes")
+        return None
+
+    return wait_until(serving_folder, timeout=60, what="the API serving from two processes", interval=0.2)
 
 
 def _pids_with_files(folder: Path) -> set[int]:

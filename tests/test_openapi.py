@@ -5,6 +5,7 @@ readable operationIds and tags, the batch bodies, and nothing of FastAPI's own 4
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -173,6 +174,51 @@ def test_compat_errors_are_rendered_as_each_seed_answers_them(document) -> None:
     assert crun_failed["example"]["data"]["result"] is None  # nulls survive FastAPI's exclude_none
 
 
+def test_pictures_are_binary_jpegs(document) -> None:
+    """What makes a generated client hand back bytes (tests/test_openapi_generated_client.py)."""
+    ops = operations(document)
+    for picture in ("preview.jpg", "contact.jpg"):
+        assert ops[("get", f"{TASK}/{picture}")]["responses"]["200"]["content"] == {
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}}
+        }
+
+
+def test_the_title_names_generated_clients_apart_from_ours(document) -> None:
+    # openapi-python-client names its package after the title: facequeue_http_api_client, not facequeue_client
+    assert document["info"]["title"] == "facequeue HTTP API"
+
+
+def _enums(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if "enum" in node:
+            yield node
+        for key, value in node.items():
+            if key not in ("example", "examples"):
+                yield from _enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _enums(value)
+
+
+def test_enums_whose_values_are_not_names_name_their_members(document) -> None:
+    """Generators name a member after its value when the value starts with a letter, and VALUE_0, VALUE_1
+    otherwise (numbers, "6", "90"): those enums give x-enum-varnames, one identifier per value."""
+    for enum in _enums(document):
+        if all(isinstance(value, str) and value[:1].isalpha() for value in enum["enum"]):
+            assert "x-enum-varnames" not in enum, enum
+            continue
+        names = enum.get("x-enum-varnames", [])
+        assert len(names) == len(set(names)) == len(enum["enum"]), enum
+        assert all(name.isidentifier() and name.isupper() for name in names), enum
+    landmarks = document["components"]["schemas"]["DetectCreate"]["properties"]["landmarks"]
+    assert dict(zip(landmarks["enum"], landmarks["x-enum-varnames"], strict=True)) == {
+        "6": "POINTS_6",
+        "90": "POINTS_90",
+    }
+    error_code = document["components"]["schemas"]["DetectFacesResponse"]["properties"]["error_code"]
+    assert error_code["x-enum-varnames"] == ["SUCCESS", "ERROR"]
+
+
 def test_fastapi_validation_error_shape_is_gone(document) -> None:
     text = json.dumps(document)
     assert "HTTPValidationError" not in text
@@ -228,13 +274,17 @@ def test_batch_body_is_json_or_jsonl_and_results_are_jsonl(document) -> None:
     assert body["required"] is True
     assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BatchCreate"}
     manifest = body["content"]["application/x-ndjson"]
-    assert manifest["schema"]["type"] == "string"
+    assert (manifest["schema"]["type"], manifest["schema"]["format"]) == ("string", "binary")
     item = validator(document, document["components"]["schemas"]["BatchCreate"]["properties"]["items"]["items"])
     lines = manifest["example"].splitlines()
     assert len(lines) == 3 and all(not list(item.iter_errors(json.loads(line))) for line in lines)
 
     results = ops[("get", "/v1/batches/{batch_id}/results")]["responses"]["200"]["content"]
     assert list(results) == ["application/x-ndjson"]
+    assert (results["application/x-ndjson"]["schema"]["type"], results["application/x-ndjson"]["schema"]["format"]) == (
+        "string",
+        "binary",
+    )
     line = validator(document, {"$ref": "#/components/schemas/BatchResultLine"})
     result_lines = results["application/x-ndjson"]["example"].splitlines()
     assert len(result_lines) == 2 and all(not list(line.iter_errors(json.loads(text))) for text in result_lines)

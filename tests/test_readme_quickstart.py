@@ -18,6 +18,7 @@ import cv2
 import pytest
 
 from facequeue.cli.demo import Placement, astronaut_bgr, compose
+from facequeue.errors import ErrorCode, TaskError
 from tests.conftest import REPO_ROOT
 from tests.support import free_port
 from tests.test_embedded import embedded_server  # noqa: F401  (a `facequeue serve`, started once per module)
@@ -57,9 +58,9 @@ def run_block(embedded_server, clone: Path):  # noqa: F811
     env = {name: value for name, value in os.environ.items() if not name.startswith("FACEQUEUE_")}
     env.update(FACEQUEUE_SERVER=url, FACEQUEUE_API_KEY=key)
 
-    def run(language: str, code: str) -> str:
+    def run(language: str, code: str, cwd: Path = clone) -> str:
         command = ["bash", "-euo", "pipefail", "-c", code] if language == "sh" else [sys.executable, "-c", code]
-        done = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, (code, done.stdout, done.stderr)
         return done.stdout
 
@@ -68,8 +69,9 @@ def run_block(embedded_server, clone: Path):  # noqa: F811
 
 def test_the_section_has_its_steps_in_order() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
-    assert readme.index("## The two commands") < readme.index(SECTION_TITLE) < readme.index("## Using it")
-    assert [language for language, _ in quickstart_blocks()] == ["sh", "sh", "python", "sh", "sh"]
+    assert readme.index("## The two commands") < readme.index(SECTION_TITLE) < readme.index("## Documentation")
+    assert [language for language, _ in quickstart_blocks()] == ["sh", "sh", "python", "sh", "sh", "python"]
+    assert quickstart_blocks()[5][1].startswith("# receiver.py")
 
 
 def test_step_1_names_real_commands_and_the_line_serve_prints() -> None:
@@ -88,6 +90,14 @@ def test_step_1_names_real_commands_and_the_line_serve_prints() -> None:
 
 def test_curl_submits_with_the_key_and_polls_to_one_face(run_block) -> None:
     assert run_block(*quickstart_blocks()[1]) == "succeeded 1 face(s)\n"
+
+
+def test_curl_prints_the_status_and_the_error_of_a_task_that_failed(run_block, tmp_path: Path) -> None:
+    """Step 2 as written, on a photo.jpg that holds text: the task fails, and the snippet says how."""
+    (tmp_path / "photo.jpg").write_text("not a photo\n")
+    out = run_block(*quickstart_blocks()[1], cwd=tmp_path)
+    error = TaskError(ErrorCode.UNSUPPORTED_MEDIA, "text, not an image or video (starts with 'not a photo\\n')")
+    assert out == f"failed unsupported_media: {error.message}\n"
 
 
 def test_the_python_client_detects_one_face(run_block) -> None:

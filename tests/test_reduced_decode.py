@@ -109,7 +109,7 @@ def test_reduced_decode_finds_the_faces_of_the_whole_decode(photo: Path) -> None
 
 
 def test_memory_per_task_for_a_jpeg_claiming_8000x8000() -> None:
-    """The README's "memory per task": a worker's peak above its warm state, measured in a fresh process."""
+    """docs/architecture.md's "memory per task": a worker's peak above its warm state, measured in a fresh process."""
     peaks = {}
     for detector in ("local", "auto"):  # auto without an upstream is YuNet on the whole decode (as before)
         run = subprocess.run(

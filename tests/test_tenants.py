@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
+from api.auth import AUTHORIZATION_NOT_BEARER
 from db import tenants
 from db.models import Tenant
 from facequeue.lifecycle.sessions import session_scope
@@ -92,6 +93,19 @@ def test_missing_or_bad_key_is_401_in_each_shape(auth_client, api: str) -> None:
         assert missing.json()["code"] == 401
     if api == "acedata":
         assert missing.json()["error"]["code"] == "invalid_token"
+
+
+@pytest.mark.parametrize("api", ["native", "crun"])
+@pytest.mark.parametrize("authorization", ["{key}", "Token {key}", "Bearer "])
+def test_a_key_without_bearer_is_told_how_to_send_it_in_each_shape(auth_client, api: str, authorization: str) -> None:
+    key = new_key(f"no-bearer-{api}")
+    path, body = SUBMITS[api]
+    refused = auth_client.post(path, json=body, headers={"Authorization": authorization.format(key=key)})
+    assert refused.status_code == 401
+    assert error_message(api, refused.json()) == AUTHORIZATION_NOT_BEARER
+    assert key not in refused.text
+    if api == "crun":
+        assert refused.json()["code"] == 401
 
 
 def test_bearer_wins_over_x_api_key(auth_client) -> None:

@@ -3,6 +3,8 @@
 `facequeue worker` puts the worker in prometheus-client's multiprocess mode before it forks its pool:
 each pool process writes to files in a private folder and the exporter, a small HTTP server in the
 Celery main process (FACEQUEUE_WORKER_METRICS_PORT), adds every process's files up on each scrape.
+`serve`'s worker writes to the folder of `serve`'s API instead and starts no exporter: the API's /metrics
+shows its metrics, and a second target serving the same files would count everything twice.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ def open_frames(paths: list[Path], options: DetectOptions, settings: Settings) -
     for position, media in enumerate(sniffed):
         if resolve_kind("image", media) != "image":
             raise TaskError(ErrorCode.UNSUPPORTED_MEDIA, f"frame {position} is {media.mime}, not an image")
-    # A JPEG is decoded reduced to about the detector's working size (memory per task, README) unless the
+    # A JPEG is decoded reduced to about the detector's working size (memory per task, docs/architecture.md) unless the
     # analysis needs the file's pixels; results are mapped back to them.
     working_side = None if needs_file_pixels(options) else options.max_side or settings.detector_max_side
     first = decode_image_scaled(paths[0], settings, working_side)

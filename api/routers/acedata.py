@@ -23,7 +23,7 @@ from api.openapi.shapes import AceDataError, FaceAnalyzeResponse
 from api.rendering import fetch_failed
 from api.services.submission import DetectSubmission
 from facequeue.enums import SubmitApi, TaskStatus
-from facequeue.schemas import DetectOptions, DetectResult
+from facequeue.schemas import DetectOptions, DetectResult, enum_names
 
 FACE_MODEL_VERSIONS = ("2.0", "3.0")
 
@@ -70,9 +70,11 @@ router = APIRouter(
 
 class FaceAnalyzeRequest(BaseModel):
     image_url: str
-    mode: Literal[0, 1] = Field(0, description="0: every face; 1: the largest face")
+    mode: Literal[0, 1] = Field(
+        0, description="0: every face; 1: the largest face", json_schema_extra=enum_names("EVERY_FACE", "LARGEST_FACE")
+    )
     face_model_version: str = "3.0"
-    need_rotate_detection: Literal[0, 1] = 0
+    need_rotate_detection: Literal[0, 1] = Field(0, json_schema_extra=enum_names("OFF", "ON"))
 
 
 @router.post(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
@@ -19,7 +20,7 @@ from api.limits import is_jsonl
 from api.openapi.bodies import BATCH_REQUEST_BODY, BATCH_RESULTS_RESPONSE
 from api.openapi.responses import BATCH_NOT_FOUND, BODY_ERRORS, CALLER_GATES, NATIVE_ERRORS, SUBMIT_GATES
 from api.rendering import batch_item_line
-from api.schemas import BatchAccepted, BatchView, DetectCreate
+from api.schemas import BatchAccepted, BatchItemCreate, BatchView
 from api.services.submission import DetectSubmission
 
 router = APIRouter(prefix="/v1", tags=["batches"], responses=NATIVE_ERRORS.responses(*CALLER_GATES))
@@ -95,13 +96,13 @@ def _item(raw: Any, defaults: dict[str, Any], position: int) -> DetectSubmission
     if not isinstance(raw, dict):
         raise InvalidInput(f"items[{position}] must be an object", field=f"items[{position}]")
     try:
-        body = DetectCreate.model_validate({**defaults, **raw})
+        body = BatchItemCreate.model_validate({**defaults, **raw})
     except ValidationError as error:
         problem = validation_error(error)
         raise InvalidInput(
             f"items[{position}].{problem.message}", field=f"items[{position}].{problem.field}"
         ) from error
-    return DetectSubmission.of_request(body)
+    return replace(DetectSubmission.of_request(body), item_name=body.name)
 
 
 @router.get(

@@ -143,7 +143,7 @@ def get_result(
     link: LinkDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    task = service.get(detect_task_id, tenant_id)
+    task = service.get_undeleted(detect_task_id, tenant_id)
     status = STATUS_NAMES[TaskStatus(task.status)]
     data = {"detect_task_id": task.id, "status": status, "error": None, "result": None}
     if task.status == TaskStatus.SUCCEEDED:

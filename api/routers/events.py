@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import EventHubDep, LinkDep, SettingsDep, TenantDep
+from api.deps import CallerDep, EventHubDep, LinkDep, SettingsDep
 from api.openapi.responses import CALLER_GATES, NATIVE_ERRORS
 from api.services.task_stream import last_event_id, open_task_stream
 
@@ -30,7 +30,7 @@ STREAM_HEADERS = {
 )
 async def task_events(
     detect_task_id: str,
-    tenant_id: TenantDep,
+    caller: CallerDep,
     hub: EventHubDep,
     link: LinkDep,
     settings: SettingsDep,
@@ -39,9 +39,10 @@ async def task_events(
 ) -> StreamingResponse:
     """`status` on each change of status, `progress` for each finished frame (its faces_obj entry; the event id
     counts the frames), then one `final` with the result's URL or the error, and the stream closes. Send
-    `Last-Event-ID` to resume after the frames already seen."""
+    `Last-Event-ID` to resume after the frames already seen. A revoked API key ends the stream with one
+    `unauthorized` event (checked every FACEQUEUE_EVENTS_HEARTBEAT seconds)."""
     result_url = f"{settings.public_base(str(request.base_url)).rstrip('/')}/v1/detect/{detect_task_id}"
     stream = await open_task_stream(
-        hub, detect_task_id, tenant_id, last_event_id(last_event), link, result_url, settings.events_heartbeat
+        hub, detect_task_id, caller, last_event_id(last_event), link, result_url, settings.events_heartbeat
     )
     return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.deps import PreviewServiceDep, TenantDep
+from api.openapi.bodies import JPEG_RESPONSE
 from api.openapi.responses import CALLER_GATES, NATIVE_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["native"], responses=NATIVE_ERRORS.responses(*CALLER_GATES))
 
-JPEG = {200: {"content": {"image/jpeg": {}}, "description": "an annotated JPEG"}}
 # a task's previews never change while they exist; DELETE removes them, so browsers keep them briefly
 PREVIEW_HEADERS = {"Cache-Control": "private, max-age=300"}
 
@@ -20,7 +20,7 @@ PREVIEW_HEADERS = {"Cache-Control": "private, max-age=300"}
     "/detect/{detect_task_id}/preview.jpg",
     response_class=Response,
     operation_id="getFramePreview",
-    responses={**JPEG, **NATIVE_ERRORS.responses(404, 422)},
+    responses={200: JPEG_RESPONSE, **NATIVE_ERRORS.responses(404, 422)},
 )
 def frame_preview(
     detect_task_id: str,
@@ -39,7 +39,7 @@ def frame_preview(
     "/detect/{detect_task_id}/contact.jpg",
     response_class=Response,
     operation_id="getContactSheet",
-    responses={**JPEG, **NATIVE_ERRORS.responses(404)},
+    responses={200: JPEG_RESPONSE, **NATIVE_ERRORS.responses(404)},
 )
 def contact_sheet(detect_task_id: str, service: PreviewServiceDep, tenant_id: TenantDep) -> Response:
     """Every sampled frame, annotated the same way, in a grid of 320 px wide cells, 5 to a row, each captioned

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from api.errors import InsufficientCredits, InvalidInput, NotFound
 from api.schemas import BatchFailure, BatchView
 from api.services.gates import check_features, check_not_in_maintenance
-from api.services.submission import DetectSubmission, checked_input, validate_url
+from api.services.submission import DetectSubmission, checked_input, validate_webhook_url
 from db import batches
 from db.models import Batch, DetectTask, new_task_id, utcnow
 from facequeue.enums import CreditState, Queue, SubmitApi, TaskStatus
@@ -37,7 +37,7 @@ class BatchService:
         hand the tenant's first items to the fair dispatcher. A bad item refuses the whole batch."""
         check_not_in_maintenance(self.session, self.settings)  # once per batch, not once per item
         if callback_url is not None:
-            validate_url(callback_url)
+            validate_webhook_url(callback_url, self.settings, field="callback_url")
         batch = Batch(tenant_id=tenant_id, total=0, callback_url=callback_url)
         self.session.add(batch)
         self.session.flush()
@@ -100,6 +100,7 @@ class BatchService:
             "created_at": batch.created_at,
             "batch_id": batch.id,
             "batch_position": position,
+            "item_name": submission.item_name,
             "cost": billing.estimated_cost(checked.params, kind, self.settings) if reserved else 0,
             "credit_state": CreditState.RESERVED if reserved else CreditState.NONE,
         }
@@ -134,6 +135,7 @@ class BatchService:
         failures = [
             BatchFailure(
                 position=task.batch_position,
+                name=task.item_name,
                 detect_task_id=task.id,
                 error={"code": task.error_code or "", "message": task.error_msg or ""},
             )

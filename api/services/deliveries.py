@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from api.errors import InvalidInput, ServiceError
+from api.errors import ServiceError
 from api.schemas import DeliveryLog, DeliveryView, RecentDeliveryPage, RecentDeliveryView, WebhookEventView
+from api.services import cursors
 from api.services.detect import owned_task
 from db import deliveries
 from facequeue.lifecycle.outbox import redeliver
+from facequeue.settings import Settings
 from facequeue.webhooks import EventType
 
 
@@ -23,8 +25,9 @@ class EndpointDisabled(ServiceError):
 
 
 class DeliveryService:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, settings: Settings) -> None:
         self.session = session
+        self.settings = settings
 
     def log(self, task_id: str, tenant_id: str | None) -> DeliveryLog:
         task = owned_task(self.session, task_id, tenant_id)
@@ -66,12 +69,17 @@ class DeliveryService:
         """The tenant's attempts across all its tasks and batches, newest first; `outcome` is succeeded (a 2xx)
         or failed. Filtering on another tenant's task finds nothing."""
         succeeded = None if outcome is None else outcome == "succeeded"
-        try:
-            rows, next_cursor = deliveries.recent_deliveries(
-                self.session, tenant_id, succeeded, event_type, detect_task_id, cursor, limit
-            )
-        except ValueError as error:
-            raise InvalidInput("cursor is malformed", field="cursor") from error
+        below_id = None if cursor is None else cursors.unseal(cursor, "deliveries", tenant_id, self.settings)
+        rows, next_id = deliveries.recent_deliveries(
+            self.session,
+            tenant_id,
+            succeeded,
+            event_type,
+            detect_task_id,
+            None if below_id is None else int(below_id),
+            limit,
+        )
+        next_cursor = None if next_id is None else cursors.seal(str(next_id), "deliveries", tenant_id, self.settings)
         return RecentDeliveryPage(items=[_recent_view(row) for row in rows], next_cursor=next_cursor)
 
 

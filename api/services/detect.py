@@ -5,15 +5,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 
 import anyio
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.errors import IdempotencyConflict, InsufficientCredits, InvalidInput, NotFound, ServiceError, SyncTimeout
+from api.errors import IdempotencyConflict, InsufficientCredits, NotFound, ServiceError, SyncTimeout
+from api.services import cursors
 from api.services.final_watch import final_watch
 from api.services.gates import check_features, check_not_in_maintenance
-from api.services.submission import DetectSubmission, checked_input, request_hash, validate_url
+from api.services.submission import DetectSubmission, checked_input, request_hash, validate_webhook_url
 from db import tasks
 from db.models import DetectTask, new_task_id, utcnow
 from facequeue.enums import CreditState, Queue, TaskStatus
@@ -33,8 +35,12 @@ def owned_task(session: Session, task_id: str, tenant_id: str | None) -> DetectT
     """The task, if the caller may see it; a task of another tenant is as absent as a missing one."""
     task = tasks.get_task(session, task_id, tenant_id)
     if task is None:
-        raise NotFound(f"detect task {task_id} not found", field="detect_task_id")
+        raise _not_found(task_id)
     return task
+
+
+def _not_found(task_id: str) -> NotFound:
+    return NotFound(f"detect task {task_id} not found", field="detect_task_id")
 
 
 class DetectService:
@@ -47,7 +53,7 @@ class DetectService:
     def submit(self, submission: DetectSubmission) -> tuple[DetectTask, bool]:
         """Store the task, then publish it. Returns (task, created); created is False for an idempotent replay."""
         if submission.callback_url is not None:
-            validate_url(submission.callback_url, field="callback_url")
+            validate_webhook_url(submission.callback_url, self.settings, field="callback_url")
         check_not_in_maintenance(self.session, self.settings)
         check_features(submission.params, self.settings)
         checked = checked_input(submission, self.settings)
@@ -86,12 +92,14 @@ class DetectService:
             task.upload_key = upload_key(task.id)
             self.storage.put_bytes(task.upload_key, checked.image_bytes)
         self.session.add(task)
+        task_events.open_log(task.id, self.settings)  # before any worker can announce (embedded)
         try:
             self.session.commit()
         except IntegrityError:
             # Lost a race on the same idempotency key: the other request's task is the answer.
             self.session.rollback()
             self.storage.delete_prefix(task_prefix(task.id))
+            task_events.forget(task.id, self.settings)
             existing = self._idempotent_replay(submission, checked_hash)
             if existing is None:
                 raise
@@ -123,13 +131,24 @@ class DetectService:
     def get(self, task_id: str, tenant_id: str | None) -> DetectTask:
         return owned_task(self.session, task_id, tenant_id)
 
+    def get_undeleted(self, task_id: str, tenant_id: str | None) -> DetectTask:
+        """For an API with no deleted state (crun): a task whose result was deleted is as absent as a missing one."""
+        task = owned_task(self.session, task_id, tenant_id)
+        if task.purged_at is not None:
+            raise _not_found(task_id)
+        return task
+
     def list(
         self, tenant_id: str | None, status: str | None, cursor: str | None, limit: int
     ) -> tuple[Sequence[DetectTask], str | None]:
-        try:
-            return tasks.list_tasks(self.session, tenant_id, status, cursor, limit)
-        except ValueError as error:
-            raise InvalidInput("cursor is malformed", field="cursor") from error
+        after = None
+        if cursor:
+            created, _, task_id = cursors.unseal(cursor, "tasks", tenant_id, self.settings).partition("|")
+            after = tasks.TaskPosition(datetime.fromisoformat(created), task_id)
+        rows, last = tasks.list_tasks(self.session, tenant_id, status, after, limit)
+        if last is None:
+            return rows, None
+        return rows, cursors.seal(f"{last.created_at.isoformat()}|{last.task_id}", "tasks", tenant_id, self.settings)
 
     # --- cancel / delete ---------------------------------------------------
     def cancel(self, task_id: str, tenant_id: str | None) -> DetectTask:
@@ -149,12 +168,12 @@ class DetectService:
         return task
 
     def cancel_or_purge(self, task_id: str, tenant_id: str | None) -> DetectTask:
-        """Cancel a live task; for a finished one, delete its result and stored media."""
+        """Cancel a live task; for a finished one, delete its result and stored media. Either way it is deleted
+        from then on (purged_at): crun, which has no such state, answers as for a missing task."""
         task = self.get(task_id, tenant_id)
         if tasks.cancel_task(self.session, task.id):
             on_task_final(self.session, task.id)
-        else:
-            tasks.purge_result(self.session, task.id)
+        tasks.purge_result(self.session, task.id)
         self.session.commit()
         if TaskStatus(task.status).is_final:
             self.storage.delete_prefix(task_prefix(task.id))

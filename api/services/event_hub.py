@@ -4,7 +4,8 @@ stream costs neither a query nor a connection of its own.
 
 - distributed: one Redis pub/sub connection, subscribed to the channel of each task a stream watches;
 - embedded: one watch on data_dir/events (inotify through watchfiles, so nothing polls); the log file of a
-  watched task is read on from where its last read stopped.
+  watched task is read on from where its last read stopped. A file that can't be read, or is deleted (its task
+  was), has that task's streams read their task again; the other tasks' streams never notice.
 
 Every SWEEP_SECONDS the listener asks the database, in one query for all the tasks watched, which are final,
 and tells their streams to read their task again: a final event lost to a Redis restart still ends them.
@@ -25,7 +26,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from watchfiles import awatch
+from watchfiles import Change, awatch
 
 from db import tasks
 from db.engine import DATABASE_UNAVAILABLE
@@ -181,7 +182,7 @@ class RedisSource:
         except (redis.RedisError, OSError) as error:
             log.warning("task_events_history_failed", task_id=task_id, error=type(error).__name__)
             return []
-        return [task_events.decode(item) for item in raw]
+        return [event for event in map(task_events.decode, raw) if event is not None]
 
     def _pubsub(self) -> PubSub:
         if self.pubsub is None:
@@ -222,8 +223,8 @@ class RedisSource:
         if message["type"] == "subscribe":
             if name in self._confirmed:
                 self._confirmed[name].set()
-        elif message["type"] == "message":
-            self.hub.deliver(name.rsplit(":", 1)[1], task_events.decode(message["data"]))
+        elif message["type"] == "message" and (event := task_events.decode(message["data"])) is not None:
+            self.hub.deliver(name.rsplit(":", 1)[1], event)
 
     async def _drop(self) -> None:
         if self.pubsub is not None:
@@ -240,26 +241,39 @@ class FileSource:
     def __init__(self, settings: Settings, hub: TaskEventHub) -> None:
         self.settings = settings
         self.hub = hub
-        self.offsets: dict[str, int] = {}  # watched task -> where its next read starts (a line boundary)
+        self.positions: dict[str, task_events.LogPosition] = {}  # watched task -> where its next read starts
 
     def _path(self, task_id: str) -> Path:
         return task_events.log_file(self.settings, task_id)
 
     async def watch(self, task_id: str) -> None:
-        _, self.offsets[task_id] = task_events.read_log_file(self._path(task_id))
+        self.positions[task_id] = task_events.START
+        self._read_on(task_id, deliver=False)  # what is there already is the stream's history
 
     async def unwatch(self, task_id: str) -> None:
-        self.offsets.pop(task_id, None)
+        self.positions.pop(task_id, None)
 
     async def history(self, task_id: str) -> list[dict[str, Any]]:
-        return task_events.read_log_file(self._path(task_id), 0, self.offsets.get(task_id, 0))[0]
+        position = self.positions.get(task_id, task_events.START)
+        return task_events.read_log_file(self._path(task_id), end=position.offset)[0]
 
-    def _read_on(self, task_id: str) -> None:
-        if task_id not in self.offsets:
+    def _read_on(self, task_id: str, deliver: bool = True) -> None:
+        if task_id not in self.positions:
             return
-        events, self.offsets[task_id] = task_events.read_log_file(self._path(task_id), self.offsets[task_id])
-        for event in events:
+        try:
+            events, self.positions[task_id] = task_events.read_log_file(self._path(task_id), self.positions[task_id])
+        except OSError as error:  # this task's streams read their task instead; the listener goes on
+            log.warning("task_events_log_unreadable", task_id=task_id, error=type(error).__name__)
+            events = [REREAD]
+        for event in events if deliver else ():
             self.hub.deliver(task_id, event)
+
+    def _on_change(self, change: Change, task_id: str) -> None:
+        if change == Change.deleted and task_id in self.positions:
+            self.positions[task_id] = task_events.START
+            self.hub.deliver(task_id, REREAD)  # the task was deleted: its streams end on what its row says
+        else:
+            self._read_on(task_id)
 
     async def listen(self) -> None:
         folder = task_events.events_folder(self.settings)
@@ -276,9 +290,11 @@ class FileSource:
             yield_on_timeout=True,
         )
         async for changes in watching:
-            # the first yield says the watch is on: lines written while it was being set up are read now
-            for task_id in list(self.offsets) if not started else {Path(path).stem for _, path in changes}:
-                self._read_on(task_id)
+            if not started:  # the first yield says the watch is on: lines written while it was set up are read now
+                for task_id in list(self.positions):
+                    self._read_on(task_id)
+            for change, path in changes if started else ():
+                self._on_change(change, Path(path).stem)
             started = True
             await self.hub.sweep_if_due()
             if not self.hub.subscriptions:

@@ -15,7 +15,7 @@ from facequeue.enums import Queue, SubmitApi
 from facequeue.errors import ErrorCode, TaskError
 from facequeue.schemas import DetectOptions
 from facequeue.settings import Settings
-from facequeue.ssrf import check_url_at_submit, parse_url
+from facequeue.ssrf import check_url_at_submit
 
 DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 BASE64_WHITESPACE = b" \t\n\r\v\f"
@@ -34,6 +34,7 @@ class DetectSubmission:
     with_detect_id: bool = False
     callback_url: str | None = None
     api: SubmitApi = SubmitApi.NATIVE  # the API it came in through (metrics count by it)
+    item_name: str | None = None  # a batch item's own name, echoed in the batch's results
 
     @classmethod
     def of_request(
@@ -72,36 +73,40 @@ def checked_input(submission: DetectSubmission, settings: Settings) -> CheckedIn
     if params.frame_urls:
         return CheckedInput(None, None, validate_frames(params, settings))
     if submission.url:  # url wins over img
-        return CheckedInput(validate_media_url(submission.url, settings), None, params)
+        return CheckedInput(validate_url(submission.url, settings), None, params)
     if submission.img:
         return CheckedInput(None, decode_image_data(submission.img, settings), params)
     raise MissingInput(MISSING_INPUT_MESSAGE, field="url")
 
 
-def validate_url(url: str, field: str = "url") -> str:
-    """An http(s) URL as the workers parse it (webhook URLs: their address is judged when a message is sent)."""
-    try:
-        parse_url(url.strip())
-    except TaskError as error:
-        raise InvalidUrl(INVALID_URL_MESSAGE, field=field) from error
-    return url.strip()
+WEBHOOK_URL_FORBIDDEN = "Webhooks may not be sent to this URL"
 
 
-def validate_media_url(url: str, settings: Settings) -> str:
-    """A media URL the workers' SSRF guard would accept as far as it can tell without DNS; refused otherwise
-    with the code the worker would fail the task with (invalid_url, url_forbidden), before the task exists."""
+def validate_webhook_url(url: str, settings: Settings, field: str = "url") -> str:
+    """A webhook URL (callback_url, the tenant endpoint), its host name resolved too: one that points at a
+    private or loopback address is refused now, not at every delivery. The send-time check stays (DNS changes).
+    The refusal names the same address and reason as a delivery's `url_forbidden` would."""
+    return validate_url(url, settings, field, resolve_host=True, forbidden_message=WEBHOOK_URL_FORBIDDEN)
+
+
+def validate_url(
+    url: str, settings: Settings, field: str = "url", resolve_host: bool = False, forbidden_message: str | None = None
+) -> str:
+    """A URL the SSRF guard would accept as far as it can tell now (media URLs: without DNS); refused otherwise
+    with the code the guard would fail it with later (invalid_url, url_forbidden), before anything is stored."""
     try:
-        check_url_at_submit(url.strip(), settings)
+        check_url_at_submit(url.strip(), settings, resolve_host)
     except TaskError as error:
         if error.code == ErrorCode.URL_FORBIDDEN:
-            raise ForbiddenUrl(error.message, field="url") from error
-        raise InvalidUrl(INVALID_URL_MESSAGE, field="url") from error
+            message = f"{forbidden_message}: {error.detail}" if forbidden_message else error.message
+            raise ForbiddenUrl(message, field=field) from error
+        raise InvalidUrl(INVALID_URL_MESSAGE, field=field) from error
     return url.strip()
 
 
 def validate_frames(params: DetectOptions, settings: Settings) -> DetectOptions:
     """frame_urls input (analyze_frames): every URL valid; timestamps default to 0.0, 1.0, ..."""
-    urls = tuple(validate_media_url(url, settings) for url in params.frame_urls)
+    urls = tuple(validate_url(url, settings) for url in params.frame_urls)
     timestamps = params.timestamps or tuple(float(i) for i in range(len(urls)))
     if len(timestamps) != len(urls):
         raise InvalidInput(

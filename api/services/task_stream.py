@@ -9,26 +9,35 @@
 A stream that opens, or resumes with `Last-Event-ID: N`, mid-run gets the frames after N from the task's event
 log; once the task is final, from its stored result. A comment every FACEQUEUE_EVENTS_HEARTBEAT seconds of
 silence keeps proxies from closing it.
+
+The stream's API key is checked again every FACEQUEUE_EVENTS_HEARTBEAT seconds, events or not: once it is
+revoked, one `unauthorized` event (`{"code": "unauthorized", "message"}`) ends the stream, and reconnecting
+with the key answers 401.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from api.errors import InvalidInput
+from api.auth import Caller
+from api.errors import InvalidInput, Unauthorized
 from api.rendering import LinkFn, frames_with_links
 from api.services.detect import owned_task
 from api.services.event_hub import REREAD, Subscription, TaskEventHub
+from db import tenants
+from db.engine import DATABASE_UNAVAILABLE
 from facequeue.enums import TaskStatus
 from facequeue.lifecycle.sessions import get_sessionmaker
 from facequeue.schemas import DetectResult
 
 HEARTBEAT = b": keep-alive\n\n"
+KEY_REVOKED = "The API key of this stream was revoked: the stream has ended"
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,11 @@ def read_state(task_id: str, tenant_id: str | None) -> TaskState:
         )
 
 
+def key_revoked(key_id: str) -> bool:
+    with get_sessionmaker()() as session:
+        return not tenants.key_is_active(session, key_id)
+
+
 def last_event_id(header: str | None) -> int:
     if header is None or header == "":
         return 0
@@ -71,7 +85,7 @@ def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
 async def open_task_stream(
     hub: TaskEventHub,
     task_id: str,
-    tenant_id: str | None,
+    caller: Caller,
     seen: int,
     link: LinkFn,
     result_url: str,
@@ -81,18 +95,19 @@ async def open_task_stream(
     caller may not see, before any byte is streamed."""
     subscription = await hub.subscribe(task_id)
     try:
-        state = await anyio.to_thread.run_sync(read_state, task_id, tenant_id)
+        state = await anyio.to_thread.run_sync(read_state, task_id, caller.tenant_id)
     except BaseException:
         await subscription.close()
         raise
-    stream = TaskStream(task_id, tenant_id, seen, link, result_url)
+    stream = TaskStream(task_id, caller, seen, link, result_url)
     return stream.run(subscription, state, heartbeat)
 
 
 class TaskStream:
-    def __init__(self, task_id: str, tenant_id: str | None, seen: int, link: LinkFn, result_url: str) -> None:
+    def __init__(self, task_id: str, caller: Caller, seen: int, link: LinkFn, result_url: str) -> None:
         self.task_id = task_id
-        self.tenant_id = tenant_id
+        self.tenant_id = caller.tenant_id
+        self.key_id = caller.key_id  # None with FACEQUEUE_AUTH=off
         self.sent = seen  # frames the client has: progress events with an id above it are sent
         self.link = link
         self.result_url = result_url
@@ -106,9 +121,15 @@ class TaskStream:
         try:
             for chunk in await self._catch_up(subscription, state):
                 yield chunk
+            key_checked_at = time.monotonic()
             while not self.finished:
                 with anyio.move_on_after(heartbeat) as silence:
                     event = await subscription.events.get()
+                if time.monotonic() - key_checked_at >= heartbeat:
+                    key_checked_at = time.monotonic()
+                    if await self._key_revoked():
+                        yield sse("unauthorized", {"code": Unauthorized.code, "message": KEY_REVOKED})
+                        return
                 if silence.cancelled_caught:
                     yield HEARTBEAT
                     continue
@@ -139,6 +160,14 @@ class TaskStream:
         if status == TaskStatus.SUCCEEDED and (self.total == 0 or self.sent < self.total):
             return self._from_state(await self._read())  # frames were missed: the result has every one
         return self._final(status, event["error"])
+
+    async def _key_revoked(self) -> bool:
+        if self.key_id is None:
+            return False
+        try:
+            return await anyio.to_thread.run_sync(key_revoked, self.key_id)
+        except DATABASE_UNAVAILABLE:  # an outage ends no stream: the next check decides
+            return False
 
     async def _read(self) -> TaskState:
         return await anyio.to_thread.run_sync(read_state, self.task_id, self.tenant_id)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ServiceError
 from api.schemas import RotatedSecretView, WebhookEndpointView, WebhookSecretView
-from api.services.submission import validate_url
+from api.services.submission import validate_webhook_url
 from db import deliveries, tenants
 from db.models import Tenant, utcnow
 from facequeue.settings import Settings
@@ -40,10 +40,10 @@ class WebhookEndpointService:
         )
 
     def set_url(self, tenant_id: str | None, url: str) -> WebhookEndpointView:
-        """The tenant's default endpoint. Checked like a callback_url: an http(s) URL now, the SSRF guard at
-        send time. Setting a URL that answered 410 Gone enables it again."""
+        """The tenant's default endpoint. Checked like a callback_url: its form and address (the name resolved)
+        now, the SSRF guard again at send time. Setting a URL that answered 410 Gone enables it again."""
         tenant = self._tenant(tenant_id)
-        tenant.webhook_url = validate_url(url)
+        tenant.webhook_url = validate_webhook_url(url, self.settings)
         deliveries.enable_endpoint(self.session, tenant.id, tenant.webhook_url)
         self.session.commit()
         return self.view(tenant_id)

@@ -12,7 +12,10 @@ import typer
 
 from facequeue.cli import admin, batch, client, serve, tenants
 
-app = typer.Typer(help="facequeue: asynchronous face detection", no_args_is_help=True)
+# a crash's traceback shows no local variables: they may hold an API key or a secret
+app = typer.Typer(
+    help="facequeue: asynchronous face detection", no_args_is_help=True, pretty_exceptions_show_locals=False
+)
 # registered one by one, in the order `facequeue --help` lists them
 for command in (
     admin.migrate,

@@ -117,6 +117,9 @@ def reap() -> None:
     register_session_listeners()  # the webhook messages it re-sends go out when its session commits
     with operator_session() as session:
         report = reap_once(session, get_settings())
+    if report is None:
+        console.print("another process is running a reaper pass: this one did nothing")
+        return
     console.print(vars(report))
 
 

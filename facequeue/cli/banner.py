@@ -1,6 +1,13 @@
-"""The few lines `serve` starts with: where to reach the service (API, docs, console) and where its data lives."""
+"""The few lines `serve` starts with: where to reach the service (API, docs, console) and where its data lives,
+printed once the API answers."""
 
 from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from http.client import HTTPException
 
 from rich.markup import escape
 
@@ -9,17 +16,72 @@ from facequeue.settings import Settings
 
 # a service bound to every interface is reached from this machine on the loopback address
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}
+# Seconds. The API answers within about 5 s of its start on a busy 2-core machine (its imports); a minute
+# more is a server that is stuck, not slow.
+STARTUP_TIMEOUT = 60.0
+PROBE_TIMEOUT = 1.0  # /healthz is answered on the event loop in milliseconds
+PROBE_INTERVAL = 0.1
 
 
-def announce_service(settings: Settings, host: str, port: int, database: str) -> None:
-    """`database` is the database URL fit to print (its password hidden)."""
-    base = f"http://{_ANY_ADDRESS.get(host, host)}:{port}"
+def service_url(host: str, port: int) -> str:
+    return f"http://{_ANY_ADDRESS.get(host, host)}:{port}"
+
+
+class AnnounceWhenUp(threading.Thread):
+    """Calls `announce_up` (the banner, the first key) once GET /healthz answers, never before: a script that
+    waits for those lines can call the API at once. After STARTUP_TIMEOUT without an answer it says so and
+    calls `give_up`. Set `server_ended` when the server stops, so a server that failed to start is not waited for.
+    """
+
+    def __init__(self, url: str, announce_up: Callable[[], None], give_up: Callable[[], None]) -> None:
+        super().__init__(name="announce-when-up", daemon=True)
+        self.url = url
+        self.announce_up = announce_up
+        self.give_up = give_up
+        self.up = False
+        self.server_ended = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self.server_ended.wait(PROBE_INTERVAL):
+            if _answers(f"{self.url}/healthz"):
+                self.up = True
+                self.announce_up()
+                return
+            if time.monotonic() > deadline:
+                announce(
+                    "api_not_up",
+                    f"[bold red]the API did not answer {escape(self.url)}/healthz within {STARTUP_TIMEOUT:.0f} s; "
+                    "stopping[/]",
+                    level="error",
+                    url=self.url,
+                    timeout=STARTUP_TIMEOUT,
+                )
+                self.give_up()
+                return
+
+
+# urllib, not httpx: httpx logs every request at INFO, and these probes are not the user's. No proxy from the
+# environment stands between this process and its own port.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with _DIRECT.open(url, timeout=PROBE_TIMEOUT) as response:
+            return response.status == 200
+    except (OSError, HTTPException):  # refused, timed out, an error status (HTTPError), a broken answer
+        return False
+
+
+def announce_service(settings: Settings, base: str, database: str) -> None:
+    """`base` is the API's URL (service_url), `database` the database URL fit to print (its password hidden)."""
     data_dir = settings.data_dir.resolve()
     broker = settings.resolved_broker_url
     broker_folder = settings.broker_folder if settings.is_embedded else None
     form = "embedded: SQLite and a filesystem broker" if settings.is_embedded else "distributed"
     lines = [
-        f"[bold]facequeue[/] ({form}); Ctrl-C stops it, --verbose shows the worker's startup logs",
+        f"[bold]facequeue[/] ({form}); Ctrl-C stops it, --verbose shows each request and the worker's startup",
         f"  API      {escape(base)}",
         f"  docs     {escape(base)}/docs",
         f"  console  {escape(base)}/console",

@@ -1,5 +1,7 @@
 """`facequeue batch`: a folder of media or a JSONL manifest as one batch, streamed without holding it, followed
-with a progress bar, its results downloaded; resumable with --batch-id, cancelable with Ctrl-C."""
+with a progress bar, its results downloaded; resumable with --batch-id, cancelable with Ctrl-C. Every item is
+sent with a `name` (its file path as given, its URL, or its manifest line) that the server echoes in the
+results and failures, so they say which file each is about, even when followed again with --batch-id."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -19,6 +22,7 @@ from facequeue.cli.console import console, fail, note, show
 from facequeue.cli.output import cannot_write
 from facequeue.cli.remote import ApiKeyOption, ServerOption, connect
 from facequeue.media_kinds import kind_from_extension
+from facequeue.schemas import ITEM_NAME_MAX_LENGTH
 
 if TYPE_CHECKING:
     from facequeue_client import BatchAccepted, BatchStatus, Client
@@ -51,7 +55,9 @@ def batch(
 ) -> None:
     """Run a batch: submit a folder or a manifest, show its progress, then write its results (--out)."""
     with connect(server, api_key) as client:
-        accepted = None if batch_id is not None else _submit(client, source, _defaults(defaults), callback_url)
+        accepted, skipped = None, []
+        if batch_id is None:
+            accepted, skipped = _submit(client, source, _defaults(defaults), callback_url)
         batch_id = accepted.batch_id if accepted else batch_id
         resume = f"facequeue batch --batch-id {batch_id}" + (f" --out {out}" if out else "")
         try:
@@ -60,7 +66,7 @@ def batch(
             status = _follow(client, batch_id)
         except KeyboardInterrupt:
             _interrupted(client, batch_id, resume)
-        _report(status)
+        _report(status, skipped)
         if out is not None:
             _download(client, batch_id, out)
         else:
@@ -81,33 +87,57 @@ def _defaults(text: str | None) -> dict[str, Any] | None:
     return value
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A file in the folder that was not sent, and why."""
+
+    path: Path
+    reason: str
+
+
 def _submit(
-    client: Client, source: Path | None, defaults: dict[str, Any] | None, callback_url: str | None
-) -> BatchAccepted:
+    client: Client,
+    source: Path | None,
+    defaults: dict[str, Any] | None,
+    callback_url: str | None,
+) -> tuple[BatchAccepted, list[Skipped]]:
+    """The batch, and the folder's files that were not sent."""
+    skipped: list[Skipped] = []
     if source is None:
         fail("nothing to submit", "give a folder or a JSONL manifest, or --batch-id to follow a batch")
     if source.is_dir():
-        items = (_file_item(path) for path in _media_files(source))
+        files, skipped = _media_files(source)
+        items = (_file_item(path) for path in files)
     elif source.is_file():
         _check_manifest(source)
         items = _manifest_items(source)
     else:
         fail(f"no such file or folder: {source.absolute()}", "give a folder of images and videos, or a JSONL manifest")
     try:
-        return client.stream_batch(items, defaults=defaults, callback_url=callback_url)
+        return client.stream_batch(items, defaults=defaults, callback_url=callback_url), skipped
     except KeyboardInterrupt:
         fail("interrupted while sending the batch; no batch was created", "run the command again")
 
 
-def _media_files(folder: Path) -> list[Path]:
-    files = sorted(path for path in folder.iterdir() if path.is_file() and kind_from_extension(path.name))
+def _media_files(folder: Path) -> tuple[list[Path], list[Skipped]]:
+    """The folder's images and videos in name order, and everything else in it, with the reason it is left out."""
+    files, skipped = [], []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            skipped.append(Skipped(path, "a folder (folders inside are not read)"))
+        elif not path.is_file():
+            skipped.append(Skipped(path, "not a regular file"))
+        elif not kind_from_extension(path.name):
+            skipped.append(Skipped(path, "not an image or video extension (.jpg, .png, .mp4, ...)"))
+        else:
+            files.append(path)
     if not files:
         fail(f"no image or video files in {folder.absolute()}", "files are picked by extension (.jpg, .png, .mp4, ...)")
-    return files
+    return files, skipped
 
 
 def _file_item(path: Path) -> dict[str, str]:
-    return {"img": base64.b64encode(path.read_bytes()).decode("ascii")}
+    return {"img": base64.b64encode(path.read_bytes()).decode("ascii"), "name": str(path)}
 
 
 def _check_manifest(path: Path) -> None:
@@ -129,8 +159,14 @@ def _check_manifest(path: Path) -> None:
 
 
 def _manifest_items(path: Path) -> Iterator[dict[str, Any]]:
+    """Each line's item, named (unless it names itself) by its URL, or else by its line in the manifest."""
     with path.open() as lines:
-        yield from (json.loads(line) for line in lines if line.strip())
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                item = json.loads(line)
+                url = item.get("url")
+                own_url = url if isinstance(url, str) and 0 < len(url) <= ITEM_NAME_MAX_LENGTH else None
+                yield {"name": own_url or f"{path} line {number}", **item}
 
 
 def _follow(client: Client, batch_id: str) -> BatchStatus:
@@ -178,12 +214,16 @@ def _done(status: BatchStatus) -> int:
     return sum(status.counts.get(state, 0) for state in ("succeeded", "failed", "canceled"))
 
 
-def _report(status: BatchStatus) -> None:
+def _report(status: BatchStatus, skipped: list[Skipped]) -> None:
     counts = ", ".join(f"{status.counts.get(state, 0)} {state}" for state in ("succeeded", "failed", "canceled"))
     show(f"batch {status.batch_id} {status.status}: {counts} of {status.total}")
     for failure in status.failures[:FAILURES_LISTED]:
         error = failure.error
-        show(f"  item {failure.position} (task {failure.detect_task_id}): {error.get('code')}: {error.get('message')}")
+        # a batch submitted without names (by another client) has only its position to go by
+        where = f"{failure.name} (item {failure.position}, " if failure.name else f"item {failure.position} ("
+        show(f"  {where}task {failure.detect_task_id}): {error.get('code')}: {error.get('message')}")
+    for file in skipped:
+        show(f"  skipped {file.path}: {file.reason}")
 
 
 def _download(client: Client, batch_id: str, out: Path) -> None:

@@ -1,4 +1,4 @@
-"""The CLI's consoles, its one-line errors, and the startup noise `serve` hides unless --verbose."""
+"""The CLI's consoles, its one-line errors, and the startup noise and request lines `serve` hides unless --verbose."""
 
 from __future__ import annotations
 
@@ -64,3 +64,10 @@ def hide_startup_noise() -> None:
     warnings.filterwarnings("ignore", category=SecurityWarning)
     if get_settings().log_format != "json":  # log collectors keep them
         logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def hide_request_lines() -> None:
+    """No line per HTTP request (api/request_ids.py writes them at INFO); errors have lines of their own."""
+    from api import request_ids
+
+    logging.getLogger(request_ids.__name__).setLevel(logging.WARNING)

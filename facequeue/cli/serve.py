@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 
 from facequeue.cli.admin import migrate, redact
-from facequeue.cli.banner import announce_service
-from facequeue.cli.console import announce, hide_startup_noise
+from facequeue.cli.banner import AnnounceWhenUp, announce_service, service_url
+from facequeue.cli.console import announce, hide_request_lines, hide_startup_noise
 from facequeue.cli.worker_pools import FetchPoolChild, Pools, celery_argv, exit_with_parent
 from facequeue.enums import CPU_QUEUES
 from facequeue.settings import Settings, get_settings
@@ -74,11 +74,12 @@ def worker(
         bool, typer.Option("--quiet", help="no Celery banner, no warnings about the broker's hostname or root")
     ] = False,
     child_of: Annotated[int | None, typer.Option(hidden=True)] = None,  # the worker that started this fetch pool
+    in_serve: Annotated[bool, typer.Option(hidden=True)] = False,  # `serve`'s worker: metrics in serve's folder
 ) -> None:
     """Run a Celery worker (distributed form): detection, and a fetch pool downloading tasks' URLs."""
     from facequeue.lifecycle.exposition import use_private_multiprocess_dir
 
-    if child_of is None:  # a fetch pool started by its worker writes to that worker's folder
+    if child_of is None and not in_serve:  # a fetch pool started by its worker writes to that worker's folder
         use_private_multiprocess_dir("worker")  # before the imports below load prometheus_client, and the pool forks
     fetch_pool = FetchPoolChild(name, quiet) if pools == Pools.BOTH else None
     if fetch_pool is not None:
@@ -112,68 +113,103 @@ def serve(
         bool, typer.Option(help="once up, detect faces in a generated demo video and print the result")
     ] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", help="also show Celery's banner, migrations and the libraries' start warnings")
+        bool,
+        typer.Option(
+            "--verbose",
+            help="also show a line per request, Celery's banner, migrations and the libraries' start warnings",
+        ),
     ] = False,
 ) -> None:
     """Run everything on one machine: migrations, API, a worker pool (embedded default: SQLite + filesystem broker)."""
     import uvicorn
 
+    from facequeue.lifecycle.exposition import use_private_multiprocess_dir
     from facequeue.logs import configure_logging
 
+    # One folder for the API and the worker's processes, so one scrape of the API's /metrics shows them all.
+    use_private_multiprocess_dir("serve")
     settings = get_settings()
     configure_logging(settings)
     if not verbose:
         hide_startup_noise()
+        # a client polling a task would fill the terminal; FACEQUEUE_LOG_LEVEL, when set, decides as everywhere
+        if settings.log_format == "console" and "log_level" not in settings.model_fields_set:
+            hide_request_lines()
     ensure_data_dir(settings)
     migrate()
-    announce_service(settings, host, port, redact(settings.resolved_database_url))
-    first_key = _first_key(settings)
-    worker_command = [sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h"]
-    worker = WorkerSupervisor(worker_command + ([] if verbose else ["--quiet"]))
+    first_key = _make_first_key(settings)
+    # The worker's exporter would serve the same folder as the API's /metrics: two targets, everything counted twice.
+    worker_env = {**os.environ, "FACEQUEUE_WORKER_METRICS_PORT": "0"}
+    worker_command = [sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h", "--in-serve"]
+    worker = WorkerSupervisor(worker_command + ([] if verbose else ["--quiet"]), worker_env)
     worker.start()
+    base = service_url(host, port)
     demo_process = None
     if demo:
         demo_env = {**os.environ, **({"FACEQUEUE_API_KEY": first_key} if first_key else {})}
-        demo_process = subprocess.Popen(
-            [sys.executable, "-m", "facequeue", "demo", "--server", f"http://{host}:{port}"], env=demo_env
-        )
+        demo_process = subprocess.Popen([sys.executable, "-m", "facequeue", "demo", "--server", base], env=demo_env)
     # uvicorn re-raises the SIGTERM it shut down on once it returns; as SystemExit the `finally` below still
     # runs and stops the worker, instead of the default action ending this process and orphaning it.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    server = uvicorn.Server(
+        uvicorn.Config("api.app:create_app", factory=True, host=host, port=port, **uvicorn_options(settings))
+    )
+    database = redact(settings.resolved_database_url)
+
+    def announce_up() -> None:
+        announce_service(settings, base, database)
+        _announce_keys(settings, first_key)
+
+    watch = AnnounceWhenUp(base, announce_up, give_up=lambda: setattr(server, "should_exit", True))
+    watch.start()
     try:
-        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, **uvicorn_options(settings))
+        server.run()  # a start that fails (the port is taken) logs why and exits 1
     finally:
+        watch.server_ended.set()
         worker.stop()
         if demo_process is not None and demo_process.poll() is None:
             demo_process.send_signal(signal.SIGTERM)
             demo_process.wait(timeout=30)
+        announce("service_stopped", "facequeue stopped")
+    if not watch.up:  # stopped by the watch: it never answered
+        raise typer.Exit(1)
 
 
-def _first_key(settings: Settings) -> str | None:
-    """On first start with auth on, make a key so the service is usable at once; print it once."""
+def _make_first_key(settings: Settings) -> str | None:
+    """On first start with auth on, a key for tenant 'default', so the service is usable at once (None: auth is
+    off, or keys exist)."""
     if settings.auth == "off":
-        announce(
-            "auth_off",
-            "[bold red]WARNING: FACEQUEUE_AUTH=off — every request is served without an API key.[/]",
-            level="warning",
-        )
         return None
     from db import tenants
     from facequeue.lifecycle.sessions import session_scope
 
     with session_scope() as session:
         if tenants.any_key_exists(session):
-            announce("api_keys_exist", "  API keys: `facequeue keys create --tenant NAME` makes one")
-            return os.environ.get("FACEQUEUE_API_KEY")
+            return None
         _, key = tenants.create_key(session, tenants.get_or_create_tenant(session, "default"))
-    announce(
-        "first_api_key",
-        f"  first API key, for tenant 'default' (shown once, store it now): [bold]{key}[/]",
-        level="warning",
-        tenant="default",
-        api_key=key,
-    )
     return key
+
+
+def _announce_keys(settings: Settings, first_key: str | None) -> None:
+    """Below the banner, once the API answers: the first key is printed this once and never again."""
+    from facequeue.logs import ShownOnPurpose
+
+    if settings.auth == "off":
+        announce(
+            "auth_off",
+            "[bold red]WARNING: FACEQUEUE_AUTH=off — every request is served without an API key.[/]",
+            level="warning",
+        )
+    elif first_key is None:
+        announce("api_keys_exist", "  API keys: `facequeue keys create --tenant NAME` makes one")
+    else:
+        announce(
+            "first_api_key",
+            f"  first API key, for tenant 'default' (shown once, store it now): [bold]{first_key}[/]",
+            level="warning",
+            tenant="default",
+            api_key=ShownOnPurpose(first_key),  # every other line has keys redacted (facequeue/logs.py)
+        )
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -185,9 +221,10 @@ class WorkerSupervisor(threading.Thread):
     again, and the pool processes it left behind are killed; its tasks are recovered by the reaper like
     any lost worker's."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
         super().__init__(name="worker-supervisor", daemon=True)
         self.command = command
+        self.env = env
         self.process: subprocess.Popen | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # stop() never misses a worker started at the same moment
@@ -198,7 +235,7 @@ class WorkerSupervisor(threading.Thread):
                 if self._stopping.is_set():
                     return
                 # its own process group, so stop() can end the pool processes with it
-                self.process = subprocess.Popen(self.command, start_new_session=True)
+                self.process = subprocess.Popen(self.command, env=self.env, start_new_session=True)
             code = self.process.wait()
             if not self._stopping.is_set():
                 _kill_group(self.process.pid)  # pool processes a killed worker left behind

@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from db import backlog
 from facequeue.enums import CPU_QUEUES, Queue
-from facequeue.lifecycle.broker import get_celery
+from facequeue.lifecycle.broker import queue_lengths
 from facequeue.lifecycle.sessions import session_scope
 from facequeue.lifecycle.worker_liveness import worker_alive
 from facequeue.settings import Settings
@@ -94,13 +94,8 @@ def _database_families(settings: Settings) -> list[Metric]:
 def _broker_families(settings: Settings) -> list[Metric]:
     """The broker's list lengths, and the workers' heartbeat mark, which lives beside them."""
     lengths = _broker_lengths()
-    # one try: a broker that does not answer costs FACEQUEUE_REDIS_TIMEOUT (the transport's socket timeouts)
-    with get_celery().connection_for_read(transport_options={"max_retries": 1}) as connection:
-        connection.ensure_connection(max_retries=1, timeout=settings.redis_timeout)
-        channel = connection.default_channel
-        for queue in Queue:
-            # a declare (not passive) answers 0 for a queue whose Redis list is gone because it emptied
-            lengths.add_metric([queue.value], channel.queue_declare(queue=queue.value).message_count)
+    for queue, length in queue_lengths(settings).items():
+        lengths.add_metric([queue.value], length)
     alive = _workers_alive()
     alive.add_metric([], 1 if worker_alive(settings) else 0)
     return [lengths, alive]

@@ -66,7 +66,9 @@ def create_celery(settings: Settings) -> Celery:
 
 def _transport_options(settings: Settings) -> dict:
     if not settings.is_embedded:
-        # Redis redelivers an unacked message after visibility_timeout; the reaper usually acts long before.
+        # Redis puts an unacked message back after visibility_timeout: a worker that died (SIGKILL, lost host)
+        # holding a message it had not claimed yet loses nothing. Its claimed runs are recovered sooner
+        # (worker name, pool process, heartbeat: reaper.py); webhook retries it held (ETA) come back then.
         return {
             "visibility_timeout": int(settings.video_time_limit * 2),
             "queue_order_strategy": "priority",
@@ -99,6 +101,16 @@ def log_failed_publish(event: str, error: Exception, **context: object) -> None:
         log.warning(event, error=type(error).__name__, **context)
     else:
         log.exception(event, **context)
+
+
+def queue_lengths(settings: Settings) -> dict[Queue, int]:
+    """Messages waiting in each queue (published, not taken by a worker yet), read in one connection; one
+    try: a broker that does not answer costs FACEQUEUE_REDIS_TIMEOUT (the transport's socket timeouts)."""
+    with get_celery().connection_for_read(transport_options={"max_retries": 1}) as connection:
+        connection.ensure_connection(max_retries=1, timeout=settings.redis_timeout)
+        channel = connection.default_channel
+        # a declare (not passive) answers 0 for a queue whose Redis list is gone because it emptied
+        return {queue: channel.queue_declare(queue=queue.value).message_count for queue in Queue}
 
 
 def redis_options(timeout: float) -> dict[str, Any]:

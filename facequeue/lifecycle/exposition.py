@@ -2,9 +2,10 @@
 
 A worker's prefork pool processes, and the API run with `--workers N`, are separate processes, each
 with its own counters. prometheus-client's multiprocess mode makes every process write its values to
-files in one folder (PROMETHEUS_MULTIPROC_DIR) and lets one scrape add them up; the `worker` and `api`
-commands choose a fresh private folder before anything imports prometheus_client, which reads the
-variable once, on import. So every function here imports prometheus_client only when called.
+files in one folder (PROMETHEUS_MULTIPROC_DIR) and lets one scrape add them up; the `worker`, `api` and
+`serve` commands choose a fresh private folder before anything imports prometheus_client, which reads the
+variable once, on import (`serve` one folder for its API and its worker, so the API's /metrics shows both).
+So every function here imports prometheus_client only when called.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 - `queue_task_event` (from `on_task_final`) adds the event row in the transaction that made the
   task final; its message is published only once that transaction commits, by a Session
   `after_commit` listener that `register_session_listeners` installs at process start-up;
-- `republish_due_deliveries` (the reaper) re-sends messages never published or lost;
+- `republish_due_deliveries` (the reaper) re-sends messages never published, or lost with the whole broker;
 - `redeliver` (the API) sends an event again with a fresh round of retries.
 
 Sending an attempt is the worker's delivery task (`workers/webhooks.py`).
@@ -99,12 +99,13 @@ def redeliver(session: Session, event_id: str) -> None:
     publish_after_commit(session, event_id, attempts)
 
 
-def republish_due_deliveries(session: Session, settings: Settings) -> int:
-    """For the reaper: publish again the attempts whose message was never sent or may be lost.
+def republish_due_deliveries(session: Session) -> int:
+    """For the reaper: publish again the attempts due whose message was never sent (or the broker lost it:
+    reaper.py). An attempt merely waiting in the queue is never sent twice.
 
     The messages go out when `session` next commits; duplicates are harmless (attempts are fenced).
     """
-    due = deliveries.events_due_for_republish(session, UNPUBLISHED_GRACE_SECONDS, settings.republish_queued_after)
+    due = deliveries.events_due_for_republish(session, UNPUBLISHED_GRACE_SECONDS)
     for webhook_event in due:
         publish_after_commit(session, webhook_event.id, webhook_event.attempts)
     return len(due)

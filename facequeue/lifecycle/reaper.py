@@ -1,9 +1,21 @@
 """Recovers tasks whose message or worker was lost.
 
-- a broker that lost every message (Redis restarted without persistence, was flushed, or failed
-  over to an empty replica: its sentinel key is gone) gets every queued task's message again at once;
-- queued rows never published (publish failed after commit), or published so long ago that the
-  message may be lost (FACEQUEUE_REPUBLISH_QUEUED_AFTER, then backing off), are published again;
+One pass at a time per deployment, however many API replicas run the loop and `facequeue reap` runs beside
+them: a pass holds the lock REAPER_LOCK_KEY (db/locks.py), and a process that finds it held skips its pass.
+
+A message is sent again only when it is missing, never because its task waits: in a deep backlog every
+copy would be another message in the broker and another publish and UPDATE in the API. It goes missing:
+- when the broker lost every message (Redis restarted without persistence, was flushed, or failed over to
+  an empty replica: its sentinel key is gone): every queued task and pending webhook attempt is sent again;
+- when the publish after the commit failed (the row is unmarked) or its process died first (a webhook
+  attempt is marked only after its publish): sent again once UNPUBLISHED_GRACE_SECONDS passed;
+- when its process died between committing a task marked published and publishing it (an API replica
+  killed mid-submit): the one case a marked row has no message, while the broker holds every other.
+  Its queue then runs dry in front of it, so a task published over the grace ago whose queue is empty is
+  sent again: a length per queue each pass, whatever the backlog.
+A worker that dies holding a message loses nothing: with acks_late its pool process's message goes back
+to the queue (reject on worker lost), and Redis puts a dead worker's unacked messages back after the
+visibility timeout (broker.py). What its runs held is recovered here:
 - processing rows whose run was lost are re-queued, or failed once they used up their attempts: at
   once when a worker saw its pool process die or restarts under its old name (`recover_runs_of`),
   otherwise once their heartbeat went stale;
@@ -20,12 +32,13 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy.orm import Session
 
-from db import tasks
+from db import deliveries, tasks
+from db.locks import try_exclusive
 from db.models import DetectTask, utcnow
 from facequeue.enums import TaskStatus
 from facequeue.errors import ErrorCode, TaskError
 from facequeue.lifecycle import task_events
-from facequeue.lifecycle.broker import broker_lost_messages, mark_broker_intact
+from facequeue.lifecycle.broker import broker_lost_messages, mark_broker_intact, queue_lengths
 from facequeue.lifecycle.dispatch import dispatch
 from facequeue.lifecycle.finalize import on_task_final
 from facequeue.lifecycle.outbox import republish_due_deliveries
@@ -35,6 +48,9 @@ from facequeue.lifecycle.retention import delete_kept_uploads, purge_expired
 from facequeue.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# The Postgres advisory lock a reaper pass holds (int.from_bytes(b"fq-reap")); per database, so per deployment.
+REAPER_LOCK_KEY = 28834887631200624
 
 
 @dataclass
@@ -51,20 +67,30 @@ class ReapReport:
     batches_purged: int = 0
 
 
-def reap(session: Session, settings: Settings) -> ReapReport:
+def reap(session: Session, settings: Settings) -> ReapReport | None:
+    """One reaper pass; None (nothing done) while another process of the deployment runs one."""
+    with try_exclusive(session.get_bind(), REAPER_LOCK_KEY) as held:
+        if not held:
+            log.debug("reaper_pass_skipped", reason="another process holds the reaper lock")
+            return None
+        return _reap_pass(session, settings)
+
+
+def _reap_pass(session: Session, settings: Settings) -> ReapReport:
     report = ReapReport()
     for task in tasks.stale_processing_tasks(session, settings.heartbeat_stale_after):
         _recover_run(session, task, f"heartbeat lost on each of {task.attempts} attempts", settings, report)
     if broker_lost_messages(settings):
         report.republished += republish_lost_messages(session, settings)
         mark_broker_intact(settings)  # only now: a pass that failed half-way leaves the next pass to finish it
-    for task in tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, settings.republish_queued_after):
+    empty_queues = [queue for queue, length in queue_lengths(settings).items() if length == 0]
+    for task in tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, empty_queues):
         publish_again(session, task.id, task.queue, task.kind, settings)
         report.republished += 1
-    report.webhooks_republished = republish_due_deliveries(session, settings)
+    report.webhooks_republished = republish_due_deliveries(session)
     report.dispatched = dispatch(session, settings)
     report.previews_purged = purge_expired_previews(session, settings)
-    report.event_logs_pruned = task_events.prune_event_logs(settings)
+    report.event_logs_pruned = task_events.prune_event_logs(session, settings)
     session.commit()
     # last: the recovery above is never held up by deletions
     report.uploads_deleted = delete_kept_uploads(session, settings)
@@ -74,8 +100,12 @@ def reap(session: Session, settings: Settings) -> ReapReport:
 
 
 def republish_lost_messages(session: Session, settings: Settings) -> int:
-    """Publish again every queued task whose message went out before now: the broker lost them all."""
+    """Publish again every queued task whose message went out before now: the broker lost them all. Pending
+    webhook attempts sent before now count as never sent: this pass's `republish_due_deliveries` sends
+    those due, the others follow when they fall due."""
     lost_before = utcnow()
+    deliveries.forget_publishes_before(session, lost_before)
+    session.commit()  # before the sentinel is set again: a pass that dies next leaves no attempt marked sent
     republished = 0
     # each publish marks its row published now, after `lost_before`, so every batch is new rows
     while batch := tasks.queued_tasks_published_before(session, lost_before):

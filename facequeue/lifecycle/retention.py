@@ -106,8 +106,12 @@ def purge_expired(
         return retention.expired_tasks(session, now, default_seconds, limit)
 
     def remove_tasks(task_ids: Sequence[str]) -> int:
-        with ThreadPoolExecutor(DELETE_CONCURRENCY) as pool:  # objects first: a crash then leaves rows to retry
-            list(pool.map(storage.delete_prefix, [task_prefix(task_id) for task_id in task_ids]))
+        # objects first: a crash then leaves rows to retry. Every deletion runs before the first error is raised
+        # (pool.map would cancel those not started yet, so what a failed pass deleted would be left to chance).
+        with ThreadPoolExecutor(DELETE_CONCURRENCY) as pool:
+            deletions = [pool.submit(storage.delete_prefix, task_prefix(task_id)) for task_id in task_ids]
+        for deletion in deletions:
+            deletion.result()
         return retention.delete_tasks(session, task_ids)
 
     def emptied_batches(limit: int) -> list[str]:

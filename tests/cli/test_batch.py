@@ -1,5 +1,6 @@
-"""`facequeue batch` against a real embedded service: a folder in name order, results downloaded, a batch
-followed again after Ctrl-C, and Ctrl-C on a terminal asking whether to cancel."""
+"""`facequeue batch` against a real embedded service: a folder in name order, results downloaded, each result
+and failure naming its file, URL or manifest line, files left out listed, a batch followed again after Ctrl-C,
+and Ctrl-C on a terminal asking whether to cancel."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def test_a_folder_is_one_batch_in_name_order_with_its_results_downloaded(cli_env
     for name, photo in (("b", "two"), ("a", "one"), ("c", "none")):
         (folder / f"{name}.jpg").write_bytes(photos[photo].read_bytes())
     (folder / "notes.txt").write_text("not media: left out")
+    (folder / "raw").mkdir()
     out = tmp_path / "results.jsonl"
     done = run_cli("batch", str(folder), "--out", str(out), "--defaults", '{"landmarks": "90"}', env=cli_env)
     assert done.returncode == 0, done.stderr
@@ -45,30 +47,56 @@ def test_a_folder_is_one_batch_in_name_order_with_its_results_downloaded(cli_env
         f"(if interrupted, follow it with `facequeue batch --batch-id {batch_id} --out {out}`)",
         f"3 results written to {out}",
     ]
-    assert done.stdout == f"batch {batch_id} completed: 3 succeeded, 0 failed, 0 canceled of 3\n"
+    assert done.stdout.splitlines() == [
+        f"batch {batch_id} completed: 3 succeeded, 0 failed, 0 canceled of 3",
+        f"  skipped {folder}/notes.txt: not an image or video extension (.jpg, .png, .mp4, ...)",
+        f"  skipped {folder}/raw: a folder (folders inside are not read)",
+    ]
     results = _results(out)
-    assert [(line["position"], line["status"], _faces(line)) for line in results] == [
-        (0, "succeeded", 1),  # a.jpg
-        (1, "succeeded", 2),  # b.jpg
-        (2, "succeeded", 0),  # c.jpg
+    assert [(line["position"], line["name"], line["status"], _faces(line)) for line in results] == [
+        (0, f"{folder}/a.jpg", "succeeded", 1),
+        (1, f"{folder}/b.jpg", "succeeded", 2),
+        (2, f"{folder}/c.jpg", "succeeded", 0),
     ]
     assert len(results[1]["result"]["face_shape_set"]["0"]) == 2  # the defaults applied to every item
 
 
-def test_failed_items_are_listed_and_exit_1(cli_env, photos, tmp_path) -> None:
+def test_failed_items_are_listed_by_name_and_exit_1(cli_env, photos, media_server, tmp_path) -> None:
+    """Each failure and each result line names its item (a manifest's own name, else its URL, else its line),
+    and the names are the server's to keep: following the batch again with --batch-id still shows them."""
+    media_server.expect_request("/notes.jpg").respond_with_data(b"text", content_type="image/jpeg")
+    text_url = media_server.url_for("/notes.jpg")
     manifest = tmp_path / "manifest.jsonl"
     items = [
-        {"img": base64.b64encode(photos["one"].read_bytes()).decode()},
+        {"img": base64.b64encode(photos["one"].read_bytes()).decode(), "name": "crowd/astronaut.jpg"},
         {"img": base64.b64encode(b"text").decode()},
+        {"url": text_url},
     ]
-    manifest.write_text("".join(json.dumps(item) + "\n" for item in items))
+    manifest.write_text("".join(json.dumps(item) + "\n\n" for item in items))  # blank lines are not items
     done = run_cli("batch", str(manifest), env=cli_env)
     assert done.returncode == 1
-    summary, failure = done.stdout.splitlines()
-    assert re.fullmatch(rf"batch {BATCH_ID} completed: 1 succeeded, 1 failed, 0 canceled of 2", summary)
-    assert re.fullmatch(r"  item 1 \(task [\w-]{24}\): unsupported_media: Unsupported media type: .*", failure)
+    summary, *failures = done.stdout.splitlines()
+    assert re.fullmatch(rf"batch {BATCH_ID} completed: 1 succeeded, 2 failed, 0 canceled of 3", summary)
     batch_id = summary.split()[1]
     assert done.stderr.splitlines()[-1] == f"results: `facequeue batch --batch-id {batch_id} --out results.jsonl`"
+    unsupported = r"\(item (\d), task ([\w-]{24})\): unsupported_media: Unsupported media type: .*"
+    line_name, url_name = f"{manifest} line 3", text_url
+    assert [
+        re.fullmatch(rf"  {re.escape(name)} {unsupported}", failure).group(1)
+        for name, failure in zip((line_name, url_name), failures, strict=True)
+    ] == ["1", "2"]
+
+    out = tmp_path / "results.jsonl"
+    resumed = run_cli("batch", "--batch-id", batch_id, "--out", str(out), env=cli_env)
+    assert (resumed.returncode, resumed.stdout.splitlines()) == (1, done.stdout.splitlines())
+    results = _results(out)
+    assert [(line["name"], line["status"]) for line in results] == [
+        ("crowd/astronaut.jpg", "succeeded"),
+        (line_name, "failed"),
+        (url_name, "failed"),
+    ]
+    failed_tasks = [re.search(r"task ([\w-]{24})", failure).group(1) for failure in failures]
+    assert [line["detect_task_id"] for line in results[1:]] == failed_tasks
 
 
 def _held_manifest(tmp_path, held_url: str, photo) -> str:

@@ -37,9 +37,8 @@ def test_importing_it_loads_nothing_of_the_server() -> None:
     assert sorted(name for name in loaded if name.split(".")[0] in SERVER_MODULES) == []
 
 
-def test_the_readme_states_the_clients_defaults() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = " ".join(readme[readme.index("## Python client") :].split())  # wrapped lines joined
+def test_the_docs_state_the_clients_defaults() -> None:
+    section = " ".join((REPO_ROOT / "docs" / "client.md").read_text().split())  # wrapped lines joined
     retry, poll, timeout = RetryPolicy(), PollPolicy(), DEFAULT_TIMEOUT
     for stated in (
         f"{retry.attempts} tries, a `Retry-After` over {retry.max_wait:g} s",

@@ -99,24 +99,27 @@ def test_both_secrets_verify_during_a_rotation() -> None:
     assert verify_webhook(body, headers, OLD_SECRET).type == verify_webhook(body, headers, SECRET).type
 
 
+# Only the type is ours to assert: the messages are standardwebhooks' wording, which changes between releases
+# (1.3.0 says "No matching signature found" for a garbage signature header).
 @pytest.mark.parametrize(
-    ("tamper", "problem"),
+    "tamper",
     [
-        (lambda body, headers: (body, headers, OLD_SECRET), "No matching signature found"),
-        (lambda body, headers: (body.replace(b"succeeded", b"failed"), headers, SECRET), "No matching signature"),
-        (lambda body, headers: (body, {**headers, "Webhook-Signature": "garbage"}, SECRET), "malformed webhook"),
-        (lambda body, headers: (body, {"Webhook-Id": "msg_2q8fa"}, SECRET), "Missing required headers"),
+        lambda body, headers: (body, headers, OLD_SECRET),
+        lambda body, headers: (body.replace(b"succeeded", b"failed"), headers, SECRET),
+        lambda body, headers: (body, {**headers, "Webhook-Signature": "garbage"}, SECRET),
+        lambda body, headers: (body, {"Webhook-Id": "msg_2q8fa"}, SECRET),
     ],
+    ids=["another secret", "tampered body", "garbage signature", "missing headers"],
 )
-def test_verify_webhook_refuses_what_was_not_signed_with_the_secret(tamper, problem: str) -> None:
+def test_verify_webhook_refuses_what_was_not_signed_with_the_secret(tamper) -> None:
     body, headers, secret = tamper(*server_signed(EVENT, [SECRET]))
-    with pytest.raises(WebhookVerificationError, match=problem):
+    with pytest.raises(WebhookVerificationError):
         verify_webhook(body, headers, secret)
 
 
 def test_verify_webhook_refuses_events_older_than_five_minutes() -> None:
     body, headers = server_signed(EVENT, [SECRET], sent_at=datetime.now(UTC) - timedelta(minutes=6))
-    with pytest.raises(WebhookVerificationError, match="too old"):
+    with pytest.raises(WebhookVerificationError):
         verify_webhook(body, headers, SECRET)
     body, headers = server_signed(EVENT, [SECRET], sent_at=datetime.now(UTC) - timedelta(minutes=4))
     assert verify_webhook(body, headers, SECRET).type == "detect_task.succeeded"

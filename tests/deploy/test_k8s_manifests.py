@@ -160,8 +160,9 @@ def test_strict_validation_catches_a_misspelt_field(rendered) -> None:
     _, resources = rendered
     worker = copy.deepcopy(find(resources, "Deployment", "facequeue-worker"))
     worker["spec"]["template"]["spec"]["terminationGracePeriod"] = 1000
-    with pytest.raises(kubernetes_validate.ValidationError, match="terminationGracePeriod"):
+    with pytest.raises(kubernetes_validate.ValidationError) as refused:
         kubernetes_validate.validate(worker, KUBERNETES_VERSIONS[0], strict=True)
+    assert _unlisted_fields(refused.value) == (["spec", "template", "spec"], {"terminationGracePeriod"})
 
 
 def test_keda_objects_use_only_documented_fields(rendered) -> None:
@@ -188,12 +189,22 @@ def test_keda_schema_refuses_what_the_docs_do_not_list(rendered) -> None:
     _, resources = rendered
     scaled = copy.deepcopy(find(resources, "ScaledObject", "facequeue-worker"))
     scaled["spec"]["minReplicas"] = 1  # the HPA's spelling, not KEDA's
-    with pytest.raises(jsonschema.ValidationError, match="minReplicas"):
+    with pytest.raises(jsonschema.ValidationError) as refused:
         jsonschema.validate(scaled, _keda_resource("ScaledObject", SCALED_OBJECT_SPEC))
+    assert _unlisted_fields(refused.value) == (["spec"], {"minReplicas"})
     scaled = copy.deepcopy(find(resources, "ScaledObject", "facequeue-worker"))
     scaled["spec"]["triggers"][0]["metadata"]["targetQueryValue"] = 4
-    with pytest.raises(jsonschema.ValidationError, match="is not of type 'string'"):
+    with pytest.raises(jsonschema.ValidationError) as refused:
         jsonschema.validate(scaled, _keda_resource("ScaledObject", SCALED_OBJECT_SPEC))
+    assert (refused.value.validator, refused.value.validator_value) == ("type", "string")
+    assert list(refused.value.absolute_path) == ["spec", "triggers", 0, "metadata", "targetQueryValue"]
+
+
+def _unlisted_fields(error: jsonschema.ValidationError) -> tuple[list, set[str]]:
+    """Where a schema refused fields it does not list, and which: read from the error's attributes, since its
+    message is the validator's wording."""
+    assert error.validator == "additionalProperties", error.validator
+    return list(error.absolute_path), set(error.instance) - set(error.schema.get("properties", {}))
 
 
 def test_workers_scale_from_one_with_a_cooldown_and_a_scale_down_window(rendered) -> None:

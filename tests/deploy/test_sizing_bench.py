@@ -1,5 +1,5 @@
-"""A smoke run of `python -m bench sizing --quick`: it measures every figure README "Production" asks for (the
-figures themselves come from a full run, never from this one)."""
+"""A smoke run of `python -m bench sizing --quick`: it measures every figure docs/deployment/sizing.md asks for
+(the figures themselves come from a full run, never from this one)."""
 
 from __future__ import annotations
 

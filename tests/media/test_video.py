@@ -136,11 +136,10 @@ def test_truncated_mp4_is_corrupt_and_its_message_names_no_server_path(
     path.write_bytes(data[: len(data) // 2])
     error = _error(path, make_settings())
     assert error.code == ErrorCode.CORRUPT_MEDIA
-    # FFmpeg's own text names the file and its errno: "[Errno 1094995529] ...: '/tmp/.../truncated.mp4'".
-    assert error.message == (
-        "Media could not be decoded: not a readable video container: Invalid data found when processing input"
-    )
-    assert "/" not in error.message
+    # FFmpeg's own text names the file and its errno: "[Errno 1094995529] ...: '/tmp/.../truncated.mp4'". What
+    # follows our prefix is FFmpeg's wording for the failure, so only its absence of path and errno is asserted.
+    assert error.message.startswith("Media could not be decoded: not a readable video container: ")
+    assert "/" not in error.message and "Errno" not in error.message and "truncated.mp4" not in error.message
 
 
 def test_damaged_packets_are_skipped(long_video: Path, tmp_path: Path, make_settings, caplog) -> None:
@@ -560,7 +559,7 @@ def test_probes_container_is_closed_with_an_unsampled_info(long_video: Path, mak
     container = handle._container
     del info
     assert handle._container is None
-    with pytest.raises(AssertionError, match="Container is not open"):
+    with pytest.raises(AssertionError):  # PyAV's refusal of a closed container (its message is PyAV's wording)
         container.seek(0)
 
 

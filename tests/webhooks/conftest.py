@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 from base64 import b64encode
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import pytest
 from werkzeug import Request, Response
 
 from tests.conftest import WorkerProcess
+from tests.support import wait_until
 
 RETRY_SCHEDULE = (0.2, 0.2, 0.5)
 
@@ -69,9 +69,10 @@ class Receiver:
             return self.responses[min(len(self.requests), len(self.responses)) - 1]
 
     def wait_for(self, count: int, timeout: float = 15) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while len(self.requests) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.requests)} of {count} webhook requests after {timeout}s")
-            time.sleep(0.05)
+        wait_until(
+            lambda: len(self.requests),
+            until=lambda got: got >= count,
+            timeout=timeout,
+            what=f"{count} webhook requests",
+        )
         return self.requests

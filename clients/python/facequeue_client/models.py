@@ -25,7 +25,7 @@ class TaskError(_Model):
 
 
 class Frame(_Model):
-    """One frame of `faces_obj`, in Akool detect_faces' shape (see the README)."""
+    """One frame of `faces_obj`, in Akool detect_faces' shape (see docs/api/tasks.md)."""
 
     landmarks: list[list[list[int]]]
     landmarks_str: list[str]
@@ -116,6 +116,7 @@ class BatchAccepted(_Model):
 class BatchFailure(_Model):
     position: int
     detect_task_id: str
+    name: str | None = None  # the item's name as submitted (servers before names: absent)
     error: dict[str, str]
 
 
@@ -147,6 +148,7 @@ class BatchItemResult(_Model):
     """One line of a batch's results, in submit order."""
 
     position: int
+    name: str | None = None  # the item's name as submitted (servers before names: absent)
     detect_task_id: str
     status: str
     result: DetectResult | None

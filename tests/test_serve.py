@@ -1,0 +1,162 @@
+"""`facequeue serve` as a script and a person at its terminal meet it: the banner and the first key come once
+the API answers, a client polling the API writes nothing on the terminal unless --verbose, and one scrape of
+the API's /metrics counts the tasks the worker finished."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from facequeue.cli.demo import astronaut_bgr
+from tests.support import free_port, wait_for_final, wait_until
+
+BANNER_API_LINE = re.compile(r"^  API      http://")
+KEY_LINE = re.compile(r"first API key, for tenant 'default' \(shown once, store it now\): (fq_[\w-]{43})$")
+STOPPED_LINE = "facequeue stopped"
+POLLS = 20
+
+
+class Serve:
+    """`facequeue serve` in a process and a data dir of its own; what it prints, stdout and stderr together as
+    on a terminal, is read line by line as it comes."""
+
+    def __init__(self, data_dir: Path, options: tuple[str, ...], env: dict[str, str]) -> None:
+        clean = {name: value for name, value in os.environ.items() if not name.startswith("FACEQUEUE_")}
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "facequeue", "serve", "--port", str(port), *options],
+            cwd=data_dir,
+            env={**clean, "FACEQUEUE_DATA_DIR": str(data_dir), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, pattern: re.Pattern) -> re.Match:
+        """The first line matching `pattern`, the moment it has been printed."""
+        matches = wait_until(
+            lambda: [match for line in list(self.lines) if (match := pattern.search(line))] or self.process.poll(),
+            timeout=90,
+            what=f"a line matching {pattern.pattern!r} in serve's output",
+            interval=0.01,
+        )
+        assert isinstance(matches, list), "serve exited:\n" + "\n".join(self.lines)
+        return matches[0]
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager stops it; then `lines` holds every line it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                raise
+        self._reader.join(timeout=30)  # to the end of the output: the worker's processes are gone too
+
+
+@contextmanager
+def serving(data_dir: Path, *options: str, **env: str) -> Iterator[Serve]:
+    serve = Serve(data_dir, options, env)
+    try:
+        yield serve
+    finally:
+        serve.stop()
+
+
+def _poll_the_api(serve: Serve, key: str) -> None:
+    """What a script waiting on a task does: GET after GET, each marked with a request id of its own."""
+    with httpx.Client(base_url=serve.url, timeout=10, headers={"Authorization": f"Bearer {key}"}) as client:
+        for n in range(POLLS):
+            assert client.get("/v1/detect?limit=1", headers={"X-Request-ID": f"poll-{n}"}).status_code == 200
+
+
+def _marked(lines: list[str]) -> list[str]:
+    return [line for line in lines if re.search(r"request_id=poll-\d+\b", line)]
+
+
+def test_banner_and_key_come_once_the_api_answers_and_polling_writes_nothing(tmp_path) -> None:
+    with serving(tmp_path) as serve:
+        serve.wait_for_line(BANNER_API_LINE)
+        # the moment the banner is there, the API answers: no retry
+        assert httpx.get(f"{serve.url}/healthz", timeout=10).status_code == 200
+        key = serve.wait_for_line(KEY_LINE).group(1)
+        _poll_the_api(serve, key)
+    assert _marked(serve.lines) == []
+    assert [line for line in serve.lines if "[api.request_ids]" in line] == []
+    assert STOPPED_LINE in serve.lines
+
+
+def test_verbose_writes_a_line_per_request(tmp_path) -> None:
+    with serving(tmp_path, "--verbose") as serve:
+        _poll_the_api(serve, serve.wait_for_line(KEY_LINE).group(1))
+    assert len(_marked(serve.lines)) == POLLS
+    assert all(" path=/v1/detect " in line and " status=200" in line for line in _marked(serve.lines))
+    assert STOPPED_LINE in serve.lines
+
+
+def _samples(exposition: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Each sample called `name`: its labels and value."""
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+def _total(exposition: str, name: str) -> float:
+    return sum(value for _, value in _samples(exposition, name))
+
+
+def test_one_scrape_of_the_api_counts_the_tasks_the_worker_finished(tmp_path) -> None:
+    exporter_port = free_port()  # asked for, but serve's worker must not serve a second copy of the same files
+    with serving(tmp_path, FACEQUEUE_WORKER_METRICS_PORT=str(exporter_port)) as serve:
+        key = serve.wait_for_line(KEY_LINE).group(1)
+        image = base64.b64encode(cv2.imencode(".jpg", astronaut_bgr())[1].tobytes()).decode()
+        not_media = base64.b64encode(b"plain text, not an image\n" * 4).decode()
+        with httpx.Client(base_url=serve.url, timeout=10, headers={"Authorization": f"Bearer {key}"}) as client:
+            succeeded = wait_for_final(client, client.post("/v1/detect", json={"img": image}).json()["detect_task_id"])
+            failed = wait_for_final(client, client.post("/v1/detect", json={"img": not_media}).json()["detect_task_id"])
+            assert (succeeded["status"], failed["status"]) == ("succeeded", "failed")
+            # the worker counts a task just after the commit that made it final, which the API may read first
+            scrape = wait_until(
+                lambda: client.get("/metrics").text,
+                until=lambda text: _total(text, "facequeue_tasks_finished_total") == 2,
+                timeout=30,
+                what="both finished tasks counted",
+            )
+        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", exporter_port), timeout=5):
+            pass
+    finished = {
+        (labels["status"], labels["error_code"]): value
+        for labels, value in _samples(scrape, "facequeue_tasks_finished_total")
+    }
+    assert finished == {("succeeded", "none"): 1.0, ("failed", "unsupported_media"): 1.0}
+    # in the same scrape: the worker's own families and the API's
+    assert _total(scrape, "facequeue_task_processing_seconds_count") == 2
+    assert _total(scrape, "facequeue_frames_processed_total") == 1
+    assert _total(scrape, "facequeue_tasks_submitted_total") == 2
