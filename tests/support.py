@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TypeVar
 
@@ -88,37 +90,56 @@ def _port_taken(port: int) -> bool:
 
 
 def start_server(
-    command: Callable[[int], list[str]], log_path: Path, env: dict[str, str], ready_path: str = "/healthz"
+    command: Callable[[int], list[str]],
+    log_path: Path,
+    env: Mapping[str, str],
+    *,
+    ready_path: str | None = "/healthz",
+    cwd: Path = REPO_ROOT,
+    stderr_path: Path | None = None,
+    new_session: bool = False,
+    timeout: float = 60,
 ) -> tuple[str, subprocess.Popen]:
-    """Run `command(port)` (a server on 127.0.0.1:port) with `env` over this environment and its output in
-    `log_path`: (base URL, process) once `ready_path` answers 200. A free port can be taken by someone else
-    before the server binds it (any outgoing connection may get it): the server is then started again on
-    another, up to three times."""
+    """Run `command(port)` (a server on 127.0.0.1:port) in `cwd` with the environment `env`, its output in
+    `log_path` (stderr in `stderr_path` if given): (base URL, process) once it listens and `ready_path` answers
+    200 (None: listening is enough). `new_session`: a process group of its own, which os.killpg ends with its
+    children. A free port can be taken by someone else before the server binds it (any outgoing connection may
+    get it): the server is then started again on another, up to three times."""
     for _ in range(3):
         port = free_port()
-        with log_path.open("wb") as log:
+        errors = stderr_path.open("wb") if stderr_path else nullcontext(subprocess.STDOUT)
+        with log_path.open("wb") as out, errors as err:
             process = subprocess.Popen(
-                command(port), cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+                command(port), cwd=cwd, env=dict(env), stdout=out, stderr=err, start_new_session=new_session
             )
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until(
                 lambda process=process, port=port: process.poll() is not None or _serving(process, port, ready_path),
-                timeout=30,
-                what=f"the server on port {port} answers {ready_path}",
+                timeout=timeout,
+                what=f"the server on port {port} answers {ready_path or 'connections'}",
                 interval=0.1,
             )
         except TimeoutError:
-            process.kill()
+            _kill(process, new_session)
             break
         if process.poll() is None:
             return base, process
         if not _port_taken(port):
             break
-    raise RuntimeError(f"the server did not start:\n{log_path.read_text(errors='replace')}")
+    output = "\n".join(path.read_text(errors="replace") for path in dict.fromkeys((log_path, stderr_path or log_path)))
+    raise RuntimeError(f"the server did not start:\n{output}")
 
 
-def _serving(process: subprocess.Popen, port: int, ready_path: str) -> bool:
+def _kill(process: subprocess.Popen, new_session: bool) -> None:
+    if new_session:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.kill()
+    process.wait(timeout=15)
+
+
+def _serving(process: subprocess.Popen, port: int, ready_path: str | None) -> bool:
     """Whether `process` (or a child of it) listens on `port` and `ready_path` answers 200 there: another
     suite's server on a port taken meanwhile must not pass for ours."""
     try:
@@ -126,7 +147,7 @@ def _serving(process: subprocess.Popen, port: int, ready_path: str) -> bool:
         sockets = [sock for proc in (ours, *ours.children(recursive=True)) for sock in proc.net_connections("tcp")]
         if not any(sock.status == psutil.CONN_LISTEN and sock.laddr.port == port for sock in sockets):
             return False
-        return httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code == 200
+        return ready_path is None or httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code == 200
     except (psutil.NoSuchProcess, httpx.TransportError):
         return False
 
@@ -136,7 +157,7 @@ def api_process(log_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Po
     """`uvicorn api.app:create_app` in a process of its own, with `env` over this process's environment:
     (base URL, process) once /healthz answers; terminated on exit."""
     base, process = start_server(
-        lambda port: [*UVICORN_API, "--port", str(port), "--log-level", "warning"], log_path, env
+        lambda port: [*UVICORN_API, "--port", str(port), "--log-level", "warning"], log_path, {**os.environ, **env}
     )
     try:
         yield base, process
@@ -146,3 +167,25 @@ def api_process(log_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Po
 
 
 UVICORN_API = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
+
+
+@contextmanager
+def app_in_thread(app: object, name: str) -> Iterator[str]:
+    """`app` served by uvicorn in a thread of this process: its base URL once it accepts connections. The socket
+    is bound to a port of the kernel's choosing before uvicorn starts, so no other process can take it between."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
+        thread.start()
+        try:
+            wait_until(
+                lambda: server.started or not thread.is_alive(), timeout=30, what=f"{name} started under uvicorn"
+            )
+            assert server.started, f"{name} did not start under uvicorn"
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=15)

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from facequeue.cli.demo import astronaut_bgr, moving_face_frames, write_video
 from tests.conftest import REPO_ROOT
-from tests.support import free_port, wait_for_final, wait_until
+from tests.support import start_server, wait_for_final, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -24,32 +23,18 @@ def embedded_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     data_dir = tmp_path_factory.mktemp("embedded")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEQUEUE_")}
     env.update(FACEQUEUE_DATA_DIR=str(data_dir), FACEQUEUE_ALLOWED_HOSTS="127.0.0.1/32", FACEQUEUE_REAPER_INTERVAL="1")
-    port = free_port()
-    log = (data_dir / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "facequeue", "serve", "--port", str(port)],
+    server, process = start_server(
+        lambda port: [sys.executable, "-m", "facequeue", "serve", "--port", str(port)],
+        data_dir / "serve.log",
+        env,
+        ready_path="/readyz",
         cwd=data_dir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        new_session=True,
     )
-    server = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{server}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"embedded server did not start:\n{(data_dir / 'serve.log').read_text()}")
     yield server, data_dir, _first_key(data_dir / "serve.log"), process
     workers = _worker_tree(process.pid)
     process.terminate()
     process.wait(timeout=60)
-    log.close()
     # SIGTERM to serve ends its worker and the worker's pool too (the worker once outlived it)
     assert [worker.pid for worker in workers if _running(worker)] == []
 
@@ -180,14 +165,16 @@ def test_embedded_worker_is_restarted_when_it_dies(embedded_server) -> None:
 
     server, data_dir, key, process = embedded_server
     (first,) = _worker_pids(process.pid)
-    deadline = time.monotonic() + 30
-    while not (first_pool := _worker_tree(process.pid)[1:]) and time.monotonic() < deadline:
-        time.sleep(0.2)  # run alone, this test can come before the worker has forked its pool
+    # run alone, this test can come before the worker has forked its pool
+    first_pool = wait_until(lambda: _worker_tree(process.pid)[1:], timeout=30, what="the worker's pool")
     os.kill(first, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _worker_pids(process.pid) in ([], [first]):
-        time.sleep(0.2)
-    (second,) = _worker_pids(process.pid)
+    (second,) = wait_until(
+        lambda: _worker_pids(process.pid),
+        until=lambda pids: pids not in ([], [first]),
+        timeout=30,
+        what="a new worker",
+        interval=0.2,
+    )
     assert second != first
     assert "worker exited with code" in (data_dir / "serve.log").read_text()
     assert first_pool and [child.pid for child in first_pool if _running(child)] == []  # no orphans left

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,8 +21,7 @@ import psutil
 import pytest
 
 from facequeue.cli.demo import astronaut_bgr
-from tests.conftest import REPO_ROOT
-from tests.support import REDIS_URL, free_port
+from tests.support import REDIS_URL, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -34,29 +32,12 @@ MEASURE_SECONDS = 5.0
 
 @pytest.fixture
 def api_process(clean_state: None, tmp_path) -> Iterator[tuple[str, psutil.Process]]:
-    port = free_port()
-    log = (tmp_path / "api.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "facequeue", "api", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env=os.environ.copy(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    server, process = start_server(
+        lambda port: [sys.executable, "-m", "facequeue", "api", "--port", str(port)], tmp_path / "api.log", os.environ
     )
-    server = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{server}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "api.log").read_text()
-        time.sleep(0.2)
     yield server, psutil.Process(process.pid)
     process.terminate()
     process.wait(timeout=30)
-    log.close()
 
 
 def _sample(process: psutil.Process, seconds: float) -> tuple[float, float]:

@@ -16,7 +16,7 @@ import pytest
 from werkzeug import Request, Response
 
 from facequeue.cli.demo import astronaut_bgr
-from tests.support import wait_for_final
+from tests.support import wait_for_final, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def _dripping(closed: threading.Event) -> Callable[[Request], Response]:
         try:
             for _ in range(60):
                 yield b"\xff"
-                time.sleep(1)
+                time.sleep(1)  # the slow server under test
         finally:  # the server closes the body once writing to a client that hung up fails
             closed.set()
 
@@ -70,14 +70,6 @@ def _row(task_id: str):
 def _fetch_pool(worker) -> psutil.Process:
     (pool,) = [child for child in psutil.Process(worker.process.pid).children() if "--pools" in child.cmdline()]
     return pool
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
 
 
 def test_a_dripping_frame_url_fails_the_task_at_its_first_attempt_within_the_budget(
@@ -136,7 +128,7 @@ def test_twenty_hanging_downloads_hold_no_cpu_slot(api_client, start_worker, med
         def statuses() -> set[str]:
             return {api_client.get(f"/v1/detect/{task_id}").json()["status"] for task_id in hanging}
 
-        _wait_until(lambda: statuses() == {"processing"}, 30, "the 20 hanging downloads did not all start")
+        wait_until(lambda: statuses() == {"processing"}, timeout=30, what="the 20 hanging downloads all started")
         with_hanging = normal_image_seconds()
         # all 20 are still downloading: the fetch pool holds them, the CPU slots are free
         assert statuses() == {"processing"}
@@ -177,7 +169,7 @@ def test_a_killed_fetch_pool_is_started_again_and_its_download_recovered(
     media_server.expect_request("/hold.jpg").respond_with_handler(_held_until(release))
     worker = start_worker()
     task_id = _submit(api_client, url=media_server.url_for("/hold.jpg"))
-    _wait_until(lambda: _row(task_id).status == "processing", 30, "the download did not start")
+    wait_until(lambda: _row(task_id).status == "processing", timeout=30, what="the download started")
     doomed = _fetch_pool(worker)
     assert _row(task_id).worker_pid == doomed.pid
     os.kill(doomed.pid, signal.SIGKILL)

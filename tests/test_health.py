@@ -18,6 +18,7 @@ from api.app import create_app
 from facequeue.lifecycle import worker_liveness
 from facequeue.settings import Settings
 from tests.conftest import WorkerProcess
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +44,9 @@ def silent_port() -> Iterator[int]:
 def _wait_for_status(client: TestClient, status: int, within: float) -> float:
     """Seconds until /readyz answers `status`; fails after `within`."""
     started = time.monotonic()
-    while client.get("/readyz").status_code != status:
-        assert time.monotonic() - started < within, f"/readyz not {status} within {within} s"
-        time.sleep(0.1)
+    wait_until(
+        lambda: client.get("/readyz").status_code == status, timeout=within, what=f"/readyz {status}", interval=0.1
+    )
     return time.monotonic() - started
 
 

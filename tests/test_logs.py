@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from facequeue.cli.demo import astronaut_bgr
-from tests.support import free_port, wait_for_final, wait_until
+from tests.support import start_server, wait_for_final, wait_until
 
 SUBMIT_REQUEST_ID = "submit-ok.1"
 
@@ -31,51 +30,36 @@ def json_run(tmp_path_factory) -> dict:
     data_dir = tmp_path_factory.mktemp("json-logs")
     env = {name: value for name, value in os.environ.items() if not name.startswith("FACEQUEUE_")}
     env.update(FACEQUEUE_DATA_DIR=str(data_dir), FACEQUEUE_LOG_FORMAT="json", FACEQUEUE_LOG_LEVEL="INFO")
-    port = free_port()
-    server = f"http://127.0.0.1:{port}"
     stdout, stderr = data_dir / "stdout.log", data_dir / "stderr.log"
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "facequeue", "serve", "--port", str(port)],
-            cwd=data_dir,
-            env=env,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
+    server, process = start_server(
+        lambda port: [sys.executable, "-m", "facequeue", "serve", "--port", str(port)],
+        stdout,
+        env,
+        ready_path="/readyz",
+        cwd=data_dir,
+        stderr_path=stderr,
+        new_session=True,
+        timeout=90,
+    )
+    try:
+        # printed once the API answers, which may be after /readyz first did
+        key_lines = wait_until(
+            lambda: [line for line in _lines(stderr) if line["event"] == "first_api_key"],
+            timeout=30,
+            what="the first_api_key line",
         )
+        key = key_lines[0]["api_key"]
+        sent = _submit_tasks(server, key)
+    finally:
+        process.send_signal(signal.SIGTERM)
         try:
-            _wait_ready(server, process, stderr)
-            # printed once the API answers, which may be after /readyz first did
-            key_lines = wait_until(
-                lambda: [line for line in _lines(stderr) if line["event"] == "first_api_key"],
-                timeout=30,
-                what="the first_api_key line",
-            )
-            key = key_lines[0]["api_key"]
-            sent = _submit_tasks(server, key)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                raise
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
     with closing(sqlite3.connect(data_dir / "facequeue.db")) as database:
         (tenant_id,) = database.execute("SELECT id FROM tenants WHERE name = 'default'").fetchone()
     return {"stdout": stdout.read_text(), "stderr": stderr.read_text(), "tenant_id": tenant_id, **sent}
-
-
-def _wait_ready(server: str, process: subprocess.Popen, stderr: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, stderr.read_text()
-        try:
-            if httpx.get(f"{server}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"serve did not become ready:\n{stderr.read_text()}")
 
 
 def _lines(path: Path) -> list[dict]:

@@ -22,8 +22,7 @@ from facequeue.cli.demo import astronaut_bgr
 from facequeue.lifecycle.exposition import MULTIPROC_ENV
 from facequeue.lifecycle.metrics import tenant_label
 from facequeue.settings import Settings, get_settings
-from tests.conftest import REPO_ROOT
-from tests.support import FINAL_STATUSES, free_port, wait_until
+from tests.support import FINAL_STATUSES, free_port, start_server, wait_until
 from tests.upstream.fake_upstreams import AKOOL_PATH, API_KEY
 
 pytestmark = pytest.mark.integration
@@ -234,16 +233,9 @@ def test_backlog_counts_held_batch_items_that_the_broker_does_not_see(client) ->
         assert series(cached_after, name) == series(cached_before, name)
 
 
-def test_api_processes_add_up_under_several_uvicorn_workers(database: str) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    api = subprocess.Popen(
-        [sys.executable, "-m", "facequeue", "api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def test_api_processes_add_up_under_several_uvicorn_workers(database: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "facequeue", "api", "--host", "127.0.0.1", "--workers", "2", "--port"]
+    base, api = start_server(lambda port: [*command, str(port)], tmp_path / "api.log", os.environ, new_session=True)
     try:
         folder = _metrics_folder_once_serving(api, base)
         requests = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import time
+import threading
 from datetime import timedelta
 
 import cv2
@@ -159,15 +159,20 @@ def test_a_video_contact_sheet_is_a_grid_of_its_sampled_frames(api_client, worke
 
 
 def test_previews_are_404_unless_succeeded_and_for_unknown_frames(api_client, worker, media_server) -> None:
-    def slow_missing(_request: Request) -> Response:
-        time.sleep(3)
+    canceled = threading.Event()
+
+    def missing_once_canceled(_request: Request) -> Response:
+        canceled.wait(timeout=60)  # the task stays queued, or downloading, until the test has canceled it
         return Response("gone", status=404)
 
-    media_server.expect_request("/slow.jpg").respond_with_handler(slow_missing)
+    media_server.expect_request("/slow.jpg").respond_with_handler(missing_once_canceled)
     queued = api_client.post("/v1/detect", json={"url": media_server.url_for("/slow.jpg")}).json()["detect_task_id"]
-    response = api_client.get(f"/v1/detect/{queued}/preview.jpg")  # queued, or downloading: not final
-    assert response.status_code == 404 and response.json()["error"]["code"] == "preview_not_found"
-    assert api_client.post(f"/v1/detect/{queued}/cancel").json()["status"] == "canceled"
+    try:
+        response = api_client.get(f"/v1/detect/{queued}/preview.jpg")  # queued, or downloading: not final
+        assert response.status_code == 404 and response.json()["error"]["code"] == "preview_not_found"
+        assert api_client.post(f"/v1/detect/{queued}/cancel").json()["status"] == "canceled"
+    finally:
+        canceled.set()
     media_server.expect_request("/missing.jpg").respond_with_data("gone", status=404)
     failed = api_client.post("/v1/detect", json={"url": media_server.url_for("/missing.jpg")}).json()["detect_task_id"]
     assert wait_for_final(api_client, failed)["status"] == "failed"

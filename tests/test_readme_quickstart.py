@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import cv2
@@ -20,7 +19,7 @@ import pytest
 from facequeue.cli.demo import Placement, astronaut_bgr, compose
 from facequeue.errors import ErrorCode, TaskError
 from tests.conftest import REPO_ROOT
-from tests.support import free_port
+from tests.support import free_port, wait_until
 from tests.test_embedded import embedded_server  # noqa: F401  (a `facequeue serve`, started once per module)
 from tests.webhooks.test_receiver import readme_receiver
 
@@ -135,10 +134,12 @@ def test_the_readme_receiver_verifies_the_next_task_s_event(run_block, clone: Pa
         try:
             wait_listening(port, receiver, log_path)
             assert run_block(*quickstart_blocks()[2]) == "succeeded 1 face(s)\n"
-            deadline = time.monotonic() + 30
-            while not re.search(r"^detect_task\.succeeded \S+ None$", log_path.read_text(), re.MULTILINE):
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.2)
+            wait_until(
+                log_path.read_text,
+                until=lambda log: re.search(r"^detect_task\.succeeded \S+ None$", log, re.MULTILINE),
+                timeout=30,
+                what="the receiver printed the task's event",
+            )
         finally:
             if receiver.poll() is None:
                 os.killpg(receiver.pid, signal.SIGTERM)  # bash and its uvicorn
@@ -146,13 +147,13 @@ def test_the_readme_receiver_verifies_the_next_task_s_event(run_block, clone: Pa
     assert "bad signature" not in log_path.read_text()
 
 
-def wait_listening(port: int, process: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_listening(port: int, process: subprocess.Popen, log_path: Path) -> None:
+    def listening() -> bool:
         assert process.poll() is None, f"the receiver exited:\n{log_path.read_text()}"
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
+            return True
         except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"the receiver is not listening on {port} after {timeout}s")
+            return False
+
+    wait_until(listening, timeout=30, what=f"the receiver listening on {port}", interval=0.1)

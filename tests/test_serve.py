@@ -22,11 +22,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from facequeue.cli.demo import astronaut_bgr
-from tests.support import free_port, wait_for_final, wait_until
+from tests.support import _port_taken, free_port, wait_for_final, wait_until
 
 BANNER_API_LINE = re.compile(r"^  API      http://")
 KEY_LINE = re.compile(r"first API key, for tenant 'default' \(shown once, store it now\): (fq_[\w-]{43})$")
 STOPPED_LINE = "facequeue stopped"
+NEVER_UP_LINE = "facequeue stopped: its API never answered"
 POLLS = 20
 
 
@@ -34,12 +35,12 @@ class Serve:
     """`facequeue serve` in a process and a data dir of its own; what it prints, stdout and stderr together as
     on a terminal, is read line by line as it comes."""
 
-    def __init__(self, data_dir: Path, options: tuple[str, ...], env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, options: tuple[str, ...], env: dict[str, str], port: int | None = None) -> None:
         clean = {name: value for name, value in os.environ.items() if not name.startswith("FACEQUEUE_")}
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "facequeue", "serve", "--port", str(port), *options],
+            [sys.executable, "-m", "facequeue", "serve", "--port", str(self.port), *options],
             cwd=data_dir,
             env={**clean, "FACEQUEUE_DATA_DIR": str(data_dir), **env},
             stdout=subprocess.PIPE,
@@ -55,16 +56,23 @@ class Serve:
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
 
-    def wait_for_line(self, pattern: re.Pattern) -> re.Match:
-        """The first line matching `pattern`, the moment it has been printed."""
+    def wait_for_line(self, pattern: re.Pattern) -> re.Match | None:
+        """The first line matching `pattern`, the moment it has been printed; None if serve exits first."""
         matches = wait_until(
-            lambda: [match for line in list(self.lines) if (match := pattern.search(line))] or self.process.poll(),
+            lambda: (
+                [match for line in list(self.lines) if (match := pattern.search(line))]
+                or self.process.poll() is not None
+            ),
             timeout=90,
             what=f"a line matching {pattern.pattern!r} in serve's output",
             interval=0.01,
         )
-        assert isinstance(matches, list), "serve exited:\n" + "\n".join(self.lines)
-        return matches[0]
+        return matches[0] if isinstance(matches, list) else None
+
+    def printed(self, pattern: re.Pattern) -> re.Match:
+        match = self.wait_for_line(pattern)
+        assert match is not None, "serve exited:\n" + "\n".join(self.lines)
+        return match
 
     def stop(self) -> None:
         """SIGTERM, as a service manager stops it; then `lines` holds every line it printed."""
@@ -80,11 +88,19 @@ class Serve:
 
 @contextmanager
 def serving(data_dir: Path, *options: str, **env: str) -> Iterator[Serve]:
-    serve = Serve(data_dir, options, env)
-    try:
-        yield serve
-    finally:
-        serve.stop()
+    """A serve whose banner is printed. A free port can be taken by another process before serve binds it (an
+    outgoing connection may get it): serve then exits, and is started again on another, up to three times."""
+    for _ in range(3):
+        serve = Serve(data_dir, options, env)
+        try:
+            if serve.wait_for_line(BANNER_API_LINE) is not None:
+                yield serve
+                return
+        finally:
+            serve.stop()
+        if not _port_taken(serve.port):
+            break
+    pytest.fail("serve did not start:\n" + "\n".join(serve.lines))
 
 
 def _poll_the_api(serve: Serve, key: str) -> None:
@@ -99,23 +115,39 @@ def _marked(lines: list[str]) -> list[str]:
 
 
 def test_banner_and_key_come_once_the_api_answers_and_polling_writes_nothing(tmp_path) -> None:
-    with serving(tmp_path) as serve:
-        serve.wait_for_line(BANNER_API_LINE)
-        # the moment the banner is there, the API answers: no retry
-        assert httpx.get(f"{serve.url}/healthz", timeout=10).status_code == 200
-        key = serve.wait_for_line(KEY_LINE).group(1)
+    with serving(tmp_path) as serve:  # which waits for the banner's line, and no more
+        assert httpx.get(f"{serve.url}/healthz", timeout=10).status_code == 200  # at once: no retry
+        key = serve.printed(KEY_LINE).group(1)
         _poll_the_api(serve, key)
     assert _marked(serve.lines) == []
     assert [line for line in serve.lines if "[api.request_ids]" in line] == []
     assert STOPPED_LINE in serve.lines
 
 
-def test_verbose_writes_a_line_per_request(tmp_path) -> None:
-    with serving(tmp_path, "--verbose") as serve:
-        _poll_the_api(serve, serve.wait_for_line(KEY_LINE).group(1))
+@pytest.mark.parametrize(
+    ("options", "env"), [(("--verbose",), {}), ((), {"FACEQUEUE_LOG_LEVEL": "INFO"})], ids=["verbose", "log-level"]
+)
+def test_verbose_or_a_log_level_writes_a_line_per_request(tmp_path, options, env) -> None:
+    with serving(tmp_path, *options, **env) as serve:
+        _poll_the_api(serve, serve.printed(KEY_LINE).group(1))
     assert len(_marked(serve.lines)) == POLLS
     assert all(" path=/v1/detect " in line and " status=200" in line for line in _marked(serve.lines))
     assert STOPPED_LINE in serve.lines
+
+
+def test_a_port_in_use_ends_serve_with_an_error_and_keeps_the_first_key_for_the_next_start(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        serve = Serve(tmp_path, (), {}, port=taken.getsockname()[1])
+        try:
+            assert serve.process.wait(timeout=90) != 0  # uvicorn's status for a failed start
+        finally:
+            serve.stop()
+    assert NEVER_UP_LINE in serve.lines
+    assert [line for line in serve.lines if "first API key" in line or BANNER_API_LINE.search(line)] == []
+    with serving(tmp_path) as again:  # no key was made that nobody saw: the next start shows the first one
+        again.printed(KEY_LINE)
 
 
 def _samples(exposition: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -135,7 +167,7 @@ def _total(exposition: str, name: str) -> float:
 def test_one_scrape_of_the_api_counts_the_tasks_the_worker_finished(tmp_path) -> None:
     exporter_port = free_port()  # asked for, but serve's worker must not serve a second copy of the same files
     with serving(tmp_path, FACEQUEUE_WORKER_METRICS_PORT=str(exporter_port)) as serve:
-        key = serve.wait_for_line(KEY_LINE).group(1)
+        key = serve.printed(KEY_LINE).group(1)
         image = base64.b64encode(cv2.imencode(".jpg", astronaut_bgr())[1].tobytes()).decode()
         not_media = base64.b64encode(b"plain text, not an image\n" * 4).decode()
         with httpx.Client(base_url=serve.url, timeout=10, headers={"Authorization": f"Bearer {key}"}) as client:
@@ -148,6 +180,7 @@ def test_one_scrape_of_the_api_counts_the_tasks_the_worker_finished(tmp_path) ->
                 until=lambda text: _total(text, "facequeue_tasks_finished_total") == 2,
                 timeout=30,
                 what="both finished tasks counted",
+                interval=0.2,
             )
         with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", exporter_port), timeout=5):
             pass

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import cv2
 import httpx
@@ -21,34 +22,19 @@ from facequeue.enums import TaskStatus
 from facequeue.lifecycle import task_events
 from facequeue.lifecycle.sessions import session_scope
 from facequeue.settings import Settings, get_settings
-from tests.support import free_port
+from tests.support import app_in_thread, free_port, start_server, wait_until
 from tests.test_tenants import bearer, new_key
 
 pytestmark = pytest.mark.integration
 
 
-def serve(settings: Settings) -> Iterator[str]:
-    """The API served by uvicorn on a free port, in a thread of the test process."""
-    import uvicorn
-
-    from api.app import create_app
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="events-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start under uvicorn"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
-
-
 @pytest.fixture(scope="module")
 def events_api(database: str) -> Iterator[str]:
-    yield from serve(Settings(auth="on", events_heartbeat=0.5))
+    """The API served by uvicorn in a thread of the test process."""
+    from api.app import create_app
+
+    with app_in_thread(create_app(Settings(auth="on", events_heartbeat=0.5)), "events-api") as base:
+        yield base
 
 
 @pytest.fixture
@@ -87,6 +73,33 @@ def names(events: list[dict]) -> list[str]:
     return [event.get("event", "comment") for event in events if "comment" not in event]
 
 
+@dataclass
+class Stream:
+    seen: list[dict] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+
+def streamed(url: str, headers: dict) -> Stream:
+    """A stream read in a thread; its events land in `seen` as they come."""
+    stream = Stream()
+
+    def read() -> None:
+        with httpx.stream("GET", url, headers=headers, timeout=120) as response:
+            assert response.status_code == 200
+            stream.seen.extend(read_events(response))
+
+    stream.reader = threading.Thread(target=read)
+    stream.reader.start()
+    return stream
+
+
+def opened(stream: Stream, what: str = "the stream's first event") -> Stream:
+    """`stream` once its first event came: the API has subscribed to its task, so whatever is announced from now
+    on reaches it live."""
+    wait_until(lambda: stream.seen, timeout=30, what=what)
+    return stream
+
+
 def submit(api: str, headers: dict, **body) -> str:
     response = httpx.post(f"{api}/v1/detect", json=body, headers=headers, timeout=30)
     assert response.status_code == 202, response.text
@@ -104,13 +117,12 @@ def photo_b64() -> str:
 
 def test_a_video_streams_each_frame_then_its_final_event(events_api, key, start_worker, tmp_path) -> None:
     task_id = submit(events_api, key, img=video_b64(tmp_path), num_frames=5)
-    url = f"{events_api}/v1/detect/{task_id}/events"
-    events: list[dict] = []
-    reader = threading.Thread(target=lambda: events.extend(collect(url, key)))
-    reader.start()
-    time.sleep(1.0)  # the stream is open on a queued task (heartbeats only) before any worker runs
+    stream = streamed(f"{events_api}/v1/detect/{task_id}/events", key)
+    # the stream is open on a queued task (heartbeats only) before any worker runs
+    wait_until(lambda: any("comment" in event for event in stream.seen), timeout=30, what="a heartbeat")
     start_worker()
-    reader.join(timeout=90)
+    stream.reader.join(timeout=90)
+    events = stream.seen
     result = httpx.get(f"{events_api}/v1/detect/{task_id}", headers=key).json()
     frames = sorted(result["result"]["faces_obj"], key=int)
     # queued, processing (a fetch stage in between would add queued and processing again), the frames, succeeded
@@ -156,10 +168,8 @@ def test_a_stream_opened_mid_run_replays_the_task_log(events_api, key) -> None:
     entry = {"landmarks": [], "landmarks_str": [], "region": [], "removed": [], "frame_time": 0.0}
     for done in (1, 2):
         task_events.announce_frame(task_id, done, 4, str(done * 10), entry, [], None, settings)
-    events: list[dict] = []
-    reader = threading.Thread(target=lambda: events.extend(collect(f"{events_api}/v1/detect/{task_id}/events", key)))
-    reader.start()
-    time.sleep(1.0)
+    stream = streamed(f"{events_api}/v1/detect/{task_id}/events", key)
+    wait_until(lambda: names(stream.seen).count("progress") == 2, timeout=30, what="the logged frames replayed")
     task_events.announce_frame(task_id, 3, 4, "30", entry, [], None, settings)
     task_events.announce_frame(task_id, 2, 4, "20", entry, [], None, settings)  # a retried run repeats: skipped
     with session_scope() as session:  # the task fails (as a worker would write it), announced after commit
@@ -169,7 +179,8 @@ def test_a_stream_opened_mid_run_replays_the_task_log(events_api, key) -> None:
             .values(status=TaskStatus.FAILED, error_code="download_failed", error_msg="nope", finished_at=utcnow())
         )
         task_events.announce_after_commit(session, task_id, "failed", "download_failed", "nope")
-    reader.join(timeout=30)
+    stream.reader.join(timeout=30)
+    events = stream.seen
     assert names(events) == ["status", "status", "progress", "progress", "progress", "status", "final"]
     assert [event["id"] for event in events if event.get("event") == "progress"] == ["1", "2", "3"]
     assert events[-1]["data"] == {
@@ -181,23 +192,17 @@ def test_a_stream_opened_mid_run_replays_the_task_log(events_api, key) -> None:
 
 def test_a_canceled_task_ends_its_stream(events_api, key) -> None:
     task_id = submit(events_api, key, url="https://example.com/a.jpg")
-    events: list[dict] = []
-    reader = threading.Thread(target=lambda: events.extend(collect(f"{events_api}/v1/detect/{task_id}/events", key)))
-    reader.start()
-    time.sleep(0.5)
+    stream = opened(streamed(f"{events_api}/v1/detect/{task_id}/events", key))
     assert httpx.post(f"{events_api}/v1/detect/{task_id}/cancel", headers=key).json()["status"] == "canceled"
-    reader.join(timeout=30)
-    assert names(events) == ["status", "status", "final"]
-    assert events[-1]["data"] == {"status": "canceled", "result_url": None, "error": None}
+    stream.reader.join(timeout=30)
+    assert names(stream.seen) == ["status", "status", "final"]
+    assert stream.seen[-1]["data"] == {"status": "canceled", "result_url": None, "error": None}
 
 
 def test_a_lost_final_event_is_made_up_by_the_sweep(events_api, key, monkeypatch) -> None:
     monkeypatch.setattr(event_hub, "SWEEP_SECONDS", 1.0)
     task_id = submit(events_api, key, url="https://example.com/a.jpg")
-    events: list[dict] = []
-    reader = threading.Thread(target=lambda: events.extend(collect(f"{events_api}/v1/detect/{task_id}/events", key)))
-    reader.start()
-    time.sleep(0.5)
+    stream = opened(streamed(f"{events_api}/v1/detect/{task_id}/events", key))
     with session_scope() as session:  # final, and nobody announced it
         session.execute(
             update(DetectTask)
@@ -205,9 +210,9 @@ def test_a_lost_final_event_is_made_up_by_the_sweep(events_api, key, monkeypatch
             .values(status=TaskStatus.FAILED, error_code="worker_lost", error_msg="gone", finished_at=utcnow())
         )
     started = time.monotonic()
-    reader.join(timeout=30)
-    assert not reader.is_alive() and time.monotonic() - started < 5
-    assert events[-1]["data"]["error"] == {"code": "worker_lost", "message": "gone"}
+    stream.reader.join(timeout=30)
+    assert not stream.reader.is_alive() and time.monotonic() - started < 5
+    assert stream.seen[-1]["data"]["error"] == {"code": "worker_lost", "message": "gone"}
 
 
 def test_streams_are_tenant_isolated_and_validate_last_event_id(events_api, key) -> None:
@@ -245,31 +250,14 @@ def test_an_open_stream_does_not_hold_the_api_s_shutdown(clean_state, tmp_path) 
     (which last as long as their task) instead of waiting for them until it is killed."""
     import os
     import signal
-    import subprocess
     import sys
 
-    from tests.conftest import REPO_ROOT
-
-    port = free_port()
-    log = (tmp_path / "api.log").open("wb")
-    env = {**os.environ, "FACEQUEUE_SYNC_TIMEOUT": "1"}
-    api = subprocess.Popen(
-        [sys.executable, "-m", "facequeue", "api", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    server, api = start_server(
+        lambda port: [sys.executable, "-m", "facequeue", "api", "--port", str(port)],
+        tmp_path / "api.log",
+        {**os.environ, "FACEQUEUE_SYNC_TIMEOUT": "1"},
     )
-    server = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{server}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and api.poll() is None, (tmp_path / "api.log").read_text()
-                time.sleep(0.2)
         task_id = submit(server, {}, url="https://example.com/a.jpg")  # queued: no worker runs here
         seen: list[dict] = []
 
@@ -282,8 +270,7 @@ def test_an_open_stream_does_not_hold_the_api_s_shutdown(clean_state, tmp_path) 
 
         reader = threading.Thread(target=read)
         reader.start()
-        while not seen:
-            time.sleep(0.05)
+        wait_until(lambda: seen, timeout=30, what="the stream's first event")
         started = time.monotonic()
         api.send_signal(signal.SIGTERM)
         api.wait(timeout=30)
@@ -293,7 +280,6 @@ def test_an_open_stream_does_not_hold_the_api_s_shutdown(clean_state, tmp_path) 
     finally:
         if api.poll() is None:
             api.kill()
-        log.close()
 
 
 def test_a_lost_redis_connection_is_made_up_from_the_task_log(events_api, key) -> None:
@@ -306,23 +292,28 @@ def test_a_lost_redis_connection_is_made_up_from_the_task_log(events_api, key) -
 
     from tests.support import REDIS_URL
 
-    task_id = submit(events_api, key, url="https://example.com/clip.mp4")
-    events: list[dict] = []
-    reader = threading.Thread(target=lambda: events.extend(collect(f"{events_api}/v1/detect/{task_id}/events", key)))
-    reader.start()
-    time.sleep(1.0)
-    ours = {c.laddr.port for c in psutil.Process(os.getpid()).net_connections(kind="tcp") if c.raddr}
     admin = redis.Redis.from_url(REDIS_URL)
-    [pubsub] = [
-        client
-        for client in admin.client_list()
-        if int(client["sub"]) > 0 and int(client["addr"].rsplit(":", 1)[1]) in ours
-    ]
+
+    def our_subscribers() -> list[dict]:
+        """This process's Redis connections subscribed to a channel: the API's pub/sub connection."""
+        ours = {c.laddr.port for c in psutil.Process(os.getpid()).net_connections(kind="tcp") if c.raddr}
+        return [c for c in admin.client_list() if int(c["sub"]) > 0 and int(c["addr"].rsplit(":", 1)[1]) in ours]
+
+    task_id = submit(events_api, key, url="https://example.com/clip.mp4")
+    stream = opened(streamed(f"{events_api}/v1/detect/{task_id}/events", key))
+    [pubsub] = our_subscribers()
     admin.client_kill_filter(_id=pubsub["id"])
     settings = get_settings()
     entry = {"landmarks": [], "landmarks_str": [], "region": [], "removed": [], "frame_time": 0.0}
     task_events.announce_frame(task_id, 1, 2, "0", entry, [], None, settings)  # nobody subscribed right now
-    time.sleep(2.5)  # the listener notices, waits RECONNECT_SECONDS and subscribes again
+    # the listener notices, waits RECONNECT_SECONDS and subscribes again on a new connection
+    wait_until(
+        our_subscribers,
+        until=lambda subscribers: [c["id"] for c in subscribers] not in ([], [pubsub["id"]]),
+        timeout=30,
+        what="the API subscribed again",
+    )
+    wait_until(lambda: names(stream.seen).count("progress") == 1, timeout=30, what="the missed frame, from the log")
     task_events.announce_frame(task_id, 2, 2, "10", entry, [], None, settings)
     with session_scope() as session:
         session.execute(
@@ -331,6 +322,6 @@ def test_a_lost_redis_connection_is_made_up_from_the_task_log(events_api, key) -
             .values(status=TaskStatus.FAILED, error_code="download_failed", error_msg="nope", finished_at=utcnow())
         )
         task_events.announce_after_commit(session, task_id, "failed", "download_failed", "nope")
-    reader.join(timeout=30)
-    assert [event["id"] for event in events if event.get("event") == "progress"] == ["1", "2"]
-    assert names(events)[-2:] == ["status", "final"]
+    stream.reader.join(timeout=30)
+    assert [event["id"] for event in stream.seen if event.get("event") == "progress"] == ["1", "2"]
+    assert names(stream.seen)[-2:] == ["status", "final"]

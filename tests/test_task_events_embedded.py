@@ -10,8 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -24,7 +22,7 @@ from facequeue.lifecycle import task_events
 from facequeue.settings import Settings
 from tests.support import wait_until
 from tests.test_embedded import embedded_server  # noqa: F401  (the embedded form, started once per module)
-from tests.test_task_events import collect, names, read_events, submit, video_b64
+from tests.test_task_events import collect, names, opened, streamed, submit, video_b64
 
 
 def test_an_embedded_video_streams_each_frame_then_its_final_event(
@@ -36,17 +34,19 @@ def test_an_embedded_video_streams_each_frame_then_its_final_event(
     headers = {"Authorization": f"Bearer {key}"}
     video = base64.b64decode(video_b64(tmp_path))
 
-    def slow_video(_request: Request) -> Response:
-        time.sleep(2)  # the stream is open, on a task being downloaded, before the first frame
+    stream_open = threading.Event()
+
+    def video_once_streamed(_request: Request) -> Response:
+        stream_open.wait(timeout=60)  # the stream is open, on a task being downloaded, before the first frame
         return Response(video, content_type="video/mp4")
 
-    media_server.expect_request("/clip.mp4").respond_with_handler(slow_video)
+    media_server.expect_request("/clip.mp4").respond_with_handler(video_once_streamed)
     body = {"url": media_server.url_for("/clip.mp4"), "num_frames": 5}
     task_id = httpx.post(f"{server}/v1/detect", json=body, headers=headers).json()["detect_task_id"]
-    events: list[dict] = []
-    reader = threading.Thread(target=lambda: events.extend(collect(f"{server}/v1/detect/{task_id}/events", headers)))
-    reader.start()
-    reader.join(timeout=120)
+    stream = opened(streamed(f"{server}/v1/detect/{task_id}/events", headers))
+    stream_open.set()
+    stream.reader.join(timeout=120)
+    events = stream.seen
     task = httpx.get(f"{server}/v1/detect/{task_id}", headers=headers).json()
     assert task["status"] == "succeeded"
     frames = sorted(task["result"]["faces_obj"], key=int)
@@ -89,10 +89,10 @@ def test_one_tenant_deleting_its_streamed_task_never_stalls_another_tenant_s_str
         base64.b64decode(video_b64(tmp_path)), content_type="video/mp4"
     )
     a_task = submit(server, alice, url=media_server.url_for("/long.mp4"), num_frames=100)
-    a_events = _streamed(f"{server}/v1/detect/{a_task}/events", alice)
+    a_events = streamed(f"{server}/v1/detect/{a_task}/events", alice)
     wait_until(lambda: names(a_events.seen).count("progress") >= 2, timeout=120, what="A's task running")
     b_task = submit(server, bob, url=media_server.url_for("/short.mp4"), num_frames=5)
-    b_events = _streamed(f"{server}/v1/detect/{b_task}/events", bob)
+    b_events = streamed(f"{server}/v1/detect/{b_task}/events", bob)
     deleted = httpx.delete(f"{server}/v1/detect/{a_task}", headers=alice, timeout=10)
     assert deleted.status_code == 200 and deleted.json()["status"] == "canceled"
     a_events.reader.join(timeout=30)
@@ -162,26 +162,6 @@ def _new_tenant_key(data_dir: Path) -> str:
         check=True,
     )
     return created.stdout.split()[-1]
-
-
-@dataclass
-class Stream:
-    seen: list[dict] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-
-def _streamed(url: str, headers: dict) -> Stream:
-    """A stream read in a thread; its events land in `seen` as they come."""
-    stream = Stream()
-
-    def read() -> None:
-        with httpx.stream("GET", url, headers=headers, timeout=120) as response:
-            assert response.status_code == 200
-            stream.seen.extend(read_events(response))
-
-    stream.reader = threading.Thread(target=read)
-    stream.reader.start()
-    return stream
 
 
 def _lines_about(data_dir: Path, task_id: str) -> str:

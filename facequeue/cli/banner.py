@@ -28,15 +28,15 @@ def service_url(host: str, port: int) -> str:
 
 
 class AnnounceWhenUp(threading.Thread):
-    """Calls `announce_up` (the banner, the first key) once GET /healthz answers, never before: a script that
+    """Calls `on_up` (which prints the banner and the first key) once GET /healthz answers, never before: a script that
     waits for those lines can call the API at once. After STARTUP_TIMEOUT without an answer it says so and
     calls `give_up`. Set `server_ended` when the server stops, so a server that failed to start is not waited for.
     """
 
-    def __init__(self, url: str, announce_up: Callable[[], None], give_up: Callable[[], None]) -> None:
+    def __init__(self, url: str, on_up: Callable[[], None], give_up: Callable[[], None]) -> None:
         super().__init__(name="announce-when-up", daemon=True)
         self.url = url
-        self.announce_up = announce_up
+        self.on_up = on_up
         self.give_up = give_up
         self.up = False
         self.server_ended = threading.Event()
@@ -46,11 +46,11 @@ class AnnounceWhenUp(threading.Thread):
         while not self.server_ended.wait(PROBE_INTERVAL):
             if _answers(f"{self.url}/healthz"):
                 self.up = True
-                self.announce_up()
+                self.on_up()
                 return
             if time.monotonic() > deadline:
                 announce(
-                    "api_not_up",
+                    "api_startup_timeout",
                     f"[bold red]the API did not answer {escape(self.url)}/healthz within {STARTUP_TIMEOUT:.0f} s; "
                     "stopping[/]",
                     level="error",

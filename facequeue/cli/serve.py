@@ -137,41 +137,45 @@ def serve(
             hide_request_lines()
     ensure_data_dir(settings)
     migrate()
-    first_key = _make_first_key(settings)
     # The worker's exporter would serve the same folder as the API's /metrics: two targets, everything counted twice.
     worker_env = {**os.environ, "FACEQUEUE_WORKER_METRICS_PORT": "0"}
     worker_command = [sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h", "--in-serve"]
     worker = WorkerSupervisor(worker_command + ([] if verbose else ["--quiet"]), worker_env)
     worker.start()
-    base = service_url(host, port)
-    demo_process = None
-    if demo:
-        demo_env = {**os.environ, **({"FACEQUEUE_API_KEY": first_key} if first_key else {})}
-        demo_process = subprocess.Popen([sys.executable, "-m", "facequeue", "demo", "--server", base], env=demo_env)
     # uvicorn re-raises the SIGTERM it shut down on once it returns; as SystemExit the `finally` below still
     # runs and stops the worker, instead of the default action ending this process and orphaning it.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     server = uvicorn.Server(
         uvicorn.Config("api.app:create_app", factory=True, host=host, port=port, **uvicorn_options(settings))
     )
-    database = redact(settings.resolved_database_url)
+    base = service_url(host, port)
+    demos: list[subprocess.Popen] = []
 
-    def announce_up() -> None:
-        announce_service(settings, base, database)
+    def when_up() -> None:
+        # the first key is made only now: made before a start that fails (the port is taken), it was never shown
+        first_key = _make_first_key(settings)
+        announce_service(settings, base, redact(settings.resolved_database_url))
         _announce_keys(settings, first_key)
+        if demo:
+            demo_env = {**os.environ, **({"FACEQUEUE_API_KEY": first_key} if first_key else {})}
+            demos.append(subprocess.Popen([sys.executable, "-m", "facequeue", "demo", "--server", base], env=demo_env))
 
-    watch = AnnounceWhenUp(base, announce_up, give_up=lambda: setattr(server, "should_exit", True))
+    watch = AnnounceWhenUp(base, when_up, give_up=lambda: setattr(server, "should_exit", True))
     watch.start()
     try:
-        server.run()  # a start that fails (the port is taken) logs why and exits 1
+        server.run()  # a start that fails (the port is taken) logs why and exits non-zero
     finally:
         watch.server_ended.set()
         worker.stop()
-        if demo_process is not None and demo_process.poll() is None:
-            demo_process.send_signal(signal.SIGTERM)
-            demo_process.wait(timeout=30)
-        announce("service_stopped", "facequeue stopped")
-    if not watch.up:  # stopped by the watch: it never answered
+        for demo_process in demos:
+            if demo_process.poll() is None:
+                demo_process.send_signal(signal.SIGTERM)
+                demo_process.wait(timeout=30)
+        if watch.up:
+            announce("service_stopped", "facequeue stopped")
+        else:
+            announce("service_never_up", "[bold red]facequeue stopped: its API never answered[/]", level="error")
+    if not watch.up:  # stopped by the watch
         raise typer.Exit(1)
 
 

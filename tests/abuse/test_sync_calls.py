@@ -24,7 +24,7 @@ from db.models import DetectTask
 from facequeue.enums import SubmitApi
 from facequeue.lifecycle.sessions import session_scope
 from facequeue.settings import Settings
-from tests.support import api_process
+from tests.support import api_process, wait_until
 from tests.test_tenants import bearer, error_message, make_client, new_key
 
 pytestmark = pytest.mark.integration
@@ -87,14 +87,6 @@ def sync_tasks() -> int:
         return session.scalar(select(func.count()).select_from(DetectTask).where(DetectTask.api == SubmitApi.AKOOL))
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.1)
-
-
 def median_seconds(call: Callable[[], httpx.Response], times: int = 5) -> float:
     """The median duration of `times` calls, each on a new connection, each asserted to succeed. A stall
     slows every call by seconds; the median ignores a single scheduling hiccup on a busy machine."""
@@ -121,7 +113,7 @@ def test_waiting_sync_calls_leave_health_and_polling_fast(live_api: str, worker,
 
     with ThreadPoolExecutor(max_workers=SYNC_CALLS) as callers:
         answers = callers.map(sync_call, range(SYNC_CALLS))
-        wait_until(lambda: sync_tasks() == SYNC_CALLS, 60, "the sync calls' tasks were not all submitted")
+        wait_until(lambda: sync_tasks() == SYNC_CALLS, timeout=60, what="the sync calls' tasks submitted")
 
         # 50 calls wait on the hanging URL; the API answers others as if they did not
         healthz = median_seconds(lambda: httpx.get(f"{live_api}/healthz", timeout=10))
@@ -170,7 +162,7 @@ def test_every_sync_route_answers_the_cap_in_its_own_shape(clean_state, api: str
     first, second = new_key(f"capped-{api}"), new_key(f"uncapped-{api}")
     with make_client(sync_timeout=3, max_sync_calls_per_key=1) as client, ThreadPoolExecutor(2) as callers:
         waiting = callers.submit(client.post, path, json=body, headers=bearer(first))
-        wait_until(lambda: _tasks() == 1, 10, "the first call's task was not submitted")
+        wait_until(lambda: _tasks() == 1, timeout=10, what="the first call's task submitted")
         refused = client.post(path, json=body, headers=bearer(first))
         assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
         message = TOO_MANY.replace(f"has {CAP} waiting", "has 1 waiting")

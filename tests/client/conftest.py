@@ -1,12 +1,10 @@
-"""The client is tested over real HTTP: the API served by uvicorn on a free port (Postgres, Redis and real
+"""The client is tested over real HTTP: the API served by uvicorn (Postgres, Redis and real
 Celery workers behind it, from tests/conftest.py's fixtures), the embedded `facequeue serve` (test_embedded's
 fixture), and pytest-httpserver where the server has to misbehave on purpose."""
 
 from __future__ import annotations
 
 import base64
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -15,7 +13,7 @@ import pytest
 from facequeue_client import Client
 
 from facequeue.cli.demo import astronaut_bgr
-from tests.support import free_port
+from tests.support import app_in_thread
 from tests.test_embedded import embedded_server  # noqa: F401  (the embedded form, started once per module)
 from tests.test_tenants import new_key
 
@@ -23,24 +21,11 @@ from tests.test_tenants import new_key
 @pytest.fixture(scope="session")
 def live_api(database: str) -> Iterator[str]:
     """The API with API keys on, served over a real socket by uvicorn (in a thread of the test process)."""
-    import uvicorn
-
     from api.app import create_app
     from facequeue.settings import Settings
 
-    port = free_port()
-    config = uvicorn.Config(create_app(Settings(auth="on")), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="live-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the API did not start under uvicorn")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    with app_in_thread(create_app(Settings(auth="on")), "live-api") as base:
+        yield base
 
 
 @pytest.fixture

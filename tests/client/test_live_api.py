@@ -21,6 +21,7 @@ from sqlalchemy import text
 from werkzeug import Request, Response
 
 from tests.client.conftest import b64
+from tests.support import wait_until
 from tests.test_tenants import new_key
 
 pytestmark = pytest.mark.integration
@@ -220,7 +221,7 @@ def test_a_real_delivery_verifies_and_can_be_sent_again(
             {"url": media_server.url_for("/hook"), "name": tenant_name},
         ).scalar_one()
     done = client.wait(client.detect(face_jpeg), timeout=90)
-    log = poll_until(lambda: client.deliveries(done), lambda log: log.items)
+    log = wait_until(lambda: client.deliveries(done), until=lambda log: log.items, timeout=30, what="a delivery")
     assert [(event.type, event.webhook_id) for event in log.events] == [
         ("detect_task.succeeded", log.items[0].webhook_id)
     ]
@@ -229,7 +230,7 @@ def test_a_real_delivery_verifies_and_can_be_sent_again(
     event = verify_webhook(request.get_data(), request.headers, secrets[0])
     assert (event.webhook_id, event.data["detect_task_id"]) == (log.events[0].webhook_id, done.detect_task_id)
     assert client.redeliver(done).webhook_id == event.webhook_id
-    poll_until(lambda: len(media_server.log), lambda count: count == 2)
+    wait_until(lambda: len(media_server.log), until=lambda count: count == 2, timeout=30, what="2 requests served")
     again = media_server.log[1][0]
     assert verify_webhook(again.get_data(), again.headers, secrets[0]).webhook_id == event.webhook_id
 
@@ -262,12 +263,3 @@ async def test_async_client_detects_waits_lists_and_streams(
         assert [(line.position, line.status) for line in results] == [(0, "succeeded"), (1, "succeeded")]
         listed = [summary.detect_task_id async for summary in client.list(page_size=1)]
     assert len(listed) == 3 and listed[-1] == done.detect_task_id
-
-
-def poll_until(read, done, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while not done(value := read()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"still {value!r} after {timeout}s")
-        time.sleep(0.2)
-    return value

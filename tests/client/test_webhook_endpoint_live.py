@@ -4,13 +4,13 @@ with a real receiver: set the endpoint, read and rotate the secret, verify what 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from facequeue_client import AsyncClient, Client, Conflict, InvalidInput, NotFound, verify_webhook
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
+from tests.support import wait_until
 from tests.webhooks.conftest import Receiver
 
 pytestmark = pytest.mark.integration
@@ -22,13 +22,14 @@ def receiving(server: HTTPServer) -> tuple[Receiver, str]:
     return hook, server.url_for("/hook")
 
 
-def deliveries_once(client: Client, count: int, timeout: float = 30, **filters) -> list:
-    deadline = time.monotonic() + timeout
-    while len(found := list(client.recent_deliveries(**filters))) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(found)} of {count} deliveries after {timeout}s")
-        time.sleep(0.2)
-    return found
+def deliveries_once(client: Client, count: int, **filters) -> list:
+    return wait_until(
+        lambda: list(client.recent_deliveries(**filters)),
+        until=lambda found: len(found) >= count,
+        timeout=30,
+        what=f"{count} deliveries",
+        interval=0.2,
+    )
 
 
 def test_a_tenant_sets_up_its_webhooks_with_the_client(client: Client, worker, media_server, face_jpeg) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,7 +36,6 @@ CHROMIUM_ARGS = [
 ]
 KEY_STORAGE = "facequeue.apiKey"
 DETECT_TIMEOUT_MS = 90_000
-LEAD_SCREENSHOT = Path("/tmp/console.png")  # a copy the lead can look at
 PHONE = {"width": 390, "height": 844}
 CHROMIUM_MISSING = f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"
 # Outside CI a missing chromium skips the browser tests before their server starts; in CI it fails them.
@@ -143,9 +141,8 @@ def test_drop_a_photo_and_see_its_one_face(
     expect(page.locator("[data-slot=frame-rows] tr td").nth(2)).to_have_text("1")
     expect(page.locator("[data-slot=preview-note]")).to_contain_text("Frame 0: 1 face")
     expect(page.locator("[data-slot=json]")).to_contain_text(f'"detect_task_id": "{task_id}"')
-    screenshot = tmp_path / "console-task.png"
-    page.screenshot(path=screenshot, full_page=True, animations="disabled")
-    shutil.copyfile(screenshot, LEAD_SCREENSHOT)
+    # to look at: pytest keeps the last runs' tmp_path (pytest-of-$USER/pytest-current/ in the temp dir)
+    page.screenshot(path=tmp_path / "console-task.png", full_page=True, animations="disabled")
 
     page.get_by_role("link", name="Tasks", exact=True).click()
     row = page.locator("[data-slot=rows] tr", has=page.get_by_role("link", name=task_id))

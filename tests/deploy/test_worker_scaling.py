@@ -17,7 +17,7 @@ from werkzeug import Response
 
 from facequeue.cli.demo import astronaut_bgr
 from tests.conftest import PG_ADMIN_DSN, REPO_ROOT, TEST_DB_NAME
-from tests.support import REDIS_URL, queue_key, wait_for_final
+from tests.support import REDIS_URL, queue_key, wait_for_final, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -77,14 +77,16 @@ def test_sigterm_lets_the_running_task_finish_before_the_worker_exits(api_client
     media_server.expect_request("/held.jpg").respond_with_handler(_held_media(jpeg, release))
     worker = start_worker("draining")
     task_id = api_client.post("/v1/detect", json={"url": media_server.url_for("/held.jpg")}).json()["detect_task_id"]
-    deadline = time.monotonic() + 30
-    while api_client.get(f"/v1/detect/{task_id}").json()["status"] != "processing":
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.05)
+    wait_until(
+        lambda: api_client.get(f"/v1/detect/{task_id}").json()["status"] == "processing",
+        timeout=30,
+        what="the task started",
+    )
 
     # the Celery main process alone, as the kubelet (and the preStop hook) signal PID 1
     worker.process.send_signal(signal.SIGTERM)
-    time.sleep(1.5)
+    wait_until(lambda: "Warm shutdown" in worker.log(), timeout=30, what="the worker took the signal")
+    time.sleep(1.5)  # what a worker that did not drain would need to exit: it must not
     assert worker.process.poll() is None  # draining: the running task holds it
     assert api_client.get(f"/v1/detect/{task_id}").json()["status"] == "processing"
 

@@ -5,18 +5,14 @@ key whose rate limit fuzzing never reaches. Deselected unless the run's -m names
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, WorkerProcess
-from tests.support import free_port
+from tests.conftest import WorkerProcess
+from tests.support import api_process
 from tests.test_tenants import new_key
 
 FUZZ_RATE = "100000/second"  # far above what one fuzzing client sends: 429 would hide every other answer
@@ -54,30 +50,11 @@ class LiveApi:
 def live_api(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
     folder = tmp_path_factory.mktemp("fuzz")
     worker = WorkerProcess("fuzz-worker", folder / "worker.log", {}, concurrency=1)
-    port = free_port()
     log_path = folder / "api.log"
-    # a synchronous call that waits (a download hanging) answers its timeout well before the client's 30 s
-    env = {**os.environ, "FACEQUEUE_AUTH": "on", "FACEQUEUE_SYNC_TIMEOUT": "10"}
-    command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
     try:
         worker.wait_ready()
-        base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while not _healthy(base_url):
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail(f"the API did not start:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        yield LiveApi(base_url, new_key(f"fuzz-{os.getpid()}", rate=FUZZ_RATE), log_path, worker)
+        # a synchronous call that waits (a download hanging) answers its timeout well before the client's 30 s
+        with api_process(log_path, FACEQUEUE_AUTH="on", FACEQUEUE_SYNC_TIMEOUT="10") as (base_url, _process):
+            yield LiveApi(base_url, new_key(f"fuzz-{os.getpid()}", rate=FUZZ_RATE), log_path, worker)
     finally:
-        process.terminate()
-        process.wait(timeout=15)
         worker.stop()
-
-
-def _healthy(base_url: str) -> bool:
-    try:
-        return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False

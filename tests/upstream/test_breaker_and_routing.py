@@ -67,7 +67,7 @@ def test_half_open_trial_success_closes_the_circuit(akool, fake, astronaut):
     for _ in range(2):
         failure_of(lambda: akool.detect(astronaut, max_side=1280))
 
-    time.sleep(RESET + 0.05)
+    time.sleep(RESET + 0.05)  # the circuit's reset timeout passes: it lets a trial call through
     assert len(akool.detect(astronaut, max_side=1280)) == 1  # the trial call, served
 
     assert akool.breaker.current_state == pybreaker.STATE_CLOSED
@@ -83,7 +83,7 @@ def test_half_open_trial_failure_opens_the_circuit_again(akool, fake, astronaut)
     for _ in range(2):
         failure_of(detect)
 
-    time.sleep(RESET + 0.05)
+    time.sleep(RESET + 0.05)  # the circuit's reset timeout passes: it lets a trial call through
     assert failure_of(detect) is Failure.SERVER_ERROR  # the trial call reached the server and failed
     assert failure_of(detect) is Failure.CIRCUIT_OPEN  # at once open again
     assert len(fake.requests) == 3

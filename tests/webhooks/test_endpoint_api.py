@@ -21,7 +21,7 @@ from db.models import Tenant, utcnow
 from facequeue.lifecycle.sessions import get_sessionmaker, session_scope
 from facequeue.settings import Settings
 from facequeue.webhooks import WebhookVerificationError, verify
-from tests.support import wait_for_final
+from tests.support import wait_for_final, wait_until
 from tests.test_tenants import new_key
 from tests.webhooks.test_delivery import PNG, receiver
 
@@ -60,14 +60,13 @@ def error_of(response) -> tuple[int, str, str, str | None]:
 
 def delivered(client: TestClient, count: int, timeout: float = 20, **filters) -> list[dict]:
     """GET /v1/deliveries once it lists `count` attempts."""
-    deadline = time.monotonic() + timeout
-    while True:
-        items = client.get("/v1/deliveries", params={"limit": 500, **filters}).json()["items"]
-        if len(items) >= count:
-            return items
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(items)} of {count} deliveries after {timeout}s: {items}")
-        time.sleep(0.1)
+    return wait_until(
+        lambda: client.get("/v1/deliveries", params={"limit": 500, **filters}).json()["items"],
+        until=lambda items: len(items) >= count,
+        timeout=timeout,
+        what=f"{count} deliveries",
+        interval=0.1,
+    )
 
 
 def served_png(media_server) -> str:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +23,7 @@ from werkzeug import Response
 
 from facequeue.webhooks import encode_event, signature_headers, verify
 from tests.conftest import REPO_ROOT
-from tests.support import free_port, wait_for_final
+from tests.support import start_server, wait_for_final
 from tests.test_tenants import new_key
 from tests.webhooks.conftest import new_secret
 from tests.webhooks.test_endpoint_api import delivered, served_png, tenant_client
@@ -47,35 +45,19 @@ class ReceiverProcess:
 
     def __init__(self, folder: Path, secret: str) -> None:
         (folder / "receiver.py").write_text(readme_receiver())
-        self.port = free_port()
         self.log_path = folder / "receiver.log"
-        self._log = self.log_path.open("wb")
-        command = [sys.executable, "-m", "uvicorn", "receiver:app", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command,
+        self.base, self.process = start_server(
+            lambda port: [sys.executable, "-m", "uvicorn", "receiver:app", "--host", "127.0.0.1", "--port", str(port)],
+            self.log_path,
+            {**os.environ, "WEBHOOK_SECRET": secret, "PYTHONUNBUFFERED": "1"},
+            ready_path=None,
             cwd=folder,
-            env={**os.environ, "WEBHOOK_SECRET": secret, "PYTHONUNBUFFERED": "1"},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            new_session=True,
         )
-        self._wait_listening()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/facequeue"
-
-    def _wait_listening(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the README receiver exited:\n{self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"the README receiver is not listening after {timeout}s:\n{self.log()}")
+        return f"{self.base}/facequeue"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -84,7 +66,6 @@ class ReceiverProcess:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=15)
-        self._log.close()
 
 
 @pytest.fixture

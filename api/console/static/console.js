@@ -105,6 +105,7 @@ function poll(tick) {
     try {
       again = await tick();
     } catch (error) {
+      if (stopped) return; // a tick that outlived its page failed on slots no longer there: not the user's concern
       showError(error);
       again = !(error instanceof ApiError) || error.status === 429 || error.status >= 500;
     }
