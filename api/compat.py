@@ -6,7 +6,8 @@ body limits), becomes a ServiceError first and is then rendered by the API the r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 from fastapi import Request, Response
@@ -57,14 +58,57 @@ class ServiceHTTPException(HTTPException):
         self.error = error
 
 
+# Our wording of the validation problems clients meet, so that upgrading pydantic never changes what an API
+# says; a problem not listed keeps pydantic's message. {plural} is "s" unless the length named is 1.
+VALIDATION_MESSAGES = {
+    "missing": "Field required",
+    "greater_than_equal": "Input should be greater than or equal to {ge}",
+    "less_than_equal": "Input should be less than or equal to {le}",
+    "greater_than": "Input should be greater than {gt}",
+    "less_than": "Input should be less than {lt}",
+    "literal_error": "Input should be {expected}",
+    "enum": "Input should be {expected}",
+    "string_too_long": "String should have at most {max_length} character{plural}",
+    "string_too_short": "String should have at least {min_length} character{plural}",
+    "string_type": "Input should be a valid string",
+    "string_pattern_mismatch": "String should match pattern '{pattern}'",
+    "int_parsing": "Input should be a valid integer, unable to parse string as an integer",
+    "int_type": "Input should be a valid integer",
+    "int_from_float": "Input should be a valid integer, got a number with a fractional part",
+    "float_parsing": "Input should be a valid number, unable to parse string as a number",
+    "float_type": "Input should be a valid number",
+    "finite_number": "Input should be a finite number",
+    "bool_parsing": "Input should be a valid boolean, unable to interpret input",
+    "bool_type": "Input should be a valid boolean",
+    "list_type": "Input should be a valid list",
+    "dict_type": "Input should be a valid dictionary",
+    "model_attributes_type": "Input should be a valid dictionary or object to extract fields from",
+    "too_long": "{field_type} should have at most {max_length} item{plural} after validation, not {actual_length}",
+    "too_short": "{field_type} should have at least {min_length} item{plural} after validation, not {actual_length}",
+    "extra_forbidden": "Extra inputs are not permitted",
+    "value_error": "Value error, {error}",
+}
+
+
+def problem_message(problem: Mapping[str, Any]) -> str:
+    """One validation problem (an item of ValidationError.errors()) in our words."""
+    template = VALIDATION_MESSAGES.get(problem["type"])
+    context = dict(problem.get("ctx") or {})
+    context["plural"] = "" if context.get("max_length", context.get("min_length")) == 1 else "s"
+    try:
+        return template.format(**context) if template else problem["msg"]
+    except (KeyError, IndexError):  # a context this template doesn't know: pydantic's message still says it
+        return problem["msg"]
+
+
 def validation_error(error: RequestValidationError | ValidationError) -> ServiceError:
     """The first problem, naming the field, as a 422 the compat renderers understand."""
     first = error.errors()[0]
     if first["type"] == "json_invalid":  # FastAPI's own parse of a JSON body; loc is ("body", character)
         return InvalidJson(f"body is not valid JSON: {first['ctx']['error']} (character {first['loc'][-1]})", "body")
     field = ".".join(str(part) for part in first["loc"] if part not in ("body", "query")) or None
-    message = first["msg"] if field is None else f"{field}: {first['msg']}"
-    return InvalidInput(message, field=field)
+    message = problem_message(first)
+    return InvalidInput(message if field is None else f"{field}: {message}", field=field)
 
 
 def http_error(error: HTTPException, scope: Scope) -> ServiceError:

@@ -148,3 +148,26 @@ def test_face_analyze_errors(api_client, body: dict, status: int, code: str, mes
     assert_same_shape(ACEDATA_ERROR, payload)
     assert payload["success"] is False and payload["error"] == {"code": code, "message": message}
     assert uuid.UUID(payload["trace_id"]).version == 4
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ({"type": "missing", "msg": "pydantic's words"}, "Field required"),
+        (
+            {"type": "less_than_equal", "msg": "pydantic's words", "ctx": {"le": 100}},
+            "Input should be less than or equal to 100",
+        ),
+        ({"type": "string_too_long", "msg": "x", "ctx": {"max_length": 1}}, "String should have at most 1 character"),
+        (
+            {"type": "string_too_long", "msg": "x", "ctx": {"max_length": 2048}},
+            "String should have at most 2048 characters",
+        ),
+        ({"type": "less_than_equal", "msg": "pydantic's words", "ctx": {}}, "pydantic's words"),  # context unknown
+        ({"type": "a_new_kind", "msg": "pydantic's words"}, "pydantic's words"),
+    ],
+)
+def test_validation_problems_are_worded_by_us_not_by_pydantic(problem: dict, message: str) -> None:
+    from api.compat import problem_message
+
+    assert problem_message(problem) == message

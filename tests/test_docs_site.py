@@ -25,7 +25,7 @@ DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md")
 # What the site shows: the hand-written pages and the root files its pages include.
 SHOWN_FILES = [*DOC_FILES, REPO_ROOT / "ARCHITECTURE.md", REPO_ROOT / "BENCHMARKS.md"]
 # "seed" named the compatible APIs inside the team only; a random seed (the fuzzer's) is fine.
-TEAM_WORDS = re.compile(r"\.\./shared|/work/|(?<!random )\bseeds?\b", re.IGNORECASE)
+TEAM_WORDS = re.compile(r"\.\./shared|/work/|(?<!random )(?<!random-order-)\bseeds?\b", re.IGNORECASE)
 FIXED_ADDRESS = re.compile(r"(?:localhost|127\.0\.0\.1):8000")
 
 
