@@ -31,6 +31,7 @@ from facequeue.settings import Settings, get_settings
 from workers.detectors.registry import get_detector
 from workers.media.fetch import Deadline, fetch_all, fetch_to_file
 from workers.pipeline import StageTimer, detect_media
+from workers.runtimes import intra_op_threads
 
 NUM_FRAMES = 100
 PREFETCH_DEPTHS = (0, 2)
@@ -42,7 +43,7 @@ REPEATS = 3
 
 def run(options: RunOptions) -> Section:
     require_testdata()
-    cv2.setNumThreads(get_settings().worker_cv_threads)  # as in a worker's pool process
+    cv2.setNumThreads(intra_op_threads(get_settings()))  # as in a worker's pool process
     get_detector()
     # the 1080p clip (one keyframe: sequential decode) and the 10-minute one (a seek per sample, built by (b))
     clips = (

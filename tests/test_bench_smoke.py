@@ -25,6 +25,7 @@ TITLES = {
     "accuracy": "(d) accuracy on ground_truth_faces.json",
     "api": "(e) API: latency, burst drain, worker memory",
     "client_wait": "Client.wait: requests per task for a 10 s video",
+    "engine": "vision engine: ONNX Runtime against OpenCV, per model",
 }
 needs_face_recognition = pytest.mark.skipif(
     importlib.util.find_spec("face_recognition") is None,
@@ -80,6 +81,14 @@ def test_peer_benchmark_smoke(tmp_path: Path) -> None:
 @pytest.mark.testdata
 def test_accuracy_benchmark_smoke(tmp_path: Path) -> None:
     assert "WIDER hard AP" in _smoke("accuracy", tmp_path)
+
+
+@pytest.mark.testdata
+def test_engine_benchmark_smoke(tmp_path: Path) -> None:
+    markdown = _smoke("engine", tmp_path)
+    # both runtimes found the same 14 faces in the 2 photos at 640; one row per model, size and thread count
+    assert "| YuNet | long side 640 | 1 |" in markdown and "| 14 vs 14 |" in markdown
+    assert "| SFace | per face (align + embed) | 1 |" in markdown
 
 
 def test_unknown_benchmark_is_refused(capsys) -> None:

@@ -11,16 +11,9 @@ from tests.contract_examples import SEED_FRAME_KEYS
 from workers.detectors.blazeface import on_yunet_scale
 from workers.detectors.fusion import Fusion
 from workers.detectors.registry import get_detector, get_fusion
+from workers.model_files import YUNET_2023MAR_INT8BQ, ModelFile, ModelFileError
 from workers.results import face_frame, landmarks_str, seed_landmarks
-from workers.vision import (
-    YUNET_2023MAR_INT8BQ,
-    Face,
-    ModelFile,
-    ModelFileError,
-    detect_faces,
-    largest_face,
-    working_scale,
-)
+from workers.vision import Face, detect_faces, largest_face, working_scale
 
 
 @pytest.fixture(scope="module")

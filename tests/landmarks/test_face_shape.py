@@ -14,7 +14,8 @@ from tests.landmarks.seed_example import SEED_002_FACE_SHAPE
 from workers.landmarks.analyze import LARGEST_FACE, PRESENCE_THRESHOLD
 from workers.landmarks.facemesh import FaceMesh
 from workers.landmarks.shape90 import five_points
-from workers.vision import Face, ModelFileError, six_points
+from workers.model_files import ModelFileError
+from workers.vision import Face, six_points
 
 SEED_KEY_ORDER = [
     "face_profile",

