@@ -93,12 +93,17 @@ VALIDATION_MESSAGES = {
 def problem_message(problem: Mapping[str, Any]) -> str:
     """One validation problem (an item of ValidationError.errors()) in our words."""
     template = VALIDATION_MESSAGES.get(problem["type"])
-    context = dict(problem.get("ctx") or {})
+    # a bound of 1.0 reads "1", as clients have always seen it
+    context = {key: _plain_number(value) for key, value in (problem.get("ctx") or {}).items()}
     context["plural"] = "" if context.get("max_length", context.get("min_length")) == 1 else "s"
     try:
         return template.format(**context) if template else problem["msg"]
     except (KeyError, IndexError):  # a context this template doesn't know: pydantic's message still says it
         return problem["msg"]
+
+
+def _plain_number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def validation_error(error: RequestValidationError | ValidationError) -> ServiceError:

@@ -154,6 +154,11 @@ def test_face_analyze_errors(api_client, body: dict, status: int, code: str, mes
     ("problem", "message"),
     [
         ({"type": "missing", "msg": "pydantic's words"}, "Field required"),
+        ({"type": "greater_than_equal", "msg": "x", "ctx": {"ge": 0.0}}, "Input should be greater than or equal to 0"),
+        (
+            {"type": "greater_than_equal", "msg": "x", "ctx": {"ge": 0.05}},
+            "Input should be greater than or equal to 0.05",
+        ),
         (
             {"type": "less_than_equal", "msg": "pydantic's words", "ctx": {"le": 100}},
             "Input should be less than or equal to 100",
