@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         "local", description="Detector of tasks that name none: local YuNet, or accurate CenterFace (3x the CPU)"
     )
     detector_score_threshold: float = Field(0.6, description="YuNet score threshold (a task's min_score wins)")
-    # WIDER hard AP / extra faces on the dlib photos: 0.855 / 237 at 0.05, 0.791 / 5 at 0.3 (docs/configuration.md)
+    # WIDER hard AP / extra faces on the dlib photos: 0.855 / 237 at 0.05, 0.791 / 5 at 0.3 (docs/api/tasks.md)
     detector_accurate_score_threshold: float = Field(0.3, description="CenterFace's (a task's min_score wins)")
     detector_nms_threshold: float = Field(0.3, description="YuNet NMS IoU")
     detector_top_k: int = Field(5000, description="YuNet candidates before NMS")
