@@ -21,12 +21,12 @@ $(UV_STAMP):
 	$(UV_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
 	touch $(UV_STAMP)
 
-# Exactly uv.lock: the runtime dependencies, every extra (the bench extra too, so the benchmark smoke tests run
-# in CI instead of skipping) and the Python client (clients/python, its own distribution, which the CLI depends
-# on), both editable. --locked: stops, instead of installing a stale lock, when pyproject.toml changed since
-# `make lock`.
+# Exactly uv.lock: the runtime dependencies, every extra but `gpu` (the bench extra too, so the benchmark smoke
+# tests run in CI instead of skipping; `gpu` is the other ONNX Runtime build, which conflicts with `cpu`) and the
+# Python client (clients/python, its own distribution, which the CLI depends on), both editable. --locked: stops,
+# instead of installing a stale lock, when pyproject.toml changed since `make lock`.
 $(STAMP): uv.lock pyproject.toml clients/python/pyproject.toml $(UV_STAMP)
-	$(UV) sync --locked --all-extras || { echo 'if uv.lock is stale: `make lock`' >&2; exit 1; }
+	$(UV) sync --locked --all-extras --no-extra gpu || { echo 'if uv.lock is stale: `make lock`' >&2; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -55,8 +55,10 @@ fuzz: install
 
 lint: install
 	$(UV) lock --check || { echo 'uv.lock does not match pyproject.toml: run `make lock`' >&2; exit 1; }
-	$(IMAGE_LOCK_EXPORT) | diff -u deploy/requirements.lock - \
+	$(IMAGE_LOCK_EXPORT) --extra cpu | diff -u deploy/requirements.lock - \
 		|| { echo 'deploy/requirements.lock is not what uv.lock gives: run `make lock`' >&2; exit 1; }
+	$(IMAGE_LOCK_EXPORT) --extra gpu | diff -u deploy/requirements-gpu.lock - \
+		|| { echo 'deploy/requirements-gpu.lock is not what uv.lock gives: run `make lock`' >&2; exit 1; }
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -70,13 +72,15 @@ docs: install
 
 # uv.lock, after a requirement in pyproject.toml changed; every other version stays as it was. To move versions
 # on: `make lock LOCK_ARGS=--upgrade` (all) or `make lock LOCK_ARGS='--upgrade-package NAME'`.
-# Then deploy/requirements.lock, what the image installs, from the same uv.lock: the runtime dependencies and
-# the image group, with hashes, without the project and the client (the Dockerfile installs both from here).
+# Then what the images install, from the same uv.lock: the runtime dependencies, one ONNX Runtime extra and the
+# image group, with hashes, without the project and the client (the Dockerfiles install both from here):
+# deploy/requirements.lock (cpu, deploy/Dockerfile) and deploy/requirements-gpu.lock (gpu, deploy/Dockerfile.gpu).
 IMAGE_LOCK_EXPORT := $(UV) export --frozen --no-default-groups --group image --no-emit-project \
 	--no-emit-package facequeue-client
 lock: $(UV_STAMP)
 	$(UV) lock $(LOCK_ARGS)
-	$(IMAGE_LOCK_EXPORT) > deploy/requirements.lock
+	$(IMAGE_LOCK_EXPORT) --extra cpu > deploy/requirements.lock
+	$(IMAGE_LOCK_EXPORT) --extra gpu > deploy/requirements-gpu.lock
 
 clean:
 	rm -rf $(VENV) $(UV_VENV) .facequeue .pytest_cache

