@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     # --- detection ---------------------------------------------------------
     detector_max_side: int = Field(1280, description="Frames are downscaled (never upscaled) to this long side")
     default_detector: Literal["local", "accurate"] = Field(
-        "local", description="Detector of tasks that name none: local YuNet, or accurate CenterFace (3x the CPU)"
+        "local", description="Detector of tasks that name none: local YuNet, or accurate CenterFace (4-7x the CPU)"
     )
     detector_score_threshold: float = Field(0.6, description="YuNet score threshold (a task's min_score wins)")
     # WIDER hard AP / extra faces on the dlib photos: 0.855 / 237 at 0.05, 0.791 / 5 at 0.3 (docs/api/tasks.md)
