@@ -80,7 +80,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _port_taken(port: int) -> bool:
+def port_taken(port: int) -> bool:
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -125,7 +125,7 @@ def start_server(
             break
         if process.poll() is None:
             return base, process
-        if not _port_taken(port):
+        if not port_taken(port):
             break
     output = "\n".join(path.read_text(errors="replace") for path in dict.fromkeys((log_path, stderr_path or log_path)))
     raise RuntimeError(f"the server did not start:\n{output}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import psycopg
 import pytest
 from alembic import command
@@ -58,7 +60,7 @@ def test_sqlite_upgrade_downgrade(tmp_path) -> None:
 
 @pytest.mark.integration
 def test_postgres_upgrade_downgrade(services) -> None:
-    name = "facequeue_migration_check"
+    name = f"facequeue_migration_check_{os.getpid()}"  # this process's own, like the test database
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
