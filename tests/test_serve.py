@@ -22,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from facequeue.cli.demo import astronaut_bgr
-from tests.support import port_taken, free_port, wait_for_final, wait_until
+from tests.support import free_port, port_taken, wait_for_final, wait_until
 
 BANNER_API_LINE = re.compile(r"^  API      http://")
 KEY_LINE = re.compile(r"first API key, for tenant 'default' \(shown once, store it now\): (fq_[\w-]{43})$")
