@@ -55,6 +55,7 @@ def detect(
     return_face_url: Annotated[bool | None, _option("return_face_url")] = None,
     expand_ratio: Annotated[float | None, _option("expand_ratio")] = None,
     detector: Annotated[Detector | None, _option("detector")] = None,
+    min_score: Annotated[float | None, _option("min_score")] = None,
     frame_url: Annotated[
         list[str] | None,
         typer.Option(
@@ -94,6 +95,7 @@ def detect(
         "return_face_url": return_face_url,
         "expand_ratio": expand_ratio,
         "detector": detector,
+        "min_score": min_score,
         "frame_urls": frame_url,
         "timestamps": timestamp,
         "callback_url": callback_url,

@@ -37,6 +37,17 @@ def test_detect_options_json_and_out(cli_env, photos, tmp_path) -> None:
     assert len(task["result"]["face_shape_set"]["0"]) == 1  # --landmarks 90
 
 
+def test_detector_and_min_score_flags_reach_the_server(cli_env, photos) -> None:
+    accurate = run_cli("detect", str(photos["one"]), "--detector", "accurate", "--json", env=cli_env)
+    assert accurate.returncode == 0, accurate.stderr
+    result = json.loads(accurate.stdout)["result"]
+    assert result["detector"]["name"] == "centerface" and len(result["faces_obj"]["0"]["region"]) == 1
+    strict = run_cli("detect", str(photos["one"]), "--min-score", "1", "--json", env=cli_env)
+    assert strict.returncode == 0, strict.stderr
+    result = json.loads(strict.stdout)["result"]
+    assert result["detector"]["name"] == "yunet" and result["faces_obj"]["0"]["region"] == []  # no score reaches 1
+
+
 def test_annotate_saves_the_servers_annotated_picture(cli_env, photos, tmp_path) -> None:
     picture = tmp_path / "annotated.jpg"
     done = run_cli("detect", str(photos["two"]), "--annotate", str(picture), env=cli_env)
