@@ -44,6 +44,10 @@ class CropOptions(BaseModel):
     expand_ratio: float = Field(0.3, ge=0, le=1, description="Crop expansion on each side, as a share of the box")
 
 
+# the detector modes that may call the upstream face API (and are priced as it is); the rest run locally
+UPSTREAM_DETECTOR_MODES = frozenset({"upstream", "auto"})
+
+
 class DetectOptionsBase(CropOptions, FaceOptions, SamplingOptions):
     """Every detection option, with its default and its limits."""
 
@@ -62,7 +66,7 @@ class DetectOptionsBase(CropOptions, FaceOptions, SamplingOptions):
     tiling: bool = Field(False, description="Add native-resolution 640 px tiles to find small faces (crowds)")
     detector: Literal["local", "accurate", "upstream", "auto"] | None = Field(
         None,
-        description="local YuNet; accurate: local CenterFace (finds more small, turned and blurred faces, about 3x "
+        description="local YuNet; accurate: local CenterFace (finds more small, turned and blurred faces, about 4-7x "
         "YuNet's CPU); the configured upstream face API; or auto: upstream while it is healthy, else YuNet. "
         "Default: the service's FACEQUEUE_DEFAULT_DETECTOR (local unless set)",
     )

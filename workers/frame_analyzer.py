@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from facequeue.schemas import Appearance, DetectOptions, DetectorInfo, DetectResult, MediaInfo, Person
+from facequeue.schemas import (
+    UPSTREAM_DETECTOR_MODES,
+    Appearance,
+    DetectOptions,
+    DetectorInfo,
+    DetectResult,
+    MediaInfo,
+    Person,
+)
 from facequeue.settings import Settings
 from facequeue.storage import MediaStorage, crop_key
 from workers.crops import crop_jpeg, expanded_region, relative_points
@@ -26,7 +34,7 @@ def needs_file_pixels(options: DetectOptions) -> bool:
         or options.return_face_url
         or options.persons
         or options.landmarks == "90"
-        or options.detector in ("upstream", "auto")
+        or options.detector in UPSTREAM_DETECTOR_MODES
     )
 
 

@@ -15,7 +15,7 @@ from db import credits
 from db.models import DetectTask
 from facequeue.enums import CreditState, TaskStatus
 from facequeue.media_kinds import kind_from_extension
-from facequeue.schemas import MAX_SAMPLED_FRAMES, DetectOptions, DetectResult
+from facequeue.schemas import MAX_SAMPLED_FRAMES, UPSTREAM_DETECTOR_MODES, DetectOptions, DetectResult
 from facequeue.settings import Settings
 
 LOCAL_FRAME_CREDITS = 1  # a frame our own detectors serve; FACEQUEUE_UPSTREAM_CREDIT_COST prices the others
@@ -40,8 +40,9 @@ def estimated_cost(options: DetectOptions, kind: str | None, settings: Settings)
 def frames_cost(frames: int, options: DetectOptions, settings: Settings) -> int:
     """The most `frames` frames can cost: on submit, the frames the options allow; in the worker, the
     frames it will sample once the bytes have said what the media is."""
-    per_frame = LOCAL_FRAME_CREDITS if options.detector == "local" else _upstream_frame_credits(settings)
-    return frames * per_frame
+    if options.detector in UPSTREAM_DETECTOR_MODES:
+        return frames * _upstream_frame_credits(settings)
+    return frames * LOCAL_FRAME_CREDITS  # local, accurate, or None: the service default, local either way
 
 
 def actual_cost(result: DetectResult, settings: Settings) -> int:

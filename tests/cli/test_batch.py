@@ -124,7 +124,7 @@ def test_ctrl_c_without_a_terminal_leaves_the_batch_running_and_it_resumes(
     submitted = process.stderr.readline()
     batch_id = re.match(rf"batch ({BATCH_ID}): 2 items submitted", submitted).group(1)
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 130
+    assert process.wait(timeout=30) == 130, process.stderr.read()  # what it said, if it ended otherwise
     assert process.stderr.read().splitlines()[-1] == (
         f"batch {batch_id} goes on; follow it again with `facequeue batch --batch-id {batch_id} --out {out}`"
     )
