@@ -134,3 +134,13 @@ def test_a_worker_whose_default_is_accurate_names_centerface_and_honours_min_sco
         regions.append(task["result"]["faces_obj"]["0"]["region"])
         assert min(task["result"]["scores"]["0"]) >= (0.3 if task_id == default else 0.5)
     assert [_match(_truth("2008_002079.jpg"), found) for found in regions] == [(6, 3), (6, 0)]
+
+
+@pytest.mark.parametrize(
+    ("detector", "credits_per_frame"), [(None, 1), ("local", 1), ("accurate", 1), ("upstream", 5), ("auto", 5)]
+)
+def test_local_detectors_cost_a_credit_a_frame_and_upstream_modes_the_upstream_price(detector, credits_per_frame):
+    from facequeue.lifecycle.billing import frames_cost
+
+    options = DetectOptions(url="https://e.com/a.mp4", detector=detector)
+    assert frames_cost(10, options, Settings(upstream_credit_cost=5)) == 10 * credits_per_frame
