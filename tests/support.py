@@ -189,3 +189,19 @@ def app_in_thread(app: object, name: str) -> Iterator[str]:
         finally:
             server.should_exit = True
             thread.join(timeout=15)
+
+
+def create_api_key(data_dir: Path, tenant: str) -> str:
+    """A key of `tenant`, made as an operator does: `facequeue keys create` on the service's data dir (it
+    prints the key last)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FACEQUEUE_")}
+    created = subprocess.run(
+        [sys.executable, "-m", "facequeue", "keys", "create", "--tenant", tenant],
+        cwd=REPO_ROOT,
+        env={**env, "FACEQUEUE_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    return created.stdout.split()[-1]

@@ -7,8 +7,6 @@ import asyncio
 import base64
 import json
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from facequeue.cli.demo import moving_face_frames, write_video
 from facequeue.enums import TaskStatus
 from facequeue.lifecycle import task_events
 from facequeue.settings import Settings
-from tests.support import wait_until
+from tests.support import create_api_key, wait_until
 from tests.test_embedded import embedded_server  # noqa: F401  (the embedded form, started once per module)
 from tests.test_task_events import collect, names, opened, streamed, submit, video_b64
 
@@ -80,7 +78,10 @@ def test_one_tenant_deleting_its_streamed_task_never_stalls_another_tenant_s_str
     stream ends canceled, the worker writes no more of A's events (no file is left), and B gets every frame
     live (before its final status, not replayed from the result), then its final event."""
     server, data_dir, key_a, _ = embedded_server
-    alice, bob = {"Authorization": f"Bearer {key_a}"}, {"Authorization": f"Bearer {_new_tenant_key(data_dir)}"}
+    alice, bob = (
+        {"Authorization": f"Bearer {key_a}"},
+        {"Authorization": f"Bearer {create_api_key(data_dir, 'tenant-b')}"},
+    )
     media_server.expect_request("/long.mp4").respond_with_data(
         write_video(tmp_path / "long.mp4", moving_face_frames(count=200, faces=1)).read_bytes(),
         content_type="video/mp4",
@@ -147,21 +148,6 @@ def test_a_log_file_replaced_cut_short_or_deleted_touches_only_its_own_task_s_st
             await fine.close()
 
     asyncio.run(scenario())
-
-
-def _new_tenant_key(data_dir: Path) -> str:
-    """A key of a new tenant, made as an operator does (`facequeue keys create`, which prints it last)."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("FACEQUEUE_")}
-    created = subprocess.run(
-        [sys.executable, "-m", "facequeue", "keys", "create", "--tenant", "tenant-b"],
-        cwd=data_dir,
-        env={**env, "FACEQUEUE_DATA_DIR": str(data_dir)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return created.stdout.split()[-1]
 
 
 def _lines_about(data_dir: Path, task_id: str) -> str:

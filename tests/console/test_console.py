@@ -5,10 +5,7 @@ create` as the console's sign-in page tells a user to."""
 from __future__ import annotations
 
 import base64
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,8 +16,8 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
 from facequeue.cli.demo import Placement, astronaut_bgr, compose
-from tests.conftest import IN_CI, REPO_ROOT
-from tests.support import wait_for_final
+from tests.conftest import IN_CI
+from tests.support import create_api_key, wait_for_final
 from tests.test_batches import wait_batch
 from tests.test_embedded import embedded_server  # noqa: F401  (started once for this module)
 
@@ -56,17 +53,7 @@ def browser() -> Iterator[Browser]:
 def server_and_key(embedded_server) -> tuple[str, str]:  # noqa: F811
     """The embedded server's URL and a key for a tenant of this module's own."""
     server, data_dir, _, _ = embedded_server
-    env = {name: value for name, value in os.environ.items() if not name.startswith("FACEQUEUE_")}
-    created = subprocess.run(
-        [sys.executable, "-m", "facequeue", "keys", "create", "--tenant", "console"],
-        cwd=REPO_ROOT,
-        env={**env, "FACEQUEUE_DATA_DIR": str(data_dir)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert created.returncode == 0, created.stderr
-    return server, created.stdout.strip()
+    return server, create_api_key(data_dir, "console")
 
 
 @pytest.fixture
