@@ -86,11 +86,12 @@ def enforce_rate_limit(key_id: str, rate: str, settings: Settings) -> None:
 
 
 def _storage_url(settings: Settings) -> str:
-    """Redis when distributed (limits shared by every API process), memory when embedded."""
+    """FACEQUEUE_RATE_LIMIT_STORAGE_URL, else the broker's Redis, so every API process shares the limits.
+    `limits` spells a Unix socket redis+unix://, where redis-py has unix://."""
     if settings.rate_limit_storage_url:
         return settings.rate_limit_storage_url
-    broker = settings.resolved_broker_url
-    return broker if broker.startswith(("redis://", "rediss://")) else "memory://"
+    url = settings.redis_url
+    return f"redis+{url}" if url.startswith("unix://") else url
 
 
 @lru_cache

@@ -1,7 +1,7 @@
 """The API's metrics: HTTP requests by route template, and GET /metrics (Prometheus text exposition).
 
 /metrics serves this process's families (every API process's under `facequeue api --workers N`,
-which shares a multiprocess folder; under `facequeue serve` the embedded worker's too, tasks finished
+which shares a multiprocess folder; under `facequeue serve` those of the worker it starts too, tasks finished
 included, since its processes write to the API's folder), the task metrics the lifecycle records here
 (submitted, finished by cancels and the reaper), and the backlog read from the database and the broker.
 """

@@ -12,6 +12,7 @@ from facequeue.enums import TaskStatus
 from facequeue.schemas import (
     ITEM_NAME_MAX_LENGTH,
     MAX_SAMPLED_FRAMES,
+    TIMING_STAGES,
     Appearance,
     Corners,
     DetectOptions,
@@ -136,7 +137,7 @@ class DetectTaskView(BaseModel):
             started_at=task.started_at,
             heartbeat_at=task.heartbeat_at,
             finished_at=task.finished_at,
-            timings=task.timings or {},
+            timings=_in_stage_order(task.timings or {}),
             detector=task.detector,
             model_version=task.model_version,
             result=result,
@@ -275,3 +276,9 @@ class WebhookSecretView(BaseModel):
 class RotatedSecretView(BaseModel):
     secret: str = Field(description="The new whsec_ secret, current from now on")
     previous_secret_expires_at: datetime | None
+
+
+def _in_stage_order(timings: dict[str, float]) -> dict[str, float]:
+    """The stages as they ran (TIMING_STAGES), then any other name in name order."""
+    rank = {stage: index for index, stage in enumerate(TIMING_STAGES)}
+    return dict(sorted(timings.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))

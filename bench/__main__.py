@@ -8,7 +8,18 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import accuracy, api_load, client_wait, engine, overlap, peer, service_throughput, sizing, video
+from bench import (
+    accuracy,
+    api_load,
+    client_wait,
+    embedded_stack,
+    engine,
+    overlap,
+    peer,
+    service_throughput,
+    sizing,
+    video,
+)
 from bench.data import REPO_ROOT, BenchmarkSkipped
 from bench.options import DEFAULTS, RunOptions
 from bench.report import Report, Section
@@ -30,6 +41,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[RunOptions], Section]]] = {
     "engine": (
         "vision engine: each ONNX model on ONNX Runtime against OpenCV, ms/img at 640 and 1280, 1 thread and all",
         engine.run,
+    ),
+    "stack": (
+        "embedded stack: serve's first and warm start time, its Postgres's and Redis's memory, an empty data dir",
+        embedded_stack.run,
     ),
     "client_wait": (
         "Client.wait: requests per task for a 10 s video, on the event stream and polling only",

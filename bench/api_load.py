@@ -12,12 +12,14 @@ Every task is a 96 px JPEG of a real face (the astronaut's head), uploaded as ba
 
 from __future__ import annotations
 
+import os
 import queue
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import httpx
@@ -80,17 +82,37 @@ def run(options: RunOptions) -> Section:
     body = tiny_task_body()
     section = Section("api", "(e) API: latency, burst drain, worker memory", options.command("api"))
     results: dict[str, FormResult] = {}
-    for form, service in running_forms(options.forms, options.workdir, section.notes):
-        results[form] = measure_form(service, body, sizes)
+    generator_cpus, service_cpus = _split_cpus()
+    with _pinned(generator_cpus):
+        for form, service in running_forms(options.forms, options.workdir, section.notes, service_cpus):
+            results[form] = measure_form(service, body, sizes)
     section.tables += _tables(results, sizes)
     section.targets += _targets(results, sizes)
     section.notes.append(
-        "the load generator runs on the same 2 cores as the API and the workers, which also process the "
-        "submitted tasks while the latency is measured"
+        f"the load generator (this process) runs pinned to CPU {sorted(generator_cpus)} and every process of the "
+        f"service to CPUs {sorted(service_cpus)} (sched_setaffinity, as `taskset` does); the workers process the "
+        "submitted tasks on those CPUs while the latency is measured"
     )
     if results:
         section.figures["latency-rss"] = _plot(results)
     return section
+
+
+def _split_cpus() -> tuple[set[int], set[int]]:
+    """The first CPU this process may use for the load generator, the rest for the service (all of them on a
+    one-CPU machine)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return {cpus[0]}, set(cpus[1:]) or {cpus[0]}
+
+
+@contextmanager
+def _pinned(cpus: set[int]) -> Iterator[None]:
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def measure_form(service: Service, body: dict, sizes: dict[str, int]) -> FormResult:

@@ -1,5 +1,6 @@
-"""The service under load: `facequeue serve` (embedded) or `facequeue api` + `facequeue worker` on a scratch
-Postgres database and Redis, as subprocesses; submitting tasks and reading their fate from the database.
+"""The service under load: `facequeue serve` (embedded: the Postgres and Redis it starts) or `facequeue api` +
+`facequeue worker` on a scratch Postgres database and Redis, as subprocesses; submitting tasks and reading their
+fate from the database.
 
 Every process started here gets its own session and is ended by its process group id; the scratch database
 and Redis keys are dropped afterwards.
@@ -31,6 +32,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from bench.data import REPO_ROOT
 from db.models import DetectTask
 from facequeue.enums import FINAL_STATUSES
+from facequeue.settings import Settings
 
 PG_ADMIN_DSN = os.environ.get("FACEQUEUE_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("FACEQUEUE_BENCH_REDIS", "redis://127.0.0.1:6379/14")
@@ -136,29 +138,33 @@ def distributed_unavailable() -> str | None:
 
 
 @contextmanager
-def running(form: str, workdir: Path) -> Iterator[Service]:
-    """The service in ``form``, with a fresh data folder (and log) under ``workdir`` for each start."""
+def running(form: str, workdir: Path, cpus: set[int] | None = None) -> Iterator[Service]:
+    """The service in ``form``, with a fresh data folder (and log) under ``workdir`` for each start; every process
+    of it (the servers `serve` starts included) on ``cpus`` when given."""
     starter = {"embedded": _embedded, "distributed": _distributed}[form]
-    with starter(Path(tempfile.mkdtemp(prefix=f"{form}-", dir=workdir))) as service:
+    with starter(Path(tempfile.mkdtemp(prefix=f"{form}-", dir=workdir)), cpus) as service:
         yield service
 
 
 @contextmanager
-def _embedded(workdir: Path) -> Iterator[Service]:
+def _embedded(workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
+    """`facequeue serve` with no URLs: the Postgres and Redis it starts in its data dir."""
     port = free_port()
-    service = Service("embedded", f"http://127.0.0.1:{port}", f"sqlite:///{workdir / 'facequeue.db'}", workdir / "log")
+    database_url = Settings(data_dir=workdir, database_url=None).resolved_database_url  # not a URL from the environment
+    service = Service("embedded", f"http://127.0.0.1:{port}", database_url, workdir / "log")
     env = _service_env(FACEQUEUE_DATA_DIR=str(workdir))
     with _log(service) as log:
-        service.processes.append(_spawn(["serve", "--port", str(port)], env, log, workdir))
+        service.processes.append(_spawn(["serve", "--port", str(port)], env, log, workdir, cpus))
         try:
             _wait_ready(service)
             yield service
         finally:
+            _engine(database_url).dispose()  # its server stops with serve
             _stop(service.processes)
 
 
 @contextmanager
-def _distributed(workdir: Path) -> Iterator[Service]:
+def _distributed(workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
     import psycopg
     import redis
 
@@ -186,10 +192,16 @@ def _distributed(workdir: Path) -> Iterator[Service]:
                 check=True,
             )
             service.processes.append(
-                _spawn(["api", "--port", str(port), "--workers", str(API_PROCESSES)], env, log, REPO_ROOT)
+                _spawn(["api", "--port", str(port), "--workers", str(API_PROCESSES)], env, log, REPO_ROOT, cpus)
             )
             service.processes.append(
-                _spawn(["worker", "--concurrency", str(WORKER_CONCURRENCY), "--name", "bench@%h"], env, log, REPO_ROOT)
+                _spawn(
+                    ["worker", "--concurrency", str(WORKER_CONCURRENCY), "--name", "bench@%h"],
+                    env,
+                    log,
+                    REPO_ROOT,
+                    cpus,
+                )
             )
             try:
                 _wait_ready(service)
@@ -223,7 +235,7 @@ def _log(service: Service) -> Iterator:
         yield log
 
 
-def _spawn(arguments: list[str], env: dict[str, str], log, cwd: Path) -> subprocess.Popen:
+def _spawn(arguments: list[str], env: dict[str, str], log, cwd: Path, cpus: set[int] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "facequeue", *arguments],
         cwd=cwd,
@@ -231,6 +243,7 @@ def _spawn(arguments: list[str], env: dict[str, str], log, cwd: Path) -> subproc
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: stopping it reaches the worker pool too
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),  # what `taskset` does
     )
 
 
@@ -331,14 +344,17 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def running_forms(forms: Sequence[str], workdir: Path, notes: list[str]) -> Iterator[tuple[str, Service]]:
-    """Each requested form that can run here, started; what it could not do, and what it logged, goes to notes."""
+def running_forms(
+    forms: Sequence[str], workdir: Path, notes: list[str], cpus: set[int] | None = None
+) -> Iterator[tuple[str, Service]]:
+    """Each requested form that can run here, started (on ``cpus`` when given); what it could not do, and what it
+    logged, goes to notes."""
     for form in forms:
         reason = distributed_unavailable() if form == "distributed" else None
         if reason:
             notes.append(f"{form} form not run: {reason}")
             continue
-        with running(form, workdir) as service:
+        with running(form, workdir, cpus) as service:
             yield form, service
             notes.extend(f"{form}: the service logged: {line}" for line in service.failures())
 

@@ -121,12 +121,6 @@ def _bound(run_: dict, bare_per_image: float) -> str:
         f"the API took {run_['submit_seconds']:.1f} s of the {run_['seconds']:.1f} s to accept the uploads, on the "
         "same cores as the workers",
     ]
-    if run_["form"] == "embedded":
-        parts.append(
-            "the embedded form keeps tasks in SQLite (one writer at a time: the API's inserts and the workers' "
-            "updates wait for each other's lock) and passes each message as a file (kombu's filesystem transport: "
-            "a write, a directory scan and a move per message)"
-        )
     return "; ".join(parts)
 
 

@@ -80,7 +80,11 @@ def cancel_open_items(session: Session, batch_id: str) -> list[str]:
 
 
 def finish_if_complete(session: Session, batch_id: str) -> Batch | None:
-    """Mark the batch finished when its last item became final; only the caller that does so gets the batch."""
+    """Mark the batch finished when its last item became final; only the caller that does so gets the batch.
+
+    The batch row is locked first: two items finishing at once each counted the other as open (neither had
+    committed) and the batch stayed running. Locked, the second count runs after the first commit."""
+    session.execute(select(Batch.id).where(Batch.id == batch_id).with_for_update())
     open_items = session.scalar(
         select(func.count()).where(DetectTask.batch_id == batch_id, DetectTask.status.not_in(list(FINAL_STATUSES)))
     )

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from db.models import DisabledWebhookEndpoint, WebhookDelivery, WebhookEvent, utcnow
@@ -50,7 +50,6 @@ def enable_endpoint(session: Session, tenant_id: str | None, url: str) -> None:
 
 def disable_endpoint(session: Session, tenant_id: str | None, url: str, status_code: int) -> None:
     """Record that (tenant, url) is gone; a second worker recording it at the same moment is no error."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(
         insert(DisabledWebhookEndpoint)
         .values(tenant_id=tenant_id, url=url, status_code=status_code, disabled_at=utcnow())

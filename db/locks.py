@@ -1,19 +1,14 @@
 """Exclusive locks across every process of a deployment, taken without waiting (the reaper's pass holds one).
 
-Postgres: a session-level advisory lock on a connection of its own. Session-level, because the job under
+A Postgres session-level advisory lock on a connection of its own. Session-level, because the job under
 it commits several times (a transaction-level lock would end at the first commit); its own connection,
 because a Session hands its connection back to the pool at each commit. Postgres drops the lock when the
 connection closes, so a process that dies mid-job never leaves it held. Advisory locks are per database:
 every process of one deployment shares one database, and so one key space.
-
-SQLite (the embedded form, one machine): an flock on a file beside the database, dropped by the kernel
-when the process dies.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,10 +18,6 @@ from sqlalchemy import Connection, Engine, func, select
 @contextmanager
 def try_exclusive(engine: Engine, key: int) -> Iterator[bool]:
     """Hold lock `key` for the block if no other process holds it: yields whether this one got it."""
-    if engine.dialect.name == "sqlite":
-        with _file_lock(f"{engine.url.database}.lock-{key}") as held:
-            yield held
-        return
     with engine.connect() as connection:
         held = bool(connection.scalar(select(func.pg_try_advisory_lock(key))))
         connection.commit()  # the lock outlives the transaction; an open one would sit idle for the whole job
@@ -44,17 +35,3 @@ def _unlock(connection: Connection, key: int) -> None:
     except Exception:
         connection.invalidate()  # closed, not pooled: Postgres drops the lock with the connection
         raise
-
-
-@contextmanager
-def _file_lock(path: str) -> Iterator[bool]:
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True  # closing the descriptor releases it
-    finally:
-        os.close(descriptor)

@@ -6,17 +6,16 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, func
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from facequeue.enums import CreditState, EventState, Queue, TaskStatus
 
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")
-
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on every backend (SQLite drops the zone on write)."""
+    """timestamptz, read back in UTC: Postgres answers in its TimeZone setting (initdb takes the host's, so the
+    Postgres `facequeue serve` starts may not be in UTC), and the API shows every time in UTC."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -25,9 +24,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC) if value is not None else None
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        return value.astimezone(UTC) if value is not None else None
 
 
 def utcnow() -> datetime:
@@ -36,7 +33,15 @@ def utcnow() -> datetime:
 
 def new_task_id() -> str:
     # 18 random bytes -> 24 URL-safe characters: unguessable, and safe in paths and query strings.
-    return secrets.token_urlsafe(18)
+    return url_safe_id(18)
+
+
+def url_safe_id(random_bytes: int) -> str:
+    """`secrets.token_urlsafe`, drawn again when it starts with "-": a command line would read such an id as an
+    option (`facequeue cancel -T3...`)."""
+    while (value := secrets.token_urlsafe(random_bytes)).startswith("-"):
+        pass
+    return value
 
 
 class Base(DeclarativeBase):
@@ -51,7 +56,7 @@ class DetectTask(Base):
     kind: Mapped[str | None] = mapped_column(String(8))  # image | video; null until known
     source_url: Mapped[str | None] = mapped_column(Text)
     upload_key: Mapped[str | None] = mapped_column(String(255))  # storage key of uploaded bytes
-    params: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     queue: Mapped[str] = mapped_column(String(32), default=Queue.DEFAULT)
     api: Mapped[str | None] = mapped_column(String(16))  # SubmitApi; null on tasks stored before it was kept
 
@@ -60,10 +65,10 @@ class DetectTask(Base):
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_msg: Mapped[str | None] = mapped_column(Text)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     detector: Mapped[str | None] = mapped_column(String(64))
     model_version: Mapped[str | None] = mapped_column(String(128))
-    timings: Mapped[dict[str, float]] = mapped_column(JSONDocument, default=dict)
+    timings: Mapped[dict[str, float]] = mapped_column(JSONB, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # The run that claimed it: worker name and pool process, so a dead run is re-queued at once (reaper.py)
     worker_name: Mapped[str | None] = mapped_column(String(255))
@@ -100,7 +105,6 @@ class DetectTask(Base):
             "ix_detect_tasks_upload_kept",
             "status",
             postgresql_where=upload_key.is_not(None),
-            sqlite_where=upload_key.is_not(None),
         ),
         # the fair dispatcher's scan: held (unpublished) batch items per tenant, oldest first
         Index("ix_detect_tasks_held", "queue", "status", "published_at", "tenant_id"),
@@ -126,7 +130,7 @@ class Tenant(Base):
     credits: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
     rate_limit: Mapped[str | None] = mapped_column(String(64))  # e.g. "10/second"; None: the default
     webhook_url: Mapped[str | None] = mapped_column(Text)  # default endpoint for tasks without callback_url
-    webhook_secrets: Mapped[list[str]] = mapped_column(JSONDocument, default=list)  # current first
+    webhook_secrets: Mapped[list[str]] = mapped_column(JSONB, default=list)  # current first
     webhook_secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # the secrets after the first sign until then (None: no end)
     webhook_previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -138,7 +142,7 @@ class Tenant(Base):
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: secrets.token_urlsafe(12))
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: url_safe_id(12))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     prefix: Mapped[str] = mapped_column(String(16))  # shown in listings; the key itself is never stored
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the whole key

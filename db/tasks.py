@@ -31,12 +31,6 @@ def final_among(session: Session, task_ids: Sequence[str]) -> set[str]:
     return set(session.scalars(final))
 
 
-def unfinished_among(session: Session, task_ids: Sequence[str]) -> set[str]:
-    """Which of `task_ids` are queued or processing."""
-    live = select(DetectTask.id).where(DetectTask.id.in_(task_ids), DetectTask.status.not_in(FINAL_STATUSES))
-    return set(session.scalars(live))
-
-
 def find_by_idempotency_key(session: Session, tenant_id: str | None, key: str) -> DetectTask | None:
     return session.scalar(
         select(DetectTask).where(

@@ -17,6 +17,8 @@ Corners = list[int]  # [x1, y1, x2, y2]
 
 
 MAX_SAMPLED_FRAMES = 100  # num_frames' ceiling in every seed API; sample_fps stops there too
+# A task's timings in the order its stages run; Postgres (JSONB) keeps an object's keys in an order of its own
+TIMING_STAGES = ("download", "decode", "detect", "total")
 ITEM_NAME_MAX_LENGTH = 1024  # a batch item's name (a file path, a URL) as people read it, not a payload
 
 

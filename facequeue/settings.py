@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,8 @@ from facequeue.durations import parse_duration
 HostOrNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network | str
 # Links built with no request to take the address from (webhook bodies): `facequeue serve`/`api`'s default.
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+POSTGRES_SOCKET_NAME = ".s.PGSQL.5432"
+MAX_SOCKET_PATH = 100  # below macOS's 103 bytes for a Unix socket's path, and Linux's 107
 
 
 class Settings(BaseSettings):
@@ -23,12 +26,15 @@ class Settings(BaseSettings):
     # --- where things live -------------------------------------------------
     data_dir: Path = Field(
         Path(".facequeue"),
-        description="Embedded default: SQLite file, broker folder, stored media. Created 0700; the SQLite file (it "
-        "holds webhook secrets) and signing.key 0600 (an existing directory keeps its mode)",
+        description="The embedded Postgres (postgres/) and Redis (redis/) that `facequeue serve` starts, stored media, "
+        "signing.key. Created 0700, signing.key 0600 (an existing directory keeps its mode)",
     )
-    database_url: str | None = Field(None, description="e.g. postgresql+psycopg://host/db; default: SQLite in data_dir")
+    database_url: str | None = Field(
+        None,
+        description="e.g. postgresql+psycopg://host/db; default: the Postgres `facequeue serve` starts in data_dir",
+    )
     broker_url: str | None = Field(
-        None, description="e.g. redis://host:6379/0; default: a filesystem broker in data_dir (kombu's)"
+        None, description="e.g. redis://host:6379/0; default: the Redis `facequeue serve` starts in data_dir"
     )
     broker_key_prefix: str = Field("", description="Prefix of every Redis key, so deployments can share one Redis")
     public_base_url: str | None = Field(
@@ -48,7 +54,7 @@ class Settings(BaseSettings):
         2.0,
         gt=0,
         description="Seconds a statement may run (Postgres statement_timeout) or wait for a pooled connection; a "
-        "server that stopped answering is given up 0.5 s later. SQLite keeps its 30 s busy timeout",
+        "server that stopped answering is given up 0.5 s later",
     )
     redis_timeout: float = Field(
         1.0, gt=0, description="Seconds to connect to Redis and for each reply; a publish is tried twice"
@@ -142,7 +148,7 @@ class Settings(BaseSettings):
     auth: Literal["on", "off"] = Field("on", description="off: no API keys (local development only!)")
     default_rate_limit: str = Field("20/second", description="Per key, unless it or its tenant has one")
     rate_limit_storage_url: str | None = Field(
-        None, description="Any `limits` storage URL; default: Redis broker or memory"
+        None, description="Any `limits` storage URL; default: the broker's Redis"
     )
     maintenance: bool = Field(False, description="Refuse new work with 455 (facequeue maintenance on)")
     flag_cache_seconds: float = Field(
@@ -258,28 +264,43 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.embedded_database_path}"
-
-    @property
-    def embedded_database_path(self) -> Path:
-        """The SQLite file used when FACEQUEUE_DATABASE_URL is unset."""
-        return (self.data_dir / "facequeue.db").resolve()
+        return self.database_url or f"postgresql+psycopg://postgres@/facequeue?host={self.embedded_socket_dir}"
 
     @property
     def resolved_broker_url(self) -> str:
-        return self.broker_url or "filesystem://"
+        """Celery's broker URL (kombu spells a Unix socket redis+socket://)."""
+        return self.broker_url or f"redis+socket://{self.embedded_redis_socket}"
 
     @property
-    def broker_folder(self) -> Path:
-        return (self.data_dir / "broker").resolve()
+    def redis_url(self) -> str:
+        """The broker's Redis as redis-py spells it (a Unix socket is unix://)."""
+        return self.broker_url or f"unix://{self.embedded_redis_socket}"
+
+    @property
+    def embedded_postgres_dir(self) -> Path:
+        return (self.data_dir / "postgres").resolve()
+
+    @property
+    def embedded_redis_dir(self) -> Path:
+        return (self.data_dir / "redis").resolve()
+
+    @property
+    def embedded_socket_dir(self) -> Path:
+        """Where the embedded servers' Unix sockets are: <data_dir>/run, or a folder in /tmp named by a hash of
+        data_dir when that path is too long for a socket's name (107 bytes on Linux, 103 on macOS)."""
+        data_dir = self.data_dir.resolve()
+        run = data_dir / "run"
+        if len(str(run / POSTGRES_SOCKET_NAME)) <= MAX_SOCKET_PATH:
+            return run
+        return Path("/tmp") / f"facequeue-{hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]}"
+
+    @property
+    def embedded_redis_socket(self) -> Path:
+        return self.embedded_socket_dir / "redis.sock"
 
     @property
     def media_dir(self) -> Path:
         return (self.data_dir / "media").resolve()
-
-    @property
-    def is_embedded(self) -> bool:
-        return self.resolved_broker_url.startswith("filesystem://")
 
     def public_base(self, request_base_url: str | None = None) -> str:
         """Base of every link the service hands out: FACEQUEUE_PUBLIC_BASE_URL, else the request's base URL,

@@ -205,8 +205,9 @@ def signing_key(settings: Settings) -> bytes:
 
 
 def ensure_data_dir(settings: Settings) -> Path:
-    """The data directory, created readable by this user only: it holds the signing key, the embedded database
-    (webhook secrets) and the media. An existing directory keeps the mode its owner gave it."""
+    """The data directory, created readable by this user only: it holds the signing key, the files of the Postgres
+    `facequeue serve` starts (webhook secrets) and the media. An existing directory keeps the mode its owner gave
+    it."""
     settings.data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     return settings.data_dir
 

@@ -12,14 +12,13 @@ url = config.get_main_option("sqlalchemy.url") or get_settings().resolved_databa
 
 def run_migrations() -> None:
     if context.is_offline_mode():
-        context.configure(url=url, target_metadata=Base.metadata, literal_binds=True, render_as_batch=True)
+        context.configure(url=url, target_metadata=Base.metadata, literal_binds=True)
         with context.begin_transaction():
             context.run_migrations()
         return
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
-        # batch mode lets later ALTERs run on SQLite too
-        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=Base.metadata)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

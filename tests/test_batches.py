@@ -176,3 +176,43 @@ def test_fair_dispatch_between_tenants(clean_state, start_worker, media_server) 
     # Without fairness the single image would wait behind ~40 queued items and B's batch behind all of A's.
     assert a_before_single <= 2, order  # at most the running task and one prefetched message
     assert a_before_last_b <= 2 * 6 + 4, order  # B's items interleave with A's from the start
+
+
+def test_two_items_finishing_at_once_finish_their_batch(clean_state) -> None:
+    """Each item's final status and the batch check commit together; the second check waits for the first
+    commit, so the batch is finished however the two interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import text
+
+    from db.batches import finish_if_complete
+    from db.models import Batch, DetectTask
+    from facequeue.enums import TaskStatus
+    from facequeue.lifecycle.sessions import session_scope
+
+    with session_scope() as session:
+        batch = Batch(total=2)
+        session.add(batch)
+        session.flush()
+        items = [DetectTask(batch_id=batch.id, status=TaskStatus.PROCESSING, params={}) for _ in range(2)]
+        session.add_all(items)
+        session.flush()
+        batch_id, item_ids = batch.id, [item.id for item in items]
+
+    def finish(session, item_id: str):
+        session.get(DetectTask, item_id).status = TaskStatus.SUCCEEDED
+        session.flush()
+        return finish_if_complete(session, batch_id)
+
+    with session_scope() as first, session_scope() as second, ThreadPoolExecutor(1) as pool:
+        assert finish(first, item_ids[0]) is None  # the other item is still open
+        second_pid = second.execute(text("SELECT pg_backend_pid()")).scalar()
+        checked = pool.submit(finish, second, item_ids[1])
+        waiting = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"
+        wait_until(
+            lambda: checked.done() or first.execute(text(waiting), {"pid": second_pid}).scalar() == "Lock",
+            timeout=30,
+            what="the second check done, or waiting for the batch row",
+        )
+        first.commit()
+        assert checked.result(timeout=30) is not None and checked.result().finished_at is not None

@@ -1,4 +1,5 @@
-"""The embedded default end to end: `facequeue serve` on SQLite and the filesystem broker, no servers."""
+"""The embedded default end to end: `facequeue serve` with no database or broker URL, on the Postgres and Redis it
+starts in its data dir."""
 
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ def embedded_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         new_session=True,
     )
     yield server, data_dir, _first_key(data_dir / "serve.log"), process
-    workers = _worker_tree(process.pid)
+    started = descendants(process.pid)
     process.terminate()
     process.wait(timeout=60)
-    # SIGTERM to serve ends its worker and the worker's pool too (the worker once outlived it)
-    assert [worker.pid for worker in workers if _running(worker)] == []
+    # SIGTERM to serve ends its worker, the worker's pools, Postgres and Redis (the worker once outlived it)
+    assert [child.pid for child in started if _running(child)] == []
 
 
 def _first_key(log: Path) -> str:
@@ -50,11 +51,29 @@ def _first_key(log: Path) -> str:
 
 
 def test_embedded_defaults_keep_everything_in_the_data_dir(embedded_server) -> None:
-    _, data_dir, _, _ = embedded_server
-    assert (data_dir / "facequeue.db").is_file()
-    assert (data_dir / "broker" / "queue").is_dir()
+    import psutil
+
+    _, data_dir, _, process = embedded_server
+    assert (data_dir / "postgres" / "PG_VERSION").read_text().strip() == "16"
+    assert (data_dir / "run" / ".s.PGSQL.5432").is_socket() and (data_dir / "run" / "redis.sock").is_socket()
+    assert any(path.name.startswith("appendonly.aof") for path in (data_dir / "redis").iterdir())  # AOF is on
+    servers = {child.name(): child for child in psutil.Process(process.pid).children()}
+    assert {"postgres", "redis-server"} <= set(servers)
+    for server in (servers["postgres"], servers["redis-server"], *servers["postgres"].children()):
+        assert [c.laddr for c in server.net_connections(kind="inet")] == []  # Unix sockets only: no TCP port
     log = (data_dir / "serve.log").read_text()
+    assert "Postgres and Redis started in the data dir" in log
     assert "data lives in" in log and str(data_dir) in log.replace("\n", "")  # rich may wrap the path
+
+
+def test_the_embedded_postgres_has_pgvector(embedded_server) -> None:
+    import psycopg
+
+    _, data_dir, _, _ = embedded_server
+    with psycopg.connect(host=str(data_dir / "run"), user="postgres", dbname="facequeue") as connection:
+        assert connection.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone() == (
+            "0.8.5",
+        )
 
 
 def test_embedded_image_and_video(embedded_server, tmp_path) -> None:
@@ -141,6 +160,13 @@ def _worker_pids(serve_pid: int) -> list[int]:
         except psutil.NoSuchProcess:
             continue  # exited between listing and reading it
     return pids
+
+
+def descendants(pid: int) -> list:
+    """Every process `pid` started, and theirs."""
+    import psutil
+
+    return psutil.Process(pid).children(recursive=True)
 
 
 def _worker_tree(serve_pid: int) -> list:

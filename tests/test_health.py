@@ -4,21 +4,20 @@ Redis and Celery workers."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from facequeue.lifecycle import worker_liveness
 from facequeue.settings import Settings
 from tests.conftest import WorkerProcess
-from tests.support import wait_until
+from tests.support import REDIS_URL, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,15 +89,13 @@ def test_readyz_is_bounded_when_redis_hangs(clean_state: None, silent_port: int)
     assert 2 * REDIS_TIMEOUT <= elapsed < 2 * REDIS_TIMEOUT + 1  # two Redis calls (PING, EXISTS), each bounded
 
 
-def test_embedded_heartbeat_is_a_file_whose_age_counts(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path, broker_url=None, worker_alive_after=ALIVE_AFTER)
+def test_a_heartbeat_is_a_redis_key_that_expires(clean_state: None) -> None:
+    settings = Settings(worker_alive_after=ALIVE_AFTER)
     assert not worker_liveness.worker_alive(settings)  # never beaten
-    worker_liveness.record_beat(settings, "embedded@host")
-    beat = tmp_path / worker_liveness.HEARTBEAT_FILE
-    assert beat.read_text() == "embedded@host" and worker_liveness.worker_alive(settings)
-    stale = time.time() - ALIVE_AFTER - 0.5
-    os.utime(beat, (stale, stale))
-    assert not worker_liveness.worker_alive(settings)
+    worker_liveness.record_beat(settings, "worker@host")
+    assert worker_liveness.worker_alive(settings)
+    key, client = worker_liveness.heartbeat_key(settings), redis.Redis.from_url(REDIS_URL)
+    assert client.get(key) == b"worker@host" and 0 < client.pttl(key) <= ALIVE_AFTER * 1000
 
 
 def test_request_ids_are_kept_when_safe_and_made_otherwise(api_client: TestClient) -> None:

@@ -359,3 +359,13 @@ def test_pool_processes_run_niced_so_a_colocated_api_answers_first(start_worker)
     wait_until(pool_niceness, until=lambda niceness: niceness == [10, 10], timeout=20, what="the pool niced")
     assert os.getpriority(os.PRIO_PROCESS, main) == 0  # the main process only moves messages
     assert pool_niceness() == [get_settings().worker_nice] * 2 == [10, 10]
+
+
+def test_an_id_never_starts_with_a_dash_which_a_command_line_reads_as_an_option(monkeypatch) -> None:
+    import secrets
+
+    from db.models import new_task_id
+
+    drawn = iter(["-T3wJ5qz0kQmN8xYcVb2Lh7R", "T3wJ5qz0kQmN8xYcVb2Lh7R-"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda _: next(drawn))
+    assert new_task_id() == "T3wJ5qz0kQmN8xYcVb2Lh7R-"

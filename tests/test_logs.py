@@ -7,14 +7,13 @@ import base64
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-from contextlib import closing
 from pathlib import Path
 
 import cv2
 import httpx
+import psycopg
 import pytest
 
 from facequeue.cli.demo import astronaut_bgr
@@ -50,6 +49,8 @@ def json_run(tmp_path_factory) -> dict:
         )
         key = key_lines[0]["api_key"]
         sent = _submit_tasks(server, key)
+        with psycopg.connect(host=str(data_dir / "run"), user="postgres", dbname="facequeue") as database:
+            (tenant_id,) = database.execute("SELECT id FROM tenants WHERE name = 'default'").fetchone()
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -57,8 +58,6 @@ def json_run(tmp_path_factory) -> dict:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             raise
-    with closing(sqlite3.connect(data_dir / "facequeue.db")) as database:
-        (tenant_id,) = database.execute("SELECT id FROM tenants WHERE name = 'default'").fetchone()
     return {"stdout": stdout.read_text(), "stderr": stderr.read_text(), "tenant_id": tenant_id, **sent}
 
 
@@ -94,7 +93,7 @@ def test_every_line_of_the_run_is_one_json_object(json_run) -> None:
     # the run's parts, each through the one handler: the CLI, alembic, the API, Celery's worker and its tasks
     assert {
         ("facequeue.cli", "first_api_key"),
-        ("alembic.runtime.migration", "Will assume non-transactional DDL."),
+        ("alembic.runtime.migration", "Will assume transactional DDL."),
         ("api.request_ids", "request"),
         ("workers.celery_app", "worker_ready"),
         ("workers.pipeline", "detect_finished"),
@@ -121,7 +120,9 @@ def test_task_lines_carry_task_tenant_and_attempt(json_run) -> None:
     lines = list(map(json.loads, json_run["stderr"].splitlines()))
     for task, error in ((json_run["succeeded"], None), (json_run["failed"], "unsupported_media")):
         task_lines = [line for line in lines if line.get("task_id") == task["detect_task_id"]]
-        assert all((line["tenant"], line["attempt"]) == (json_run["tenant_id"], 1) for line in task_lines)
+        assert [
+            line for line in task_lines if (line.get("tenant"), line.get("attempt")) != (json_run["tenant_id"], 1)
+        ] == []
         (finished,) = [line for line in task_lines if line["event"] == "detect_finished"]
         assert finished["error"] == error
         # Celery's own line about the run carries the context too: it is bound once, where the run starts

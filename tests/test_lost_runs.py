@@ -40,41 +40,32 @@ def _rows_to_republish(now):
     ]
 
 
-@pytest.mark.parametrize("backend", ["postgres", "sqlite"])
-def test_only_missing_messages_are_published_again(backend: str, clean_state, tmp_path: Path) -> None:
+def test_only_missing_messages_are_published_again(clean_state) -> None:
     from db import tasks
-    from db.engine import build_engine, build_sessionmaker, transaction
-    from db.models import Base, DetectTask, utcnow
+    from db.models import DetectTask, utcnow
     from facequeue.lifecycle.publish import UNPUBLISHED_GRACE_SECONDS
-    from facequeue.settings import Settings, get_settings
+    from facequeue.lifecycle.sessions import session_scope
 
-    settings = get_settings() if backend == "postgres" else Settings(database_url=None, data_dir=tmp_path)
-    engine = build_engine(settings)
-    if backend == "sqlite":
-        Base.metadata.create_all(engine)
-    try:
-        now = utcnow()
-        with transaction(build_sessionmaker(engine)) as session:
-            for task_id, status, queue, upload, created, published in _rows_to_republish(now):
-                session.add(
-                    DetectTask(
-                        id=task_id,
-                        status=status,
-                        queue=queue,
-                        upload_key=upload,
-                        source_url=None if upload else "http://127.0.0.1/a.jpg",
-                        created_at=created,
-                        published_at=published,
-                        params={},
-                    )
+    now = utcnow()
+    with session_scope() as session:
+        for task_id, status, queue, upload, created, published in _rows_to_republish(now):
+            session.add(
+                DetectTask(
+                    id=task_id,
+                    status=status,
+                    queue=queue,
+                    upload_key=upload,
+                    source_url=None if upload else "http://127.0.0.1/a.jpg",
+                    created_at=created,
+                    published_at=published,
+                    params={},
                 )
-        with transaction(build_sessionmaker(engine)) as session:
-            due = tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, ["default", "fetch"])
-            assert sorted(task.id for task in due) == ["lost", "lost-before-fetch", "never-published"]
-            only_never_published = tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, [])
-            assert [task.id for task in only_never_published] == ["never-published"]
-    finally:
-        engine.dispose()
+            )
+    with session_scope() as session:
+        due = tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, ["default", "fetch"])
+        assert sorted(task.id for task in due) == ["lost", "lost-before-fetch", "never-published"]
+        only_never_published = tasks.queued_tasks_to_republish(session, UNPUBLISHED_GRACE_SECONDS, [])
+        assert [task.id for task in only_never_published] == ["never-published"]
 
 
 def test_broker_that_lost_its_messages_gets_every_one_again(api_client) -> None:

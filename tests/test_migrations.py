@@ -1,8 +1,10 @@
-"""Alembic migrations apply and roll back on both SQLite (embedded) and Postgres (distributed)."""
+"""Alembic migrations apply and roll back on Postgres."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -54,18 +56,22 @@ def _roundtrip(url: str) -> None:
     _assert_schema_matches_models(url)
 
 
-def test_sqlite_upgrade_downgrade(tmp_path) -> None:
-    _roundtrip(f"sqlite:///{tmp_path / 'm.db'}")
-
-
-@pytest.mark.integration
-def test_postgres_upgrade_downgrade(services) -> None:
-    name = f"facequeue_migration_check_{os.getpid()}"  # this process's own, like the test database
+@contextmanager
+def empty_database(purpose: str) -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database on the test Postgres, this process's own (like the test
+    database), dropped afterwards."""
+    name = f"facequeue_{purpose}_{os.getpid()}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        _roundtrip(PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}")
+        yield PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
     finally:
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.integration
+def test_postgres_upgrade_downgrade(services) -> None:
+    with empty_database("migration_check") as url:
+        _roundtrip(url)

@@ -167,13 +167,12 @@ def test_a_pass_runs_while_no_other_does(clean_state, monkeypatch: pytest.Monkey
         assert isinstance(reaper.reap(session, settings), reaper.ReapReport)  # released by the failed pass
 
 
-@pytest.mark.parametrize("backend", ["postgres", "sqlite"])
-def test_the_lock_has_one_holder(backend: str, database, tmp_path: Path) -> None:
+def test_the_lock_has_one_holder(database) -> None:
     from db.engine import build_engine
     from db.locks import try_exclusive
-    from facequeue.settings import Settings, get_settings
+    from facequeue.settings import get_settings
 
-    engine = build_engine(get_settings() if backend == "postgres" else Settings(database_url=None, data_dir=tmp_path))
+    engine = build_engine(get_settings())
     try:
         with try_exclusive(engine, 7) as first:
             with try_exclusive(engine, 7) as second, try_exclusive(engine, 8) as other_key:

@@ -1,23 +1,22 @@
-"""Retention purges on real databases (the test Postgres, and a migrated SQLite file as embedded uses) with
-real storage (the local backend, and S3 through moto's server): old final tasks go with their objects,
-webhook events, delivery attempts and emptied batches, in bounded batches; live and recent tasks stay; a
-tenant's own retention wins; a pass cut short is finished by the next one with nothing orphaned."""
+"""Retention purges on the test Postgres with real storage (the local backend, and S3 through moto's server):
+old final tasks go with their objects, webhook events, delivery attempts and emptied batches, in bounded
+batches; live and recent tasks stay; a tenant's own retention wins; a pass cut short is finished by the next
+one with nothing orphaned."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.migrate import upgrade_to_head
 from db.models import Batch, DetectTask, Tenant, WebhookDelivery, WebhookEvent, utcnow
 from facequeue.lifecycle.retention import PurgeReport, purge_expired
+from facequeue.lifecycle.sessions import get_sessionmaker, session_scope
 from facequeue.settings import Settings
 from facequeue.storage import LocalStorage, MediaStorage, get_storage, task_prefix
 from tests.test_storage import s3_settings  # noqa: F401  (moto's S3 server, a fixture)
@@ -25,19 +24,9 @@ from tests.test_storage import s3_settings  # noqa: F401  (moto's S3 server, a f
 OBJECTS = ("upload", "crops/0-0.jpg", "previews/frame-0.jpg")
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def sessions(request, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    if request.param == "postgres":
-        request.getfixturevalue("clean_state")
-        from facequeue.lifecycle.sessions import get_sessionmaker
-
-        yield get_sessionmaker()
-        return
-    url = f"sqlite:///{tmp_path / 'embedded.db'}"
-    upgrade_to_head(url)
-    engine = create_engine(url)
-    yield sessionmaker(bind=engine, expire_on_commit=False)
-    engine.dispose()
+@pytest.fixture
+def sessions(clean_state: None) -> sessionmaker[Session]:
+    return get_sessionmaker()
 
 
 @pytest.fixture
@@ -210,8 +199,6 @@ def test_a_purge_cut_short_is_finished_by_the_next_pass(sessions, storage) -> No
 
 @pytest.mark.integration
 def test_purge_deletes_the_objects_on_s3(s3_settings, clean_state) -> None:  # noqa: F811
-    from facequeue.lifecycle.sessions import session_scope
-
     s3 = get_storage(s3_settings)
     with session_scope() as session:
         old = add_task(session, s3, "succeeded", timedelta(days=31))

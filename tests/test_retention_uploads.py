@@ -1,6 +1,6 @@
 """A task's upload is deleted once its final status commits, whoever wrote it: a real worker (succeeded,
 failed), the API's cancel, and the reaper for a process that died in between. Preview frames, which the
-worker keeps apart, stay until FACEQUEUE_PREVIEW_TTL. Postgres, SQLite, local storage and S3 (moto)."""
+worker keeps apart, stay until FACEQUEUE_PREVIEW_TTL. Postgres, local storage and S3 (moto)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from facequeue.lifecycle.sessions import session_scope
 from facequeue.settings import get_settings
 from facequeue.storage import LocalStorage, MediaStorage, get_storage, previews_prefix, upload_key
 from tests.support import wait_for_final, wait_until
-from tests.test_retention_purge import sessions  # noqa: F401  (Postgres and SQLite, a fixture)
+from tests.test_retention_purge import sessions  # noqa: F401  (the test Postgres, emptied: a fixture)
 from tests.test_storage import s3_settings  # noqa: F401  (moto's S3 server, a fixture)
 
 

@@ -1,5 +1,4 @@
-"""GET /v1/detect/{id}/events end to end: the API under uvicorn, Postgres, Redis pub/sub and real workers (the
-embedded form's file logs in test_task_events_embedded.py)."""
+"""GET /v1/detect/{id}/events end to end: the API under uvicorn, Postgres, Redis pub/sub and real workers."""
 
 from __future__ import annotations
 

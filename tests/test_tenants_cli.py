@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -15,6 +14,7 @@ from db import tenants
 from db.models import utcnow
 from facequeue.lifecycle.sessions import session_scope
 from tests.conftest import REPO_ROOT
+from tests.test_migrations import empty_database
 from tests.test_tenants import bearer, make_client, new_key
 
 pytestmark = pytest.mark.integration
@@ -113,10 +113,10 @@ def test_mistakes_are_one_line_and_exit_1(tenant, args: tuple[str, ...], message
     assert one_error_line(result) == message
 
 
-def test_a_database_that_was_never_migrated_is_one_line(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
-    line = one_error_line(cli("list", FACEQUEUE_DATABASE_URL=url))
-    assert (
-        line
-        == f"error: cannot use the database at {url}: no such table: api_keys (is it migrated? run `facequeue migrate`)"
+def test_a_database_that_was_never_migrated_is_one_line(services) -> None:
+    with empty_database("never_migrated") as url:
+        line = one_error_line(cli("list", FACEQUEUE_DATABASE_URL=url))
+    assert line == (
+        f'error: cannot use the database at {url}: relation "api_keys" does not exist (is it migrated? run '
+        "`facequeue migrate`)"
     )

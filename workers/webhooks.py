@@ -146,7 +146,8 @@ def _read_excerpt(response: httpx.Response, deadline: Deadline) -> str:
                     break
     except (httpx.HTTPError, TaskError):
         pass
-    return excerpt[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace")
+    # Postgres text holds no NUL character: a receiver's binary reply is logged with U+FFFD in its place
+    return excerpt[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def _error_text(exc: TaskError | httpx.HTTPError, url: str, deadline: Deadline, settings: Settings) -> str:

@@ -11,13 +11,11 @@ from sqlalchemy import text
 from api.deps import SettingsDep
 from api.openapi.shapes import Readiness
 from facequeue.lifecycle import worker_liveness
-from facequeue.lifecycle.broker import get_celery, redis_client
+from facequeue.lifecycle.broker import redis_client
 from facequeue.lifecycle.sessions import get_engine
 from facequeue.settings import Settings
 
 router = APIRouter(tags=["health"])
-
-EMBEDDED_BROKER_TIMEOUT = 2.0  # seconds; the embedded broker is a local folder, so this is never reached
 
 
 @router.get("/healthz", operation_id="checkLiveness")
@@ -52,11 +50,7 @@ def _check_database(_settings: Settings) -> str:
 
 
 def _check_broker(settings: Settings) -> str:
-    if settings.is_embedded:
-        with get_celery().connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=EMBEDDED_BROKER_TIMEOUT)
-    else:
-        redis_client(settings).ping()
+    redis_client(settings).ping()
     return "ok"
 
 

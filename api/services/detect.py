@@ -92,14 +92,12 @@ class DetectService:
             task.upload_key = upload_key(task.id)
             self.storage.put_bytes(task.upload_key, checked.image_bytes)
         self.session.add(task)
-        task_events.open_log(task.id, self.settings)  # before any worker can announce (embedded)
         try:
             self.session.commit()
         except IntegrityError:
             # Lost a race on the same idempotency key: the other request's task is the answer.
             self.session.rollback()
             self.storage.delete_prefix(task_prefix(task.id))
-            task_events.forget(task.id, self.settings)
             existing = self._idempotent_replay(submission, checked_hash)
             if existing is None:
                 raise

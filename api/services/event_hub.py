@@ -1,10 +1,7 @@
 """Where an API process's task event streams get their events (facequeue/lifecycle/task_events.py announces
-them): one listener per event loop, an asyncio task alive while a stream is open, fans them out, so an open
-stream costs neither a query nor a connection of its own.
-
-- distributed: one Redis pub/sub connection, subscribed to the channel of each task a stream watches;
-- embedded: one watch on data_dir/events (api/services/event_files.py); one task's damaged or deleted file
-  touches only that task's streams.
+them): one listener per event loop, an asyncio task alive while a stream is open, fans them out over one Redis
+pub/sub connection, subscribed to the channel of each task a stream watches, so an open stream costs neither a
+query nor a connection of its own.
 
 Every SWEEP_SECONDS the listener asks the database, in one query for all the tasks watched, which are final,
 and tells their streams to read their task again: a final event lost to a Redis restart still ends them.
@@ -15,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import redis
@@ -25,7 +22,6 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from api.services.event_files import LISTEN_SECONDS, REREAD, FileSource
 from db import tasks
 from db.engine import DATABASE_UNAVAILABLE
 from facequeue.lifecycle import task_events
@@ -34,6 +30,8 @@ from facequeue.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+REREAD: dict[str, Any] = {"kind": "reread"}  # to a stream: read the task row again (a sweep, a reconnect)
+LISTEN_SECONDS = 1.0  # longest wait for a message before the listener looks at its streams again
 SWEEP_SECONDS = 15.0
 RECONNECT_SECONDS = 1.0
 HISTORY_CONNECTIONS = 3
@@ -55,22 +53,10 @@ class Subscription:
         await self.hub.unsubscribe(self)
 
 
-class EventSource(Protocol):
-    async def watch(self, task_id: str) -> None: ...
-
-    async def unwatch(self, task_id: str) -> None: ...
-
-    async def history(self, task_id: str) -> list[dict[str, Any]]: ...
-
-    async def listen(self) -> None:
-        """Deliver events until the hub has no subscription left."""
-        ...
-
-
 class TaskEventHub:
     def __init__(self, settings: Settings) -> None:
         self.subscriptions: dict[str, set[Subscription]] = {}
-        self.source: EventSource = FileSource(settings, self) if settings.is_embedded else RedisSource(settings, self)
+        self.source = RedisSource(settings, self)
         self._listener: asyncio.Task | None = None
         self._reads = anyio.CapacityLimiter(1)  # the sweep's query, outside the pool the requests share
         self._last_sweep = time.monotonic()
@@ -127,7 +113,7 @@ def _final_among(task_ids: list[str]) -> set[str]:
 
 
 class RedisSource:
-    """Distributed: one pub/sub connection for all streams; each task's log list gives what came before."""
+    """One pub/sub connection for all streams; each task's log list gives what came before."""
 
     def __init__(self, settings: Settings, hub: TaskEventHub) -> None:
         self.settings = settings
@@ -135,7 +121,7 @@ class RedisSource:
         # each connect and reply bounded by FACEQUEUE_REDIS_TIMEOUT, no retries (as every Redis client here);
         # a few connections for all streams: 200 opening at once read their logs through them in turn
         pool = BlockingConnectionPool.from_url(
-            settings.resolved_broker_url,
+            settings.redis_url,
             max_connections=HISTORY_CONNECTIONS + 1,  # and the pub/sub one
             timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_timeout,
@@ -185,6 +171,7 @@ class RedisSource:
         return self.pubsub
 
     async def listen(self) -> None:
+        """Deliver events until the hub has no subscription left."""
         while self.hub.subscriptions:
             try:
                 if self.lost:

@@ -2,20 +2,16 @@
 
 A waiting call no longer holds a thread (final_watch.py), but it still keeps a task at interactive
 priority, ahead of every tenant's other work, and an open connection: one key must not hold many. The
-count is kept in Redis when the broker is Redis (every API process shares it, as rate limits do), in
-memory when embedded (one API process).
+count is kept in the broker's Redis, so every API process shares it, as rate limits do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import weakref
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -37,12 +33,6 @@ RETRY_AFTER = 1  # seconds: a slot frees as soon as one of the key's calls answe
 HOLD_MARGIN = 30.0
 
 
-class Slots(Protocol):
-    async def take(self, key_id: str, limit: int, hold_seconds: float) -> Any | None: ...
-
-    async def give_back(self, held: Any) -> None: ...
-
-
 @asynccontextmanager
 async def sync_call_slot(key_id: str | None, settings: Settings) -> AsyncIterator[None]:
     """Hold one of the key's slots for the whole call, or refuse it with 429. Without an API key
@@ -50,7 +40,7 @@ async def sync_call_slot(key_id: str | None, settings: Settings) -> AsyncIterato
     if key_id is None:
         yield
         return
-    slots = _slots(settings.resolved_broker_url, settings.broker_key_prefix, settings.redis_timeout)
+    slots = _slots(settings.redis_url, settings.broker_key_prefix, settings.redis_timeout)
     limit = settings.max_sync_calls_per_key
     held = await slots.take(key_id, limit, settings.sync_timeout + HOLD_MARGIN)
     if held is None:
@@ -64,25 +54,6 @@ async def sync_call_slot(key_id: str | None, settings: Settings) -> AsyncIterato
     finally:
         with anyio.CancelScope(shield=True):  # given back even when the request is cancelled
             await slots.give_back(held)
-
-
-class MemorySlots:
-    def __init__(self) -> None:
-        self._held: Counter[str] = Counter()
-        self._lock = threading.Lock()  # a test client may run requests on several event loops at once
-
-    async def take(self, key_id: str, limit: int, hold_seconds: float) -> str | None:
-        with self._lock:
-            if self._held[key_id] >= limit:
-                return None
-            self._held[key_id] += 1
-        return key_id
-
-    async def give_back(self, held: str) -> None:
-        with self._lock:
-            self._held[held] -= 1
-            if self._held[held] <= 0:
-                del self._held[held]
 
 
 class RedisSlots:
@@ -130,7 +101,5 @@ class RedisSlots:
 
 
 @lru_cache
-def _slots(broker_url: str, key_prefix: str, redis_timeout: float) -> Slots:
-    if broker_url.startswith(("redis://", "rediss://")):
-        return RedisSlots(broker_url, key_prefix, redis_timeout)
-    return MemorySlots()
+def _slots(redis_url: str, key_prefix: str, redis_timeout: float) -> RedisSlots:
+    return RedisSlots(redis_url, key_prefix, redis_timeout)

@@ -7,25 +7,52 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from facequeue.cli.console import announce, console
+from facequeue.cli.child_processes import EmbeddedStackError
+from facequeue.cli.console import announce, console, fail
 from facequeue.cli.database import operator_session, require_data_dir
-from facequeue.settings import get_settings
+from facequeue.cli.embedded_stack import embedded_stack
+from facequeue.settings import Settings, get_settings
+
+LEGACY_SQLITE_FILE = "facequeue.db"  # where releases before the one stack kept the embedded database
 
 keys_app = typer.Typer(help="API keys: create, list, revoke", no_args_is_help=True)
 
 
 def migrate() -> None:
-    """Apply database migrations."""
-    from db.engine import ensure_embedded_database
+    """Apply database migrations (the embedded Postgres is created on first use), then copy in what an embedded
+    data dir of an earlier release kept in SQLite."""
     from db.migrate import upgrade_to_head
     from facequeue.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings)  # alembic's lines too: in JSON when FACEQUEUE_LOG_FORMAT=json (a migration Job)
-    ensure_embedded_database(settings)  # private (0600) before alembic's SQLite would create it world-readable
-    upgrade_to_head(settings.resolved_database_url)
-    database = redact(settings.resolved_database_url)
-    announce("database_up_to_date", f"database at [bold]{database}[/] is up to date", database=database)
+    try:
+        with embedded_stack(settings, redis=False):
+            upgrade_to_head(settings.resolved_database_url)
+            database = redact(settings.resolved_database_url)
+            announce("database_up_to_date", f"database at [bold]{database}[/] is up to date", database=database)
+            _import_legacy_sqlite(settings)
+    except EmbeddedStackError as error:
+        fail(str(error))
+
+
+def _import_legacy_sqlite(settings: Settings) -> None:
+    """An embedded data dir of an earlier release keeps its data in facequeue.db (SQLite): copied into Postgres
+    once, the file left in place (a second run copies nothing)."""
+    legacy = settings.data_dir / LEGACY_SQLITE_FILE
+    if settings.database_url is not None or not legacy.is_file():
+        return
+    from db.engine import build_engine
+    from db.legacy_sqlite_import import LegacyImportError, import_legacy_sqlite
+
+    engine = build_engine(settings)
+    try:
+        report = import_legacy_sqlite(legacy.resolve(), engine)
+    except LegacyImportError as error:
+        fail(str(error))
+    finally:
+        engine.dispose()
+    announce("legacy_sqlite_imported", report.summary(), file=str(legacy))
 
 
 @keys_app.command("create")
@@ -115,7 +142,7 @@ def reap() -> None:
     from facequeue.lifecycle.reaper import reap as reap_once
 
     register_session_listeners()  # the webhook messages it re-sends go out when its session commits
-    with operator_session() as session:
+    with operator_session(broker=True) as session:
         report = reap_once(session, get_settings())
     if report is None:
         console.print("another process is running a reaper pass: this one did nothing")
@@ -124,7 +151,9 @@ def reap() -> None:
 
 
 def redact(url: str) -> str:
-    """A database URL fit to print: its password hidden."""
+    """A database URL fit to print: its password hidden, a socket folder (host=/path) as it is written."""
+    from urllib.parse import unquote
+
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return unquote(make_url(url).render_as_string(hide_password=True))

@@ -78,18 +78,15 @@ def announce_service(settings: Settings, base: str, database: str) -> None:
     """`base` is the API's URL (service_url), `database` the database URL fit to print (its password hidden)."""
     data_dir = settings.data_dir.resolve()
     broker = settings.resolved_broker_url
-    broker_folder = settings.broker_folder if settings.is_embedded else None
-    form = "embedded: SQLite and a filesystem broker" if settings.is_embedded else "distributed"
+    started = [name for name, url in (("Postgres", settings.database_url), ("Redis", settings.broker_url)) if not url]
+    form = f"{' and '.join(started)} started in the data dir" if started else "on your Postgres and Redis"
     lines = [
         f"[bold]facequeue[/] ({form}); Ctrl-C stops it, --verbose shows each request and the worker's startup",
         f"  API      {escape(base)}",
         f"  docs     {escape(base)}/docs",
         f"  console  {escape(base)}/console",
         f"  data lives in [bold]{escape(str(data_dir))}[/]: "
-        + escape(
-            f"database {database}, broker {broker}{f' {broker_folder}' if broker_folder else ''}, "
-            f"media {settings.media_dir}"
-        ),
+        + escape(f"database {database}, broker {broker}, media {settings.media_dir}"),
     ]
     announce(
         "service_started",
@@ -100,6 +97,5 @@ def announce_service(settings: Settings, base: str, database: str) -> None:
         data_dir=str(data_dir),
         database=database,
         broker=broker,
-        broker_folder=str(broker_folder) if broker_folder else None,
         media=str(settings.media_dir),
     )

@@ -48,7 +48,7 @@ def fail(message: str, hint: str | None = None) -> NoReturn:
 
 
 class _StartupNoise(logging.Filter):
-    """kombu warns "No hostname was supplied" for every connection of the filesystem transport, which has none."""
+    """kombu warns "No hostname was supplied" for every connection to a broker on a Unix socket, which has none."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("No hostname was supplied")

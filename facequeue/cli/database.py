@@ -8,7 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from facequeue.cli.child_processes import EmbeddedStackError
 from facequeue.cli.console import fail
+from facequeue.cli.embedded_stack import embedded_stack
 from facequeue.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -26,11 +28,11 @@ def require_data_dir(settings: Settings) -> None:
 
 
 def require_database(settings: Settings) -> None:
-    """Without FACEQUEUE_DATABASE_URL the database is the data directory's SQLite file, which must exist."""
+    """Without FACEQUEUE_DATABASE_URL the database is the data directory's embedded Postgres, which must exist."""
     if settings.database_url is not None:
         return
     require_data_dir(settings)
-    if not settings.embedded_database_path.is_file():
+    if not (settings.embedded_postgres_dir / "PG_VERSION").is_file():
         fail(
             f"no facequeue database in {settings.data_dir.absolute()}{_relative_note(settings.data_dir)}", MIGRATE_HINT
         )
@@ -41,8 +43,9 @@ def _relative_note(data_dir: Path) -> str:
 
 
 @contextmanager
-def operator_session() -> Iterator[Session]:
-    """A session on the service's existing database; a database that can't be used is one line and exit status 1."""
+def operator_session(*, broker: bool = False) -> Iterator[Session]:
+    """A session on the service's existing database; a database that can't be used is one line and exit status 1.
+    The embedded servers are serve's when it runs, else started for the command (Redis only when `broker`)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from facequeue.cli.admin import redact
@@ -51,8 +54,10 @@ def operator_session() -> Iterator[Session]:
     settings = get_settings()
     require_database(settings)
     try:
-        with session_scope() as session:
+        with embedded_stack(settings, redis=broker), session_scope() as session:
             yield session
+    except EmbeddedStackError as error:
+        fail(str(error))
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         url = redact(settings.resolved_database_url)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -14,7 +15,9 @@ import typer
 
 from facequeue.cli.admin import migrate, redact
 from facequeue.cli.banner import AnnounceWhenUp, announce_service, service_url
+from facequeue.cli.child_processes import EmbeddedStackError, die_with_parent
 from facequeue.cli.console import announce, fail, hide_request_lines, hide_startup_noise
+from facequeue.cli.embedded_stack import embedded_stack, serve_claim
 from facequeue.cli.worker_pools import FetchPoolChild, Pools, celery_argv, exit_with_parent
 from facequeue.enums import CPU_QUEUES
 from facequeue.settings import Settings, get_settings
@@ -123,9 +126,8 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Run everything on one machine: migrations, API, a worker pool (embedded default: SQLite + filesystem broker)."""
-    import uvicorn
-
+    """Run everything on one machine: migrations, API, a worker pool; without FACEQUEUE_DATABASE_URL and
+    FACEQUEUE_BROKER_URL, on a Postgres and a Redis it starts in the data dir and stops with it."""
     from facequeue.lifecycle.exposition import use_private_multiprocess_dir
     from facequeue.logs import configure_logging
 
@@ -140,15 +142,28 @@ def serve(
         if settings.log_format == "console" and "log_level" not in settings.model_fields_set:
             hide_request_lines()
     ensure_data_dir(settings)
+    # uvicorn re-raises the SIGTERM it shut down on once it returns; as SystemExit the `finally`s still run and
+    # stop the worker and the embedded servers, instead of the default action ending this process first.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        with serve_claim(settings), embedded_stack(settings):
+            watch = _run(settings, host, port, demo, verbose)
+    except EmbeddedStackError as error:
+        fail(str(error))
+    if not watch.up:  # stopped by the watch
+        raise typer.Exit(1)
+
+
+def _run(settings: Settings, host: str, port: int, demo: bool, verbose: bool) -> AnnounceWhenUp:
+    """Migrations, the worker, then the API until it stops; the worker is stopped before the embedded servers."""
+    import uvicorn
+
     migrate()
     # The worker's exporter would serve the same folder as the API's /metrics: two targets, everything counted twice.
     worker_env = {**os.environ, "FACEQUEUE_WORKER_METRICS_PORT": "0"}
     worker_command = [sys.executable, "-m", "facequeue", "worker", "--name", "embedded@%h", "--in-serve"]
     worker = WorkerSupervisor(worker_command + ([] if verbose else ["--quiet"]), worker_env)
     worker.start()
-    # uvicorn re-raises the SIGTERM it shut down on once it returns; as SystemExit the `finally` below still
-    # runs and stops the worker, instead of the default action ending this process and orphaning it.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
     server = uvicorn.Server(
         uvicorn.Config("api.app:create_app", factory=True, host=host, port=port, **uvicorn_options(settings))
     )
@@ -179,8 +194,7 @@ def serve(
             announce("service_stopped", "facequeue stopped")
         else:
             announce("service_never_up", "[bold red]facequeue stopped: its API never answered[/]", level="error")
-    if not watch.up:  # stopped by the watch
-        raise typer.Exit(1)
+    return watch
 
 
 def require_execution_providers(settings: Settings) -> None:
@@ -253,8 +267,14 @@ class WorkerSupervisor(threading.Thread):
             with self._lock:
                 if self._stopping.is_set():
                     return
-                # its own process group, so stop() can end the pool processes with it
-                self.process = subprocess.Popen(self.command, env=self.env, start_new_session=True)
+                # its own process group, so stop() can end the pool processes with it; a warm shutdown when serve
+                # ends without stopping it (kill -9)
+                self.process = subprocess.Popen(
+                    self.command,
+                    env=self.env,
+                    start_new_session=True,
+                    preexec_fn=functools.partial(die_with_parent, os.getpid()),
+                )
             code = self.process.wait()
             if not self._stopping.is_set():
                 _kill_group(self.process.pid)  # pool processes a killed worker left behind

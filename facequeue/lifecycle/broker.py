@@ -1,8 +1,8 @@
 """The Celery application and how work is published to it.
 
-The embedded default uses kombu's filesystem transport (no broker server); the distributed
-form sets FACEQUEUE_BROKER_URL=redis://... The code path is the same. The API only publishes
-here; the worker registers its tasks on this same app (`workers/tasks.py`).
+The broker is always Redis: FACEQUEUE_BROKER_URL, or the one `facequeue serve` starts on a Unix socket in
+the data dir. The API only publishes here; the worker registers its tasks on this same app
+(`workers/tasks.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from facequeue.enums import Queue
-from facequeue.lifecycle import broker_files
 from facequeue.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -37,9 +36,7 @@ BROKER_SENTINEL_KEY = "facequeue:broker-sentinel"  # after FACEQUEUE_BROKER_KEY_
 
 
 def create_celery(settings: Settings) -> Celery:
-    # embedded: kombu's filesystem transport with atomic message files (broker_files.py)
-    broker = f"{broker_files.SCHEME}://" if settings.is_embedded else settings.resolved_broker_url
-    app = Celery("facequeue", broker=broker)
+    app = Celery("facequeue", broker=settings.resolved_broker_url)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -65,27 +62,15 @@ def create_celery(settings: Settings) -> Celery:
 
 
 def _transport_options(settings: Settings) -> dict:
-    if not settings.is_embedded:
-        # Redis puts an unacked message back after visibility_timeout: a worker that died (SIGKILL, lost host)
-        # holding a message it had not claimed yet loses nothing. Its claimed runs are recovered sooner
-        # (worker name, pool process, heartbeat: reaper.py); webhook retries it held (ETA) come back then.
-        return {
-            "visibility_timeout": int(settings.video_time_limit * 2),
-            "queue_order_strategy": "priority",
-            "global_keyprefix": settings.broker_key_prefix,
-            "socket_timeout": settings.redis_timeout,
-            "socket_connect_timeout": settings.redis_timeout,
-        }
-    folder = settings.broker_folder
-    for sub in ("queue", "control"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+    # Redis puts an unacked message back after visibility_timeout: a worker that died (SIGKILL, lost host)
+    # holding a message it had not claimed yet loses nothing. Its claimed runs are recovered sooner
+    # (worker name, pool process, heartbeat: reaper.py); webhook retries it held (ETA) come back then.
     return {
-        "data_folder_in": str(folder / "queue"),
-        "data_folder_out": str(folder / "queue"),
-        "control_folder": str(folder / "control"),
-        # Sleeps only while every queue is empty or the pool is full, so a short interval costs little
-        # and a pool process that finishes a task gets the next one without waiting.
-        "polling_interval": 0.01,
+        "visibility_timeout": int(settings.video_time_limit * 2),
+        "queue_order_strategy": "priority",
+        "global_keyprefix": settings.broker_key_prefix,
+        "socket_timeout": settings.redis_timeout,
+        "socket_connect_timeout": settings.redis_timeout,
     }
 
 
@@ -122,9 +107,7 @@ def redis_options(timeout: float) -> dict[str, Any]:
 
 def broker_lost_messages(settings: Settings) -> bool:
     """Whether the Redis broker lost what it held since `mark_broker_intact` (also true before the first
-    mark). The embedded broker is a folder on disk: nothing empties it."""
-    if settings.is_embedded:
-        return False
+    mark)."""
     return not redis_client(settings).exists(_sentinel_key(settings))
 
 
@@ -139,7 +122,7 @@ def _sentinel_key(settings: Settings) -> str:
 
 def redis_client(settings: Settings) -> redis.Redis:
     """The Redis broker's client: one pooled client per URL and process, bounded by `redis_options`."""
-    return _redis(settings.resolved_broker_url, settings.redis_timeout)
+    return _redis(settings.redis_url, settings.redis_timeout)
 
 
 @lru_cache

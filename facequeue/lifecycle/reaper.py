@@ -19,7 +19,7 @@ visibility timeout (broker.py). What its runs held is recovered here:
 - processing rows whose run was lost are re-queued, or failed once they used up their attempts: at
   once when a worker saw its pool process die or restarts under its old name (`recover_runs_of`),
   otherwise once their heartbeat went stale;
-- frames kept for previews past FACEQUEUE_PREVIEW_TTL are deleted, and (embedded) old event log files;
+- frames kept for previews past FACEQUEUE_PREVIEW_TTL are deleted;
 - uploads of final tasks still stored are deleted, and final tasks past their retention purged (retention.py).
 
 Duplicate messages are harmless: only one run can claim a queued row.
@@ -61,7 +61,6 @@ class ReapReport:
     webhooks_republished: int = 0
     dispatched: int = 0
     previews_purged: int = 0
-    event_logs_pruned: int = 0
     uploads_deleted: int = 0
     tasks_purged: int = 0
     batches_purged: int = 0
@@ -90,7 +89,6 @@ def _reap_pass(session: Session, settings: Settings) -> ReapReport:
     report.webhooks_republished = republish_due_deliveries(session)
     report.dispatched = dispatch(session, settings)
     report.previews_purged = purge_expired_previews(session, settings)
-    report.event_logs_pruned = task_events.prune_event_logs(session, settings)
     session.commit()
     # last: the recovery above is never held up by deletions
     report.uploads_deleted = delete_kept_uploads(session, settings)

@@ -14,8 +14,6 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-json_document = sa.JSON().with_variant(JSONB(), "postgresql")
-
 
 def _timestamp(name: str, nullable: bool = True) -> sa.Column:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
@@ -29,17 +27,17 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(8), nullable=True),
         sa.Column("source_url", sa.Text(), nullable=True),
         sa.Column("upload_key", sa.String(255), nullable=True),
-        sa.Column("params", json_document, nullable=False),
+        sa.Column("params", JSONB(), nullable=False),
         sa.Column("queue", sa.String(32), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("progress_done", sa.Integer(), nullable=False),
         sa.Column("progress_total", sa.Integer(), nullable=False),
         sa.Column("error_code", sa.String(64), nullable=True),
         sa.Column("error_msg", sa.Text(), nullable=True),
-        sa.Column("result", json_document, nullable=True),
+        sa.Column("result", JSONB(), nullable=True),
         sa.Column("detector", sa.String(64), nullable=True),
         sa.Column("model_version", sa.String(128), nullable=True),
-        sa.Column("timings", json_document, nullable=False),
+        sa.Column("timings", JSONB(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("idempotency_key", sa.String(255), nullable=True),
         sa.Column("request_hash", sa.String(64), nullable=True),

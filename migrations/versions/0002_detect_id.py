@@ -15,14 +15,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.add_column(sa.Column("detect_id", sa.String(32), nullable=True))
-        batch.add_column(sa.Column("callback_url", sa.Text(), nullable=True))
-        batch.create_index("uq_detect_tasks_detect_id", ["detect_id"], unique=True)
+    op.add_column("detect_tasks", sa.Column("detect_id", sa.String(32), nullable=True))
+    op.add_column("detect_tasks", sa.Column("callback_url", sa.Text(), nullable=True))
+    op.create_index("uq_detect_tasks_detect_id", "detect_tasks", ["detect_id"], unique=True)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.drop_index("uq_detect_tasks_detect_id")
-        batch.drop_column("callback_url")
-        batch.drop_column("detect_id")
+    op.drop_index("uq_detect_tasks_detect_id", table_name="detect_tasks")
+    op.drop_column("detect_tasks", "callback_url")
+    op.drop_column("detect_tasks", "detect_id")

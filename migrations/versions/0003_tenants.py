@@ -14,8 +14,6 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-json_document = sa.JSON().with_variant(JSONB(), "postgresql")
-
 
 def upgrade() -> None:
     op.create_table(
@@ -25,7 +23,7 @@ def upgrade() -> None:
         sa.Column("credits", sa.Integer(), nullable=True),
         sa.Column("rate_limit", sa.String(64), nullable=True),
         sa.Column("webhook_url", sa.Text(), nullable=True),
-        sa.Column("webhook_secrets", json_document, nullable=False),
+        sa.Column("webhook_secrets", JSONB(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_table(
@@ -45,15 +43,13 @@ def upgrade() -> None:
         sa.Column("value", sa.String(255), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.add_column(sa.Column("cost", sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(sa.Column("credit_state", sa.String(16), nullable=False, server_default="none"))
+    op.add_column("detect_tasks", sa.Column("cost", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("detect_tasks", sa.Column("credit_state", sa.String(16), nullable=False, server_default="none"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.drop_column("credit_state")
-        batch.drop_column("cost")
+    op.drop_column("detect_tasks", "credit_state")
+    op.drop_column("detect_tasks", "cost")
     op.drop_table("service_flags")
     op.drop_index("ix_api_keys_tenant_id", "api_keys")
     op.drop_table("api_keys")

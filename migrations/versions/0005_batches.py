@@ -26,18 +26,16 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_batches_tenant_id", "batches", ["tenant_id"])
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.add_column(sa.Column("batch_id", sa.String(32), nullable=True))
-        batch.add_column(sa.Column("batch_position", sa.Integer(), nullable=True))
-        batch.create_index("ix_detect_tasks_batch_position", ["batch_id", "batch_position"])
-        batch.create_index("ix_detect_tasks_held", ["queue", "status", "published_at", "tenant_id"])
+    op.add_column("detect_tasks", sa.Column("batch_id", sa.String(32), nullable=True))
+    op.add_column("detect_tasks", sa.Column("batch_position", sa.Integer(), nullable=True))
+    op.create_index("ix_detect_tasks_batch_position", "detect_tasks", ["batch_id", "batch_position"])
+    op.create_index("ix_detect_tasks_held", "detect_tasks", ["queue", "status", "published_at", "tenant_id"])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.drop_index("ix_detect_tasks_held")
-        batch.drop_index("ix_detect_tasks_batch_position")
-        batch.drop_column("batch_position")
-        batch.drop_column("batch_id")
+    op.drop_index("ix_detect_tasks_held", table_name="detect_tasks")
+    op.drop_index("ix_detect_tasks_batch_position", table_name="detect_tasks")
+    op.drop_column("detect_tasks", "batch_position")
+    op.drop_column("detect_tasks", "batch_id")
     op.drop_index("ix_batches_tenant_id", "batches")
     op.drop_table("batches")

@@ -15,10 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.add_column(sa.Column("api", sa.String(16), nullable=True))
+    op.add_column("detect_tasks", sa.Column("api", sa.String(16), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.drop_column("api")
+    op.drop_column("detect_tasks", "api")

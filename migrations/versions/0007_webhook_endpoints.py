@@ -16,9 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tenants") as batch:
-        batch.add_column(sa.Column("webhook_secret_rotated_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("webhook_previous_secret_expires_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("tenants", sa.Column("webhook_secret_rotated_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("tenants", sa.Column("webhook_previous_secret_expires_at", sa.DateTime(timezone=True), nullable=True))
     # GET /v1/deliveries: one tenant's attempts, newest first (coalesce: tenant-less ones are scoped together)
     op.create_index(
         "ix_webhook_deliveries_tenant_recent",
@@ -29,6 +28,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_webhook_deliveries_tenant_recent", "webhook_deliveries")
-    with op.batch_alter_table("tenants") as batch:
-        batch.drop_column("webhook_previous_secret_expires_at")
-        batch.drop_column("webhook_secret_rotated_at")
+    op.drop_column("tenants", "webhook_previous_secret_expires_at")
+    op.drop_column("tenants", "webhook_secret_rotated_at")

@@ -16,12 +16,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.add_column(sa.Column("worker_name", sa.String(255), nullable=True))
-        batch.add_column(sa.Column("worker_pid", sa.Integer(), nullable=True))
+    op.add_column("detect_tasks", sa.Column("worker_name", sa.String(255), nullable=True))
+    op.add_column("detect_tasks", sa.Column("worker_pid", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.drop_column("worker_pid")
-        batch.drop_column("worker_name")
+    op.drop_column("detect_tasks", "worker_pid")
+    op.drop_column("detect_tasks", "worker_name")

@@ -16,12 +16,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.add_column(sa.Column("previews_until", sa.DateTime(timezone=True), nullable=True))
-        batch.create_index("ix_detect_tasks_previews_until", ["previews_until"])
+    op.add_column("detect_tasks", sa.Column("previews_until", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_detect_tasks_previews_until", "detect_tasks", ["previews_until"])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.drop_index("ix_detect_tasks_previews_until")
-        batch.drop_column("previews_until")
+    op.drop_index("ix_detect_tasks_previews_until", table_name="detect_tasks")
+    op.drop_column("detect_tasks", "previews_until")

@@ -18,15 +18,12 @@ UPLOAD_KEPT = sa.text("upload_key IS NOT NULL")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tenants") as batch:
-        batch.add_column(sa.Column("retention_seconds", sa.Integer(), nullable=True))
+    op.add_column("tenants", sa.Column("retention_seconds", sa.Integer(), nullable=True))
     op.create_index("ix_detect_tasks_tenant_finished", "detect_tasks", ["tenant_id", "finished_at"])
-    partial = {"postgresql_where": UPLOAD_KEPT, "sqlite_where": UPLOAD_KEPT}
-    op.create_index("ix_detect_tasks_upload_kept", "detect_tasks", ["status"], **partial)
+    op.create_index("ix_detect_tasks_upload_kept", "detect_tasks", ["status"], postgresql_where=UPLOAD_KEPT)
 
 
 def downgrade() -> None:
     op.drop_index("ix_detect_tasks_upload_kept", table_name="detect_tasks")
     op.drop_index("ix_detect_tasks_tenant_finished", table_name="detect_tasks")
-    with op.batch_alter_table("tenants") as batch:
-        batch.drop_column("retention_seconds")
+    op.drop_column("tenants", "retention_seconds")

@@ -16,10 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.add_column(sa.Column("item_name", sa.Text(), nullable=True))
+    op.add_column("detect_tasks", sa.Column("item_name", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("detect_tasks") as batch:
-        batch.drop_column("item_name")
+    op.drop_column("detect_tasks", "item_name")

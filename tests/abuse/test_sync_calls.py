@@ -181,9 +181,9 @@ def _tasks() -> int:
         return session.scalar(select(func.count()).select_from(DetectTask))
 
 
-def test_embedded_slots_are_counted_in_memory() -> None:
-    """The embedded form (one API process, no Redis) counts each key's calls in memory."""
-    settings = Settings(broker_url="filesystem://", max_sync_calls_per_key=2)
+def test_slots_are_counted_per_key_in_redis(clean_state) -> None:
+    """Each key's calls are counted in the broker's Redis (shared by every API process), and given back."""
+    settings = Settings(max_sync_calls_per_key=2)
 
     async def calls() -> None:
         async with AsyncExitStack() as held:

@@ -106,6 +106,12 @@ def _held_manifest(tmp_path, held_url: str, photo) -> str:
     return str(manifest)
 
 
+def _default_sigint() -> None:
+    """In the CLI's process before exec: Ctrl-C at its default. A child inherits an ignored SIGINT, and a library
+    loaded earlier into this test process may have ignored it (Python then never installs its handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_without_a_terminal_leaves_the_batch_running_and_it_resumes(
     cli_env, held_media, photos, tmp_path
 ) -> None:
@@ -120,6 +126,7 @@ def test_ctrl_c_without_a_terminal_leaves_the_batch_running_and_it_resumes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
     submitted = process.stderr.readline()
     batch_id = re.match(rf"batch ({BATCH_ID}): 2 items submitted", submitted).group(1)
@@ -148,6 +155,7 @@ def test_ctrl_c_on_a_terminal_asks_and_cancels_the_batch(cli_env, held_media, ph
         stdout=child,
         stderr=child,
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
     os.close(child)
     screen = _read_until(parent, "items submitted")

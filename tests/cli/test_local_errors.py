@@ -63,10 +63,31 @@ def test_keys_list_elsewhere_says_where_it_looked_and_creates_nothing(tmp_path) 
 def test_migrate_makes_the_data_directory_the_other_commands_then_find(tmp_path) -> None:
     migrated = run_cli("migrate", env=clean_env(), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
-    assert (tmp_path / ".facequeue" / "facequeue.db").is_file()
+    assert (tmp_path / ".facequeue" / "postgres" / "PG_VERSION").is_file()
     created = run_cli("keys", "create", "--tenant", "acme", env=clean_env(), cwd=tmp_path)
     assert created.returncode == 0 and created.stdout.startswith("fq_"), created.stderr
     # from another folder, with the data directory named absolutely
     anywhere = clean_env(FACEQUEUE_DATA_DIR=str(tmp_path / ".facequeue"))
     listed = run_cli("keys", "list", env=anywhere, cwd=tmp_path.parent)
     assert listed.returncode == 0 and "acme" in listed.stdout, listed.stderr
+
+
+def test_migrate_copies_an_earlier_releases_sqlite_data_dir_once(tmp_path) -> None:
+    import shutil
+
+    from tests.test_legacy_sqlite_import import FIRST_IMPORT, FIXTURE
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    legacy = data_dir / "facequeue.db"
+    shutil.copy(FIXTURE, legacy)
+    env = clean_env(FACEQUEUE_DATA_DIR=str(data_dir))
+    first = run_cli("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"imported from {legacy}: {FIRST_IMPORT} (0 rows already there)" in first.stderr.replace("\n", " ")
+    again = run_cli("migrate", env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"nothing new in {legacy}: its {FIRST_IMPORT} were already there" in again.stderr.replace("\n", " ")
+    assert legacy.read_bytes() == FIXTURE.read_bytes()  # left in place, unchanged
+    listed = run_cli("keys", "list", env=env)
+    assert listed.returncode == 0 and "acme" in listed.stdout and "globex" in listed.stdout, listed.stderr

@@ -144,11 +144,12 @@ def test_serve_starts_with_a_short_clean_block(server) -> None:
     log = (data_dir / "serve.log").read_text()
     # the worker starts beside the API and writes to the same terminal: its lines may come before the banner
     lines = [line for line in log.splitlines() if not WORKER_LINE.search(line)]
-    start = next(n for n, line in enumerate(lines) if line.startswith("facequeue (embedded"))
+    start = next(n for n, line in enumerate(lines) if line.startswith("facequeue (Postgres and Redis started"))
     assert lines[start + 1 : start + 4] == [f"  API      {url}", f"  docs     {url}/docs", f"  console  {url}/console"]
-    assert lines[start + 4].startswith(f"  data lives in {data_dir}: database sqlite:///{data_dir}/facequeue.db")
+    database = f"postgresql+psycopg://postgres@/facequeue?host={data_dir}/run"
+    assert lines[start + 4].startswith(f"  data lives in {data_dir}: database {database}, broker redis+socket://")
     assert lines[start + 5].startswith("  first API key, for tenant 'default' (shown once, store it now): fq_")
-    assert lines[:start] == [f"database at sqlite:///{data_dir}/facequeue.db is up to date"]
+    assert lines[:start] == [f"database at {database} is up to date"]
     # hidden unless --verbose: Celery's banner, kombu's hostname warnings, the warning about root, migrations
     for noise in ("[config]", "No hostname was supplied", "SecurityWarning", "superuser", "Running upgrade"):
         assert noise not in log

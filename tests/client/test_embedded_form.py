@@ -1,4 +1,4 @@
-"""The client against the embedded form: `facequeue serve` (SQLite, filesystem broker, its own worker)."""
+"""The client against the embedded form: `facequeue serve` (its own Postgres, Redis and worker)."""
 
 from __future__ import annotations
 

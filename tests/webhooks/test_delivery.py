@@ -46,7 +46,7 @@ def submit(client: TestClient, server, callback_url: str) -> str:
     return client.post("/api/v1/client/job/detect-face-image", json=body).json()["data"]["detect_task_id"]
 
 
-def settled_log(client: TestClient, task_id: str, attempts: int = 1, timeout: float = 15) -> dict:
+def settled_log(client: TestClient, task_id: str, attempts: int = 1, timeout: float = 60) -> dict:
     """The delivery log once the task's event is settled after at least `attempts` attempts."""
     return wait_until(
         lambda: client.get(f"/v1/detect/{task_id}/deliveries").json(),
@@ -54,6 +54,12 @@ def settled_log(client: TestClient, task_id: str, attempts: int = 1, timeout: fl
         timeout=timeout,
         what=f"the webhook of {task_id} settled",
     )
+
+
+def test_a_reply_holding_nul_bytes_is_logged_with_replacement_characters(client, webhook_worker, media_server) -> None:
+    _, url = receiver(media_server, Response(b"ok\x00\xff!", status=200))
+    [item] = settled_log(client, submit(client, media_server, url))["items"]
+    assert (item["status_code"], item["response_body"]) == (200, "ok\ufffd\ufffd!")
 
 
 def gap(item: dict) -> float:
