@@ -118,3 +118,19 @@ def _a_dead_pid() -> int:
     while psutil.pid_exists(pid):
         pid -= 1
     return pid
+
+
+def test_servers_a_killed_serve_left_running_are_stopped_by_the_next_one(tmp_path) -> None:
+    """Where no parent-death signal exists (macOS), a kill -9 of serve leaves its servers running: the next serve
+    on that data dir stops them and starts its own, instead of refusing or sharing them."""
+    from facequeue.cli.embedded_stack import start_postgres
+
+    data_dir = tmp_path / "data"
+    left_behind = start_postgres(Settings(data_dir=data_dir, database_url=None))
+    try:
+        _, serve = _serve(data_dir, "serve.log")
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=60) == 130
+        assert left_behind.process.wait(timeout=30) == 0  # a fast shutdown, asked by the new serve
+    finally:
+        left_behind.stop()

@@ -193,3 +193,20 @@ def test_one_scrape_of_the_api_counts_the_tasks_the_worker_finished(tmp_path) ->
     assert _total(scrape, "facequeue_task_processing_seconds_count") == 2
     assert _total(scrape, "facequeue_frames_processed_total") == 1
     assert _total(scrape, "facequeue_tasks_submitted_total") == 2
+
+
+def test_serve_demo_on_a_fresh_data_dir_processes_the_clip_and_stops_on_ctrl_c(tmp_path) -> None:
+    """`make run`: Postgres and Redis start as serve's children, the demo's clip is processed, and Ctrl-C
+    leaves no process behind."""
+    import psutil
+
+    with serving(tmp_path, "--demo") as serve:
+        children = {child.name() for child in psutil.Process(serve.process.pid).children()}
+        assert {"postgres", "redis-server"} <= children
+        serve.printed(re.compile(r"^task [\w-]{24} succeeded in [\d.]+s — video \d+x\d+"))
+        started = psutil.Process(serve.process.pid).children(recursive=True)
+        serve.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert serve.process.wait(timeout=60) == 130
+    assert STOPPED_LINE in serve.lines
+    _, still_running = psutil.wait_procs(started, timeout=30)
+    assert [" ".join(child.cmdline()) for child in still_running] == []

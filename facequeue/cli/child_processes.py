@@ -3,6 +3,7 @@ for until they answer, and told apart from whatever else a stale pid file names.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import os
@@ -119,7 +120,8 @@ def pid_in(pidfile: Path) -> int | None:
 
 
 def alive(pid: int | None, name: str | None) -> bool:
-    """Whether `pid` runs (and is that program, when `name` is given: a reused pid is not our server)."""
+    """Whether `pid` runs (and is that program, when `name` is given: a reused pid is not our server). A zombie,
+    ended but not yet reaped by its parent, does not run."""
     if pid is None:
         return False
     try:
@@ -128,12 +130,15 @@ def alive(pid: int | None, name: str | None) -> bool:
         return False
     except PermissionError:
         pass  # it runs, as another user (postgres started by root runs as its own user)
-    if name is None or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return True
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
+    # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ")"
+    comm, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
+    return state != "Z" and (name is None or comm == name)
 
 
 def package_dir(package: str) -> Path:
@@ -145,10 +150,12 @@ def package_dir(package: str) -> Path:
 
 
 def wait_gone(pid: int, program: str) -> None:
+    """Wait for a server told to stop, killing it once STOP_TIMEOUT has passed."""
     deadline = time.monotonic() + STOP_TIMEOUT
     while alive(pid, program):
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it ended since
+                os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
 
 

