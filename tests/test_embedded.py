@@ -63,6 +63,7 @@ def test_embedded_defaults_keep_everything_in_the_data_dir(embedded_server) -> N
         assert [c.laddr for c in server.net_connections(kind="inet")] == []  # Unix sockets only: no TCP port
     log = (data_dir / "serve.log").read_text()
     assert "Postgres and Redis started in the data dir" in log
+    assert "broker_lost_messages" not in log  # a new Redis lost nothing: no task is published twice
     assert "data lives in" in log and str(data_dir) in log.replace("\n", "")  # rich may wrap the path
 
 

