@@ -54,13 +54,14 @@ class MediaStorage(Protocol):
 
 class LocalStorage:
     def __init__(self, root: Path, signing_key: bytes, url_ttl: int) -> None:
-        self.root = root
+        self.root = root.resolve()
         self.signing_key = signing_key
         self.url_ttl = url_ttl
 
     def path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
+        # normalised as text: the keys are ours, and nothing inside the root is a link (no resolve per call)
+        path = Path(os.path.normpath(self.root / key))
+        if self.root not in path.parents:
             raise ValueError(f"storage key escapes the storage root: {key!r}")
         return path
 

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from facequeue.cli.demo import astronaut_bgr
-from tests.support import REDIS_URL, queue_key
+from tests.support import REDIS_URL, queue_key, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -176,6 +176,19 @@ def test_unknown_task_is_404(api_client) -> None:
         "field": "detect_task_id",
     }
     assert api_client.delete("/v1/detect/nope").status_code == 404
+
+
+def test_reads_hand_back_every_connection(api_client) -> None:
+    """A read leaves its transaction open; the request's session is closed off the event loop afterwards
+    (api/deps.py), and more reads than the pool holds (10 + 20 overflow) neither wait nor keep a connection."""
+    from facequeue.lifecycle.sessions import get_engine
+
+    task_id = api_client.post("/v1/detect", json={"url": "https://example.com/a.jpg"}).json()["detect_task_id"]
+    for _ in range(40):
+        assert api_client.get(f"/v1/detect/{task_id}").status_code == 200
+        assert api_client.get("/v1/detect/nope").status_code == 404
+    pool = get_engine().pool
+    wait_until(pool.checkedout, until=lambda count: count == 0, timeout=10, what="connections handed back")
 
 
 def test_list_pages_with_cursor_and_filters_by_status(api_client) -> None:
