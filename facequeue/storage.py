@@ -54,12 +54,12 @@ class MediaStorage(Protocol):
 
 class LocalStorage:
     def __init__(self, root: Path, signing_key: bytes, url_ttl: int) -> None:
-        self.root = root.resolve()
+        self.root = Path(os.path.abspath(root))  # normalised as `path` normalises keys: no file system call
         self.signing_key = signing_key
         self.url_ttl = url_ttl
 
     def path(self, key: str) -> Path:
-        # normalised as text: the keys are ours, and nothing inside the root is a link (no resolve per call)
+        # normalised as text, not resolved: the keys are ours, and nothing inside the root is a link
         path = Path(os.path.normpath(self.root / key))
         if self.root not in path.parents:
             raise ValueError(f"storage key escapes the storage root: {key!r}")
