@@ -33,11 +33,11 @@ from api.routers import (
     batches,
     crun,
     deliveries,
+    detect,
     events,
     health,
     media,
     previews,
-    v1,
     webhook_endpoint,
 )
 from facequeue.lifecycle.outbox import register_session_listeners
@@ -49,7 +49,7 @@ from facequeue.settings import Settings, get_settings
 log = structlog.get_logger(__name__)
 API_ROUTERS = (
     health.router,
-    v1.router,
+    detect.router,
     events.router,
     previews.router,
     batches.router,

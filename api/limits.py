@@ -2,7 +2,8 @@
 
 FastAPI reads a JSON body whole before any dependency (auth included) runs: 300 MiB sent without a key
 to /face/analyze peaked the API at 759 MB for its 401 (issue 10). Here, per request:
-- the route's body limit: an upload's base64 plus room for the JSON around it, or, for a JSONL manifest on
+- the route's body limit: an upload's base64 plus room for the JSON around it; for the file itself as the body
+  of POST /v1/detect, FACEQUEUE_MAX_UPLOAD_BYTES (plus room for multipart's envelope); for a JSONL manifest on
   POST /v1/batches, FACEQUEUE_MAX_MANIFEST_BYTES. A declared Content-Length over it is refused at once;
   a chunked body is cut off where it passes it. Both are 413.
 - the API key, from the headers alone, for every route that depends on the caller (api/deps.py).
@@ -26,6 +27,7 @@ from api.auth import CALLER_SCOPE_KEY, request_caller
 from api.compat import ErrorRenderer, ServiceHTTPException, native_error, shaped_response, unexpected_error
 from api.deps import current_caller
 from api.errors import InvalidInput, NotFound, PayloadTooLarge, ServiceError
+from api.uploads import UploadRoute, upload_body_limit, upload_kind
 from facequeue.settings import Settings
 
 JSONL_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines"})
@@ -46,6 +48,7 @@ class RoutePolicy:
     render: ErrorRenderer
     needs_caller: bool = False
     takes_jsonl: bool = False
+    takes_upload: bool = False  # an UploadRoute: the request's Content-Type is an upload's
     query_names: frozenset[str] = frozenset()
 
 
@@ -61,6 +64,7 @@ class RouteTable:
                     render=getattr(route, "render_error", native_error),
                     needs_caller=_depends_on(route.dependant, current_caller),
                     takes_jsonl=route.endpoint in jsonl_endpoints,
+                    takes_upload=isinstance(route, UploadRoute),
                     query_names=_query_names(route.dependant),
                 ),
             )
@@ -110,8 +114,11 @@ class RequestLimits:
             return
         headers = Headers(scope=scope)
         policy = self.routes.policy_for(scope)
-        if policy.takes_jsonl and is_jsonl(headers.get("content-type")):
+        content_type = headers.get("content-type")
+        if policy.takes_jsonl and is_jsonl(content_type):
             limit, what = self.settings.max_manifest_bytes, "the JSONL manifest"
+        elif policy.takes_upload:
+            limit, what = upload_body_limit(upload_kind(content_type), self.settings.max_upload_bytes), "the upload"
         else:
             limit, what = self.json_limit, "the request body"
         too_large = PayloadTooLarge(f"{what} is larger than {limit} bytes")

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator.metrics import Info
 
-from facequeue.lifecycle.backlog import BacklogCollector
+from facequeue.lifecycle.backlog_gauges import BacklogCollector
 from facequeue.lifecycle.exposition import scrape_registry
 from facequeue.settings import Settings
 

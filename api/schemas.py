@@ -54,12 +54,24 @@ class DetectCreate(DetectOptionsBase, FrameListInput, MediaInput):
         )
 
 
-class DetectRequest(DetectCreate):
-    """POST /v1/detect's body. Batch items have no callback_url: their batch sends one event for all."""
-
+class CallbackInput(BaseModel):
     callback_url: str | None = Field(
         None, max_length=URL_MAX_LENGTH, description="Where this task's webhook goes, instead of the tenant's endpoint"
     )
+
+
+class DetectRequest(DetectCreate, CallbackInput):
+    """POST /v1/detect's body. Batch items have no callback_url: their batch sends one event for all."""
+
+
+class DetectUploadQuery(DetectOptionsBase, CallbackInput):
+    """POST /v1/detect's query string when the body is the file itself (api/uploads.py): the JSON body's options
+    and callback_url, by the same names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def options(self) -> DetectOptions:
+        return DetectOptions(**self.model_dump(exclude={"callback_url"}))
 
 
 class BatchItemCreate(DetectCreate):

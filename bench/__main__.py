@@ -18,6 +18,7 @@ from bench import (
     peer,
     service_throughput,
     sizing,
+    upload_cost,
     video,
 )
 from bench.data import REPO_ROOT, BenchmarkSkipped
@@ -34,6 +35,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[RunOptions], Section]]] = {
     "peer": ("(c) face_recognition (dlib HOG) against facequeue's detector: throughput and recall", peer.run),
     "accuracy": ("(d) WIDER AP, landmark NME, identity clustering, persons per single-face clip", accuracy.run),
     "api": ("(e) submit latency at 200 req/s, burst drain, worker RSS over many tasks", api_load.run),
+    "upload_cost": (
+        "API CPU per MB of upload to POST /v1/detect: base64 JSON, the file as the body, multipart/form-data",
+        upload_cost.run,
+    ),
     "sizing": (
         "deploy sizing: RSS per API and worker process, tasks/s per core for images and 10-frame videos",
         sizing.run,

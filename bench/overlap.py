@@ -29,7 +29,8 @@ from bench.video import LONG_CLIP_SECONDS, build_long_clip
 from facequeue.schemas import DetectOptions
 from facequeue.settings import Settings, get_settings
 from workers.detectors.registry import get_detector
-from workers.media.fetch import Deadline, fetch_all, fetch_to_file
+from workers.media.fetch import fetch_all, fetch_to_file
+from workers.pinned_http import Deadline
 from workers.pipeline import StageTimer, detect_media
 from workers.runtimes import intra_op_threads
 

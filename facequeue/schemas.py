@@ -68,7 +68,7 @@ class DetectOptionsBase(CropOptions, FaceOptions, SamplingOptions):
     tiling: bool = Field(False, description="Add native-resolution 640 px tiles to find small faces (crowds)")
     detector: Literal["local", "accurate", "upstream", "auto"] | None = Field(
         None,
-        description="local YuNet; accurate: local CenterFace (finds more small, turned and blurred faces, about 4-7x "
+        description="local YuNet; accurate: local CenterFace (finds more small, turned and blurred faces, about 15-20x "
         "YuNet's CPU); the configured upstream face API; or auto: upstream while it is healthy, else YuNet. "
         "Default: the service's FACEQUEUE_DEFAULT_DETECTOR (local unless set)",
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
@@ -12,12 +11,11 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from facequeue.durations import parse_duration
+from facequeue.embedded_paths import redis_socket, socket_dir
 
 HostOrNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network | str
 # Links built with no request to take the address from (webhook bodies): `facequeue serve`/`api`'s default.
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
-POSTGRES_SOCKET_NAME = ".s.PGSQL.5432"
-MAX_SOCKET_PATH = 100  # below macOS's 103 bytes for a Unix socket's path, and Linux's 107
 
 
 class Settings(BaseSettings):
@@ -101,7 +99,9 @@ class Settings(BaseSettings):
     )
     fetch_max_redirects: int = Field(3, description="Each hop is checked by the SSRF guard again")
     max_download_bytes: int = Field(200 * 1024 * 1024, description="Download cap (200 MiB)")
-    max_upload_bytes: int = Field(25 * 1024 * 1024, description="Decoded base64 cap (25 MiB); a larger body: 413")
+    max_upload_bytes: int = Field(
+        25 * 1024 * 1024, description="Largest upload (25 MiB): decoded base64, or the file as the body; larger: 413"
+    )
 
     # --- decoding limits ---------------------------------------------------
     max_image_pixels: int = Field(64_000_000, description="Checked from the header, before decoding")
@@ -117,10 +117,10 @@ class Settings(BaseSettings):
     # --- detection ---------------------------------------------------------
     detector_max_side: int = Field(1280, description="Frames are downscaled (never upscaled) to this long side")
     default_detector: Literal["local", "accurate"] = Field(
-        "local", description="Detector of tasks that name none: local YuNet, or accurate CenterFace (4-7x the CPU)"
+        "local", description="Detector of tasks that name none: local YuNet, or accurate CenterFace (15-20x the CPU)"
     )
     detector_score_threshold: float = Field(0.6, description="YuNet score threshold (a task's min_score wins)")
-    # WIDER hard AP / extra faces on the dlib photos: 0.855 / 237 at 0.05, 0.791 / 5 at 0.3 (docs/api/tasks.md)
+    # WIDER hard AP / extra faces on the dlib photos: 0.921 / 229 at 0.05, 0.868 / 8 at 0.3 (docs/api/tasks.md)
     detector_accurate_score_threshold: float = Field(0.3, description="CenterFace's (a task's min_score wins)")
     detector_nms_threshold: float = Field(0.3, description="YuNet NMS IoU")
     detector_top_k: int = Field(5000, description="YuNet candidates before NMS")
@@ -264,39 +264,18 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"postgresql+psycopg://postgres@/facequeue?host={self.embedded_socket_dir}"
+        """The database URL; default: the embedded Postgres's socket folder (facequeue/embedded_paths.py)."""
+        return self.database_url or f"postgresql+psycopg://postgres@/facequeue?host={socket_dir(self.data_dir)}"
 
     @property
     def resolved_broker_url(self) -> str:
         """Celery's broker URL (kombu spells a Unix socket redis+socket://)."""
-        return self.broker_url or f"redis+socket://{self.embedded_redis_socket}"
+        return self.broker_url or f"redis+socket://{redis_socket(self.data_dir)}"
 
     @property
     def redis_url(self) -> str:
         """The broker's Redis as redis-py spells it (a Unix socket is unix://)."""
-        return self.broker_url or f"unix://{self.embedded_redis_socket}"
-
-    @property
-    def embedded_postgres_dir(self) -> Path:
-        return (self.data_dir / "postgres").resolve()
-
-    @property
-    def embedded_redis_dir(self) -> Path:
-        return (self.data_dir / "redis").resolve()
-
-    @property
-    def embedded_socket_dir(self) -> Path:
-        """Where the embedded servers' Unix sockets are: <data_dir>/run, or a folder in /tmp named by a hash of
-        data_dir when that path is too long for a socket's name (107 bytes on Linux, 103 on macOS)."""
-        data_dir = self.data_dir.resolve()
-        run = data_dir / "run"
-        if len(str(run / POSTGRES_SOCKET_NAME)) <= MAX_SOCKET_PATH:
-            return run
-        return Path("/tmp") / f"facequeue-{hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]}"
-
-    @property
-    def embedded_redis_socket(self) -> Path:
-        return self.embedded_socket_dir / "redis.sock"
+        return self.broker_url or f"unix://{redis_socket(self.data_dir)}"
 
     @property
     def media_dir(self) -> Path:

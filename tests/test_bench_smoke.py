@@ -26,6 +26,7 @@ TITLES = {
     "api": "(e) API: latency, burst drain, worker memory",
     "client_wait": "Client.wait: requests per task for a 10 s video",
     "engine": "vision engine: ONNX Runtime against OpenCV, per model",
+    "upload_cost": "API CPU per MB of upload",
 }
 needs_face_recognition = pytest.mark.skipif(
     importlib.util.find_spec("face_recognition") is None,
@@ -58,8 +59,15 @@ def test_client_wait_benchmark_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.testdata
+def test_upload_cost_benchmark_smoke(tmp_path: Path) -> None:
+    markdown = _smoke("upload_cost", tmp_path)
+    assert all(f"| {form} | 3 |" in markdown for form in ("base64 JSON", "file as the body", "multipart/form-data"))
+
+
+@pytest.mark.testdata
 def test_service_benchmark_smoke(tmp_path: Path) -> None:
-    assert "service, embedded" in _smoke("service", tmp_path)
+    markdown = _smoke("service", tmp_path)
+    assert "service, embedded" in markdown and "| bare YuNet loop, OpenCV (reference) |" in markdown
 
 
 @pytest.mark.testdata

@@ -215,6 +215,15 @@ def test_crun_image_task(api_client, worker, media_server) -> None:
         assert __import__("re").fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", stamp)
 
 
+def test_crun_reads_a_task_submitted_natively_with_no_detect_id(api_client, worker, media_server) -> None:
+    """Found by fuzzing: only crun's submits make a detect_id; its result reads null for any other task."""
+    created = api_client.post("/v1/detect", json={"url": serve(media_server, "g.jpg", jpeg(two_heads()))})
+    status, body = _crun_result(api_client, created.json()["detect_task_id"])
+    assert status == 200 and body["data"]["status"] == "succeeded"
+    result = body["data"]["result"]
+    assert result["id"] is None and result["status"] == "succeed" and result["error"] is None
+
+
 def test_crun_video_lists_distinct_persons_and_detect_id_expires(api_client, worker, media_server) -> None:
     import tempfile
     from pathlib import Path

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from facequeue.embedded_paths import postgres_dir, redis_dir, redis_socket
 from facequeue.settings import Settings
 from tests.support import start_server, wait_until
 from tests.test_embedded import _first_key, descendants
@@ -57,8 +58,7 @@ def test_kill_9_of_serve_leaves_no_process_and_the_next_start_reuses_the_data(tm
     # the kernel signals each child as its parent dies: Postgres, Redis and the worker stop on their own
     assert wait_until(lambda: _gone(started), until=lambda alive: alive == [], timeout=60, what="no orphans") == []
 
-    settings = Settings(data_dir=data_dir)
-    assert (settings.embedded_postgres_dir / "postmaster.pid").exists() is False  # a fast shutdown removed it
+    assert (postgres_dir(data_dir) / "postmaster.pid").exists() is False  # a fast shutdown removed it
 
     url, serve = _serve(data_dir, "second.log")
     try:
@@ -77,12 +77,11 @@ def test_stale_pid_and_socket_files_of_a_dead_stack_are_cleared(tmp_path) -> Non
     url, serve = _serve(data_dir, "first.log")
     serve.send_signal(signal.SIGINT)
     assert serve.wait(timeout=60) == 130
-    settings = Settings(data_dir=data_dir)
     # what a machine that lost power leaves: pid files naming processes that no longer run, and sockets
     dead_pid = _a_dead_pid()
-    (settings.embedded_postgres_dir / "postmaster.pid").write_text(f"{dead_pid}\n{settings.embedded_postgres_dir}\n")
-    (settings.embedded_redis_dir / "redis.pid").write_text(f"{dead_pid}\n")
-    settings.embedded_redis_socket.write_text("")
+    (postgres_dir(data_dir) / "postmaster.pid").write_text(f"{dead_pid}\n{postgres_dir(data_dir)}\n")
+    (redis_dir(data_dir) / "redis.pid").write_text(f"{dead_pid}\n")
+    redis_socket(data_dir).write_text("")
     url, serve = _serve(data_dir, "second.log")
     try:
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200

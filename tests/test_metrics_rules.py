@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 import api.metrics
 import facequeue.lifecycle.metrics
 import workers.metrics
-from facequeue.lifecycle.backlog import BacklogCollector
+from facequeue.lifecycle.backlog_gauges import BacklogCollector
 from facequeue.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"

@@ -17,6 +17,7 @@ from api.auth import enforce_rate_limit
 from api.errors import RateLimited, TooManySyncCalls
 from api.services.event_hub import TaskEventHub
 from api.services.sync_slots import sync_call_slot
+from facequeue.embedded_paths import redis_socket
 from facequeue.enums import Queue, TaskStatus
 from facequeue.lifecycle import task_events, worker_liveness
 from facequeue.lifecycle.broker import broker_lost_messages, create_celery, mark_broker_intact
@@ -37,7 +38,7 @@ def socket_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     if binary is None:
         pytest.skip("no redis-server binary")
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", broker_url=None, max_sync_calls_per_key=1)
-    socket = settings.embedded_redis_socket
+    socket = redis_socket(settings.data_dir)
     socket.parent.mkdir(parents=True, exist_ok=True)
     command = [binary, "--port", "0", "--unixsocket", str(socket), "--save", "", "--appendonly", "no"]
     server = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL)

@@ -32,9 +32,10 @@ from facequeue.logs import bind_task_context
 from facequeue.schemas import DetectOptions
 from facequeue.settings import Settings
 from facequeue.storage import get_storage
-from workers.media.fetch import Deadline, fetch_all, fetch_to_file
+from workers.media.fetch import fetch_all, fetch_to_file
 from workers.media.sniff import sniff
 from workers.media.staging import store_downloads
+from workers.pinned_http import Deadline
 from workers.run_control import RunControl, TaskAbandoned, write_final
 
 log = structlog.get_logger(__name__)

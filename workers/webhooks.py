@@ -29,8 +29,8 @@ from facequeue.lifecycle.sessions import session_scope
 from facequeue.settings import Settings
 from facequeue.ssrf import check_url
 from facequeue.webhooks import default_secret, signature_headers
-from workers.media.fetch import Deadline, describe_transport_error, new_pinned_client, send_pinned
 from workers.metrics import WEBHOOK_ATTEMPTS
+from workers.pinned_http import Deadline, describe_transport_error, new_pinned_client, send_pinned
 from workers.retry_after import parse_retry_after
 
 log = structlog.get_logger(__name__)

@@ -1,5 +1,6 @@
-"""Bodies FastAPI can't infer: POST /v1/batches reads its body itself (JSON, or a JSONL manifest streamed to
-disk), a batch's results stream out as JSONL, and the previews are JPEGs.
+"""Bodies FastAPI can't infer: POST /v1/detect also takes the file itself (api/uploads.py), POST /v1/batches
+reads its body itself (JSON, or a JSONL manifest streamed to disk), a batch's results stream out as JSONL, and
+the previews are JPEGs.
 
 Each non-JSON body is a binary string (`format: binary`): that is what makes a generated client send and
 return it as bytes. openapi-python-client reads only `format`, not OpenAPI 3.1's contentMediaType, and knows
@@ -15,7 +16,10 @@ from pydantic import BaseModel
 from api.openapi.examples import BATCH_RESULT_LINES, MANIFEST_ITEMS
 from api.openapi.responses import schema_ref
 from api.openapi.shapes import BatchCreate, BatchResultLine
+from api.schemas import DetectUploadQuery
 
+MULTIPART = "multipart/form-data"
+OCTET_STREAM = "application/octet-stream"  # the document's name for a raw upload; image/* and video/* work too
 JSONL = "application/x-ndjson"  # the name in the document; api/limits.py accepts its aliases too
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 
@@ -23,6 +27,36 @@ BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 def _lines(models: list[BaseModel]) -> str:
     return "".join(model.model_dump_json(exclude_unset=True) + "\n" for model in models)
 
+
+def _upload_parameters() -> list[dict[str, Any]]:
+    """DetectUploadQuery's fields as query parameters: they apply to uploads only (JSON carries them in the body)."""
+    schema = DetectUploadQuery.model_json_schema()
+    parameters = []
+    for name, field in schema["properties"].items():
+        field = {key: value for key, value in field.items() if key != "title"}
+        description = field.pop("description", "")
+        described = f"Uploads only: {description}"
+        parameters.append({"name": name, "in": "query", "required": False, "schema": field, "description": described})
+    return parameters
+
+
+_UPLOADED_FILE = "The image or video file itself, at most FACEQUEUE_MAX_UPLOAD_BYTES"
+DETECT_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            OCTET_STREAM: {"schema": {**BINARY, "description": f"{_UPLOADED_FILE} (sent as image/* or video/* too)"}},
+            MULTIPART: {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {**BINARY, "description": _UPLOADED_FILE}},
+                    "additionalProperties": False,
+                }
+            },
+        }
+    },
+    "parameters": _upload_parameters(),
+}
 
 BATCH_REQUEST_BODY: dict[str, Any] = {
     "requestBody": {

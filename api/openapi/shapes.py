@@ -88,7 +88,10 @@ class CrunFace(BaseModel):
 
 
 class CrunResult(BaseModel):
-    id: str = Field(description="The detect_id, valid for FACEQUEUE_DETECT_ID_TTL after the task finished")
+    id: str | None = Field(
+        description="The detect_id, valid for FACEQUEUE_DETECT_ID_TTL after the task finished; null for a task "
+        "submitted through another API (only crun's submits make one)"
+    )
     status: Literal["succeed"]
     type: Literal["face_detect"]
     hair_id: None

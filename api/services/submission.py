@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from api.errors import ForbiddenUrl, InvalidInput, InvalidUrl, MissingInput, PayloadTooLarge
-from api.schemas import DetectCreate
+from api.schemas import DetectCreate, DetectUploadQuery
 from facequeue.enums import Queue, SubmitApi
 from facequeue.errors import ErrorCode, TaskError
 from facequeue.schemas import DetectOptions
@@ -26,7 +26,8 @@ INVALID_URL_MESSAGE = "Invalid URL format"
 @dataclass(frozen=True)
 class DetectSubmission:
     url: str | None = None
-    img: str | None = None
+    img: str | None = None  # base64, as JSON bodies carry it
+    image_bytes: bytes | None = None  # an upload's own bytes (api/uploads.py)
     params: DetectOptions = field(default_factory=DetectOptions)
     queue: Queue = Queue.DEFAULT
     tenant_id: str | None = None
@@ -54,6 +55,19 @@ class DetectSubmission:
             callback_url=callback_url,
         )
 
+    @classmethod
+    def of_upload(
+        cls, media: bytes, query: DetectUploadQuery, tenant_id: str | None = None, idempotency_key: str | None = None
+    ) -> DetectSubmission:
+        """An upload to POST /v1/detect: the file as the body, its options in the query string."""
+        return cls(
+            image_bytes=media,
+            params=query.options(),
+            tenant_id=tenant_id,
+            idempotency_key=idempotency_key,
+            callback_url=query.callback_url,
+        )
+
 
 @dataclass(frozen=True)
 class CheckedInput:
@@ -74,6 +88,8 @@ def checked_input(submission: DetectSubmission, settings: Settings) -> CheckedIn
         raise InvalidInput("tiling runs YuNet on its tiles: use detector local, or no tiling", field="detector")
     if params.frame_urls:
         return CheckedInput(None, None, validate_frames(params, settings))
+    if submission.image_bytes is not None:  # api/uploads.py checked it: not empty, not over the limit
+        return CheckedInput(None, submission.image_bytes, params)
     if submission.url:  # url wins over img
         return CheckedInput(validate_url(submission.url, settings), None, params)
     if submission.img:

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from facequeue.cli.child_processes import EmbeddedStackError
 from facequeue.cli.console import announce, console, fail
-from facequeue.cli.database import operator_session, require_data_dir
+from facequeue.cli.database import operator_session, redact, require_data_dir
 from facequeue.cli.embedded_stack import embedded_stack
 from facequeue.settings import Settings, get_settings
 
@@ -148,12 +148,3 @@ def reap() -> None:
         console.print("another process is running a reaper pass: this one did nothing")
         return
     console.print(vars(report))
-
-
-def redact(url: str) -> str:
-    """A database URL fit to print: its password hidden, a socket folder (host=/path) as it is written."""
-    from urllib.parse import unquote
-
-    from sqlalchemy.engine import make_url
-
-    return unquote(make_url(url).render_as_string(hide_password=True))

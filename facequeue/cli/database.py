@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from facequeue.cli.child_processes import EmbeddedStackError
 from facequeue.cli.console import fail
 from facequeue.cli.embedded_stack import embedded_stack
+from facequeue.embedded_paths import postgres_dir
 from facequeue.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def require_database(settings: Settings) -> None:
     if settings.database_url is not None:
         return
     require_data_dir(settings)
-    if not (settings.embedded_postgres_dir / "PG_VERSION").is_file():
+    if not (postgres_dir(settings.data_dir) / "PG_VERSION").is_file():
         fail(
             f"no facequeue database in {settings.data_dir.absolute()}{_relative_note(settings.data_dir)}", MIGRATE_HINT
         )
@@ -48,7 +49,6 @@ def operator_session(*, broker: bool = False) -> Iterator[Session]:
     The embedded servers are serve's when it runs, else started for the command (Redis only when `broker`)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from facequeue.cli.admin import redact
     from facequeue.lifecycle.sessions import session_scope
 
     settings = get_settings()
@@ -62,3 +62,12 @@ def operator_session(*, broker: bool = False) -> Iterator[Session]:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         url = redact(settings.resolved_database_url)
         fail(f"cannot use the database at {url}: {reason} (is it migrated? run `facequeue migrate`)")
+
+
+def redact(url: str) -> str:
+    """A database URL fit to print: its password hidden, a socket folder (host=/path) as it is written."""
+    from urllib.parse import unquote
+
+    from sqlalchemy.engine import make_url
+
+    return unquote(make_url(url).render_as_string(hide_password=True))

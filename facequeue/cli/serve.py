@@ -1,29 +1,28 @@
 """Running the service: the API and the worker on their own (distributed form), or both on one machine
-(`serve`, embedded form) with the worker kept alive by a supervisor."""
+(`serve`, embedded form) with the worker kept alive by a supervisor (`worker_supervisor.py`)."""
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import subprocess
 import sys
-import threading
 from typing import Annotated
 
 import typer
 
-from facequeue.cli.admin import migrate, redact
+from facequeue.cli.admin import migrate
 from facequeue.cli.banner import AnnounceWhenUp, announce_service, service_url
-from facequeue.cli.child_processes import EmbeddedStackError, die_with_parent
+from facequeue.cli.child_processes import EmbeddedStackError
 from facequeue.cli.console import announce, fail, hide_request_lines, hide_startup_noise
+from facequeue.cli.database import redact
 from facequeue.cli.embedded_stack import embedded_stack, serve_claim
 from facequeue.cli.worker_pools import FetchPoolChild, Pools, celery_argv, exit_with_parent
+from facequeue.cli.worker_supervisor import WorkerSupervisor
 from facequeue.enums import CPU_QUEUES
 from facequeue.settings import Settings, get_settings
 from facequeue.storage import ensure_data_dir
 
-WORKER_STOP_TIMEOUT = 30.0
 # uvicorn's loggers go through our root handler (facequeue/logs.py) instead of formatters of its own; the
 # API's RequestIds middleware writes each request's line, so uvicorn's access log would only repeat it.
 UVICORN_LOGGING: dict = {"log_config": None, "access_log": False, "log_level": "warning"}
@@ -247,68 +246,3 @@ def _announce_keys(settings: Settings, first_key: str | None) -> None:
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
-
-
-class WorkerSupervisor(threading.Thread):
-    """Keeps the embedded worker running: a worker that dies (killed, out of memory, a crash) is started
-    again, and the pool processes it left behind are killed; its tasks are recovered by the reaper like
-    any lost worker's."""
-
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
-        super().__init__(name="worker-supervisor", daemon=True)
-        self.command = command
-        self.env = env
-        self.process: subprocess.Popen | None = None
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()  # stop() never misses a worker started at the same moment
-
-    def run(self) -> None:
-        while True:
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                # its own process group, so stop() can end the pool processes with it; a warm shutdown when serve
-                # ends without stopping it (kill -9)
-                self.process = subprocess.Popen(
-                    self.command,
-                    env=self.env,
-                    start_new_session=True,
-                    preexec_fn=functools.partial(die_with_parent, os.getpid()),
-                )
-            code = self.process.wait()
-            if not self._stopping.is_set():
-                _kill_group(self.process.pid)  # pool processes a killed worker left behind
-                announce(
-                    "worker_exited",
-                    f"[bold red]worker exited with code {code}; starting a new one[/]",
-                    level="error",
-                    code=code,
-                )
-                self._stopping.wait(1)
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping.set()
-            process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # warm shutdown: running tasks finish first
-            try:
-                process.wait(timeout=WORKER_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                announce(
-                    "worker_killed",
-                    "[bold red]worker did not stop in time; killing it (the reaper re-runs its tasks)[/]",
-                    level="error",
-                    timeout=WORKER_STOP_TIMEOUT,
-                )
-        _kill_group(process.pid)  # whatever is left of it
-        process.wait()
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

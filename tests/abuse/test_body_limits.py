@@ -15,6 +15,7 @@ import pytest
 
 from api.auth import MISSING_KEY
 from api.limits import json_body_limit
+from api.uploads import upload_body_limit
 from facequeue.settings import get_settings
 from tests.support import api_process
 from tests.test_tenants import new_key
@@ -204,3 +205,45 @@ def test_bad_key_is_refused_before_the_body_and_bearer_wins(live_api, key) -> No
     headers = [("authorization", "Bearer fq_not-a-key"), ("x-api-key", key), JSON]
     assert error_of("native", post(f"{base}/v1/detect", upload, headers)) == (401, "Invalid API key")
     assert upload.sent < 64 * MiB
+
+
+RAW_JPEG = ("content-type", "image/jpeg")
+MULTIPART = ("content-type", "multipart/form-data; boundary=x")
+
+
+class MultipartUpload(Upload):
+    """One file part named `file` whose content never ends: the multipart parser takes it to the limit."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+        yield from super().__iter__()
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["chunked", "declared"])
+def test_an_upload_is_held_to_the_file_limit_itself(live_api, key, declared: bool) -> None:
+    """The file as the body has no base64 to allow for: its limit is FACEQUEUE_MAX_UPLOAD_BYTES, plus the
+    envelope for multipart."""
+    base, _ = live_api
+    limit = get_settings().max_upload_bytes
+    for content_type, body_limit, upload in (
+        (RAW_JPEG, limit, Upload(4 * limit)),
+        (MULTIPART, upload_body_limit("multipart", limit), MultipartUpload(4 * limit)),
+    ):
+        response = post(f"{base}/v1/detect", upload, [("x-api-key", key), content_type], declared=declared)
+        assert error_of("native", response) == (413, too_large(body_limit, "the upload"))
+        assert response.headers["connection"] == "close"
+        assert upload.sent < upload.total
+
+
+def test_an_upload_without_a_key_or_with_a_bad_option_is_refused_before_its_body(live_api, key) -> None:
+    """No key: refused from the headers, the connection closed. A bad option: refused before the app reads the
+    body (uvicorn drains it to keep the connection, so the API's memory shows whether it was read)."""
+    base, api_process = live_api
+    upload = Upload(20 * MiB)
+    assert error_of("native", post(f"{base}/v1/detect", upload, [RAW_JPEG])) == (401, MISSING_KEY)
+    assert upload.sent < upload.total
+    post(f"{base}/v1/detect?max_side=1", Upload(MiB), [("x-api-key", key), RAW_JPEG])  # warm-up: the route's imports
+    with PeakRss(api_process) as rss:
+        response = post(f"{base}/v1/detect?max_side=1", Upload(20 * MiB), [("x-api-key", key), RAW_JPEG])
+    assert error_of("native", response) == (422, "max_side: Input should be greater than or equal to 64")
+    assert rss.peak - rss.before < 5 * MiB

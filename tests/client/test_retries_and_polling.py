@@ -58,7 +58,20 @@ def test_each_detect_call_has_its_own_key_unless_one_is_given(httpserver: HTTPSe
         client.detect(b"\xff\xd8 jpeg bytes", idempotency_key="order-17")
     keys = [request.headers["Idempotency-Key"] for request, _ in httpserver.log]
     assert keys[0] != keys[1] and keys[2] == "order-17"
-    assert httpserver.log[0][0].json == {"img": "/9gganBlZyBieXRlcw=="}
+    # bytes go as the body itself, the options in the query string
+    first = httpserver.log[0][0]
+    assert (first.data, first.headers["Content-Type"]) == (b"\xff\xd8 jpeg bytes", "application/octet-stream")
+    assert first.args == {}
+
+
+def test_an_upload_is_retried_with_the_same_bytes_options_and_key(httpserver: HTTPServer) -> None:
+    httpserver.expect_ordered_request("/v1/detect", method="POST").respond_with_data("", status=503)
+    httpserver.expect_ordered_request("/v1/detect", method="POST").respond_with_json(ACCEPTED, status=202)
+    with Client(httpserver.url_for(""), "k") as client:
+        assert client.detect(b"jpeg", max_side=320, persons=True).detect_task_id == "tk_1"
+    sent = [(request.data, request.args.to_dict(), request.headers["Idempotency-Key"]) for request, _ in httpserver.log]
+    assert len(sent) == 2 and sent[0] == sent[1]
+    assert sent[0][:2] == (b"jpeg", {"max_side": "320", "persons": "true"})
 
 
 def test_429_is_retried_after_retry_after(httpserver: HTTPServer) -> None:

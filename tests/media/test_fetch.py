@@ -11,7 +11,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from facequeue.errors import ErrorCode, TaskError
-from workers.media.fetch import Deadline, fetch_all, fetch_to_file
+from workers.media.fetch import fetch_all, fetch_to_file
+from workers.pinned_http import Deadline
 
 LOCAL_ONLY = ["127.0.0.1/32"]
 WAIT = 10.0  # seconds before downloads that should run together count as run one after the other

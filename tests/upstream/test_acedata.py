@@ -24,7 +24,7 @@ from tests.upstream.fake_upstreams import (
 from tests.upstream.support import iou, local_faces, point_distances
 from workers.detectors.upstream.acedata import AceDataUpstream
 from workers.detectors.upstream.checks import UPSTREAM_SCORE
-from workers.detectors.upstream.guard import Failure, UpstreamError
+from workers.detectors.upstream.failures import Failure, UpstreamError
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from tests.upstream.fake_upstreams import (
 )
 from tests.upstream.support import iou, local_faces, point_distances
 from workers.detectors.upstream.checks import UPSTREAM_SCORE
-from workers.detectors.upstream.guard import UPSTREAM_ERROR_CODE, Failure, UpstreamError
+from workers.detectors.upstream.failures import UPSTREAM_ERROR_CODE, Failure, UpstreamError
 
 
 @pytest.fixture

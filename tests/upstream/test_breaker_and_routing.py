@@ -20,7 +20,7 @@ from tests.upstream.fake_upstreams import (
 from tests.upstream.support import iou, local_faces
 from workers.detectors.routing import detector_for
 from workers.detectors.upstream.akool import AkoolUpstream
-from workers.detectors.upstream.guard import Failure, UpstreamError
+from workers.detectors.upstream.failures import Failure, UpstreamError
 from workers.detectors.yunet import YuNetDetector
 
 RESET = 0.3  # seconds an open circuit waits before its trial call

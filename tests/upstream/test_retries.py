@@ -12,7 +12,8 @@ import pytest
 
 from tests.upstream.fake_upstreams import stalled, status
 from workers.detectors.upstream.akool import AkoolUpstream
-from workers.detectors.upstream.guard import BACKOFF_MAX, MAX_RETRY_AFTER, Failure, UpstreamError
+from workers.detectors.upstream.failures import Failure, UpstreamError
+from workers.detectors.upstream.guard import BACKOFF_MAX, MAX_RETRY_AFTER
 from workers.retry_after import parse_retry_after
 
 

@@ -29,7 +29,7 @@ from facequeue.settings import Settings
 from workers.detectors.registry import get_detector
 from workers.detectors.upstream.acedata import AceDataUpstream
 from workers.detectors.upstream.akool import AkoolUpstream
-from workers.detectors.upstream.guard import Failure, UpstreamError
+from workers.detectors.upstream.failures import Failure, UpstreamError
 from workers.vision import Face, FaceDetector, detect_faces
 
 log = structlog.get_logger(__name__)

@@ -19,7 +19,7 @@ A *cut* is a sample whose colour histogram differs from the previous sample's by
 ``cut_distance`` (Bhattacharyya), or where most of the previous sample's faces (at least two)
 overlap nothing.
 
-Embeddings: a track keeps ONE representative embedding, the mean of the few faces embedded for
+Embeddings: a track (`track.Track`) keeps ONE representative embedding, the mean of the few faces embedded for
 it (its *views*; only the identifiable ones count when it has any). A face is embedded only when
 a track starts or restarts, when position is ambiguous, after a cut, when a track's face has grown
 ``reembed_gain`` times better (by `persons.face_quality`) than any embedded for it, and when the
@@ -55,6 +55,7 @@ from workers.identity.persons import (
     first_appearance_key,
     group_by_identity,
 )
+from workers.identity.track import Track
 from workers.results import region
 from workers.vision import Face, box_iou
 
@@ -95,48 +96,6 @@ class FrameTracks:
     cut: bool
 
 
-@dataclass(eq=False)
-class _Track:
-    id: int
-    sightings: list[Sighting]
-    views: list[FaceEmbedding]  # the few faces embedded for this track
-    tried_quality: float  # best face_quality embedded so far
-    colours: np.ndarray  # colour_signature of the face in its last sighting
-    embedded_at: int = 1  # len(sightings) when the last face was embedded
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre, pixels per frame index
-
-    @property
-    def embedding(self) -> FaceEmbedding:
-        """The track's one representative embedding: the mean of its identifiable views, else its best view."""
-        identifiable = [view for view in self.views if view.identifiable]
-        if not identifiable:
-            return max(self.views, key=lambda view: view.norm)
-        mean = np.mean([view.vector for view in identifiable], axis=0)
-        return FaceEmbedding(mean / np.linalg.norm(mean), max(view.norm for view in identifiable), True)
-
-    def boxes_to_match(self, frame_idx: int) -> tuple[np.ndarray, np.ndarray]:
-        """Where the face last was and where its motion predicts it: a match to either counts."""
-        last = self.sightings[-1]
-        box = np.asarray(last.face.box)
-        shift = self.velocity * (frame_idx - last.frame_idx)
-        return box, box + np.array([shift[0], shift[1], 0.0, 0.0])
-
-    def continue_with(self, sighting: Sighting, colours: np.ndarray, moved_from: Sighting | None) -> None:
-        """Append a sighting; ``moved_from`` is the previous sample's sighting when the move is real motion."""
-        self.colours = colours
-        if moved_from is None:
-            self.velocity = np.zeros(2)
-        else:
-            span = sighting.frame_idx - moved_from.frame_idx
-            self.velocity = (_centre(sighting.face.box) - _centre(moved_from.face.box)) / max(span, 1)
-        self.sightings.append(sighting)
-
-    def add_view(self, embedding: FaceEmbedding, face: Face) -> None:
-        self.views.append(embedding)
-        self.tried_quality = max(self.tried_quality, face_quality(face))
-        self.embedded_at = len(self.sightings)
-
-
 class FaceTracker:
     """Feed sampled frames in order with `update`; read `persons` at the end."""
 
@@ -162,8 +121,8 @@ class FaceTracker:
         self.min_unidentifiable_samples = min_unidentifiable_samples
         self.embeddings = 0
         self.detections = 0
-        self._tracks: list[_Track] = []
-        self._previous: list[tuple[_Track, Sighting]] = []  # the previous sample's faces, in its order
+        self._tracks: list[Track] = []
+        self._previous: list[tuple[Track, Sighting]] = []  # the previous sample's faces, in its order
         self._previous_frame_idx: int | None = None
         self._previous_signature: np.ndarray | None = None
 
@@ -207,10 +166,10 @@ class FaceTracker:
         }
         return persons, person_of_track
 
-    def _is_person(self, track: _Track) -> bool:
+    def _is_person(self, track: Track) -> bool:
         return track.embedding.identifiable or len(track.sightings) >= self.min_unidentifiable_samples
 
-    def _overlap(self, frame: FrameDetections, active: list[_Track]) -> np.ndarray:
+    def _overlap(self, frame: FrameDetections, active: list[Track]) -> np.ndarray:
         """IoU of each face (rows) with each track of the previous sample (columns), 0 below ``min_iou``."""
         overlap = np.zeros((len(frame.faces), len(active)))
         faces = np.array([face.box for face in frame.faces])
@@ -230,9 +189,9 @@ class FaceTracker:
         self,
         embeddings: dict[int, FaceEmbedding],
         overlap: np.ndarray,
-        active: list[_Track],
-        assigned: dict[int, _Track],
-    ) -> dict[int, _Track]:
+        active: list[Track],
+        assigned: dict[int, Track],
+    ) -> dict[int, Track]:
         taken = {track.id for track in assigned.values()}
         candidates = [track for track in self._tracks if track.id not in taken]
         rows = list(embeddings)
@@ -267,14 +226,14 @@ class FaceTracker:
         frame: FrameDetections,
         index: int,
         colours: np.ndarray,
-        track: _Track | None,
+        track: Track | None,
         embedding: FaceEmbedding | None,
         cut: bool,
     ) -> int:
         face = frame.faces[index]
         sighting = Sighting(frame.frame_idx, frame.timestamp, face)
         if track is None:
-            track = _Track(len(self._tracks), [sighting], [embedding], face_quality(face), colours)
+            track = Track(len(self._tracks), [sighting], [embedding], face_quality(face), colours)
             self._tracks.append(track)
             return track.id
         previous = track.sightings[-1]
@@ -287,7 +246,7 @@ class FaceTracker:
             track.add_view(embedding, face)
         return track.id
 
-    def _wants_new_view(self, track: _Track, face: Face) -> bool:
+    def _wants_new_view(self, track: Track, face: Face) -> bool:
         """A markedly better face, or a track grown ``refresh_factor`` times longer since its last view."""
         return (
             face_quality(face) >= self.reembed_gain * track.tried_quality
@@ -299,7 +258,7 @@ class FaceTracker:
         return self._embed_fn(frame.image_bgr, frame.faces[index])
 
 
-def _sole_overlaps(overlap: np.ndarray, active: list[_Track]) -> dict[int, _Track]:
+def _sole_overlaps(overlap: np.ndarray, active: list[Track]) -> dict[int, Track]:
     """Face -> track where each is the other's only overlap: position alone decides, no embedding needed."""
     sole_in_row = (overlap > 0).sum(axis=1) == 1
     sole_in_column = (overlap > 0).sum(axis=0) == 1
@@ -308,8 +267,3 @@ def _sole_overlaps(overlap: np.ndarray, active: list[_Track]) -> dict[int, _Trac
         for row, col in zip(*np.nonzero(overlap), strict=True)
         if sole_in_row[row] and sole_in_column[col]
     }
-
-
-def _centre(box: tuple[float, float, float, float]) -> np.ndarray:
-    x, y, w, h = box
-    return np.array([x + w / 2, y + h / 2])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import uuid
@@ -42,15 +41,18 @@ def _task_id(task: TaskRef) -> str:
     return task.detect_task_id if isinstance(task, Task) else task
 
 
-def media_fields(source: Source) -> dict[str, str]:
-    """An http(s) URL goes as `url`; bytes, or the bytes of a file path, as base64 `img`; None adds nothing
-    (for `frame_urls` tasks)."""
+def detect_request(source: Source, options: Mapping[str, Any], key: str) -> Send:
+    """POST /v1/detect: an http(s) URL (or no media, for `frame_urls` tasks) as JSON; bytes, or the bytes of a
+    file path, as the body itself with the options in the query string (no base64: a third fewer bytes, and no
+    decode in the API)."""
+    headers = {"Idempotency-Key": key}
     if source is None:
-        return {}
+        return Send("POST", "/v1/detect", json=dict(options), headers=headers)
     if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
-        return {"url": source}
+        return Send("POST", "/v1/detect", json={**options, "url": source}, headers=headers)
     data = bytes(source) if isinstance(source, bytes | bytearray | memoryview) else Path(source).read_bytes()
-    return {"img": base64.b64encode(data).decode("ascii")}
+    headers["Content-Type"] = "application/octet-stream"
+    return Send("POST", "/v1/detect", params=options, content=data, headers=headers)
 
 
 def _compact_json(value: Any) -> str:
@@ -120,8 +122,7 @@ class Api:
         # One key per detect() call, made here once: every retry of this submit carries it, so a retry
         # whose first try did reach the server is answered with the same task instead of a second one.
         key = idempotency_key or uuid.uuid4().hex
-        send = Send("POST", "/v1/detect", json={**options, **media_fields(source)}, headers={"Idempotency-Key": key})
-        return self._call(send, _model(Task))
+        return self._call(detect_request(source, options, key), _model(Task))
 
     def get(self, task: TaskRef) -> Flow[Task]:
         return self._call(Send("GET", _task_path(task)), _model(Task))

@@ -29,7 +29,8 @@ class Send:
     params: Mapping[str, Any] = field(default_factory=dict)
     json: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    content: Iterable[bytes] | AsyncIterable[bytes] | None = None  # a streamed body: sent once, never retried
+    # bytes are sent again on a retry; an iterable body is streamed once, never retried
+    content: bytes | Iterable[bytes] | AsyncIterable[bytes] | None = None
     stream: bool = False  # leave the (successful) response body unread, for the caller to iterate
     timeout: float | None = None  # instead of the client's: a stream's longest silence
 
@@ -111,7 +112,8 @@ def call(send: Send, parse: Callable[[httpx.Response], T], retry: RetryPolicy) -
     while True:
         attempt += 1
         response: httpx.Response = yield send
-        delay = retry.delay(response, attempt) if send.content is None else None
+        replayable = send.content is None or isinstance(send.content, bytes)
+        delay = retry.delay(response, attempt) if replayable else None
         if delay is None:
             raise_for_error(response)
             return parse(response)

@@ -3,6 +3,7 @@ face/analyze (`acedata`).
 
 Each adapter is a `detect(frame)` call, not a model: every call passes the same guard (`guard`: circuit breaker,
 retries, one HTTP request) and its body the same checks (`checks`), so every failure ends as an `UpstreamError`
-whose detail says what happened, e.g. "upstream akool returned a malformed response: faces_obj.0.region[1] has 3
-numbers, expected 4". `workers.detectors.routing` picks the adapter and keeps one per upstream per process.
+(`failures`) whose detail says what happened, e.g. "upstream akool returned a malformed response:
+faces_obj.0.region[1] has 3 numbers, expected 4". `workers.detectors.routing` picks the adapter and keeps one per
+upstream per process.
 """

@@ -15,14 +15,8 @@ from workers.detectors.upstream.checks import (
     checked_box,
     get_field,
 )
-from workers.detectors.upstream.guard import (
-    Failure,
-    GuardedAdapter,
-    ResponseProblem,
-    UpstreamError,
-    body_error,
-    malformed,
-)
+from workers.detectors.upstream.failures import Failure, ResponseProblem, UpstreamError, malformed
+from workers.detectors.upstream.guard import GuardedAdapter, body_error
 from workers.vision import Face
 
 # Group indices, read off the seed example (tests/landmarks/seed_example.py): nose[0] (311, 242) lies inside

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from workers.detectors.upstream.checks import UPSTREAM_SCORE, as_integer, as_list, as_numbers, checked_box, get_field
-from workers.detectors.upstream.guard import Failure, GuardedAdapter, ResponseProblem, malformed
+from workers.detectors.upstream.failures import Failure, ResponseProblem, malformed
+from workers.detectors.upstream.guard import GuardedAdapter
 from workers.vision import Face, detect_at_working_size, jpeg_bytes
 
 JPEG_QUALITY = 90

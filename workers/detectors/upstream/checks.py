@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from workers.detectors.upstream.guard import malformed
+from workers.detectors.upstream.failures import malformed
 
 UPSTREAM_SCORE = 1.0
 # A face cut by the frame's edge sticks out of it, but never by more than half the image.

@@ -13,14 +13,14 @@
   upstream alive, so it counts as a success. pybreaker holds its lock for the whole call, so calls through one
   breaker are serialised; workers run Celery's prefork pool (one task per process), so nothing waits on it.
 * Every failure ends as an `UpstreamError` (a `TaskError`); a response body's problems are raised by the
-  adapter's parser as a `ResponseProblem`, which the guard turns into one naming the upstream.
+  adapter's parser as a `ResponseProblem`, which the guard turns into one naming the upstream. Both, and the
+  kinds of `Failure`, are in `failures`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from enum import StrEnum
 from typing import Any, TypeVar
 
 import httpx
@@ -30,16 +30,14 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from facequeue.errors import ErrorCode, TaskError
 from facequeue.settings import Settings
+from workers.detectors.upstream.failures import RETRYABLE, Failure, ResponseProblem, UpstreamError, malformed
 from workers.metrics import CIRCUIT_STATE_VALUES, UPSTREAM_CALLS, UPSTREAM_CIRCUIT_STATE
 from workers.retry_after import parse_retry_after
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-UPSTREAM_ERROR_CODE = ErrorCode.UPSTREAM_FAILED
 
 MAX_RETRY_AFTER = 30.0  # seconds; longer asks fail the call rather than eat the task's time limit
 BACKOFF_INITIAL = 0.5  # seconds before the first retry without Retry-After; doubles up to BACKOFF_MAX
@@ -49,57 +47,6 @@ _BACKOFF = wait_exponential(multiplier=BACKOFF_INITIAL, max=BACKOFF_MAX) + wait_
 # Statuses that reject this request's content; any other 4xx (401, 403, 404, ...) means a misconfigured
 # upstream, which fails every call and so must count towards opening the circuit.
 REQUEST_REJECTED_STATUSES = frozenset({400, 413, 415, 422})
-
-
-class Failure(StrEnum):
-    UNREACHABLE = "unreachable"
-    TIMEOUT = "timeout"
-    SERVER_ERROR = "server_error"
-    RATE_LIMITED = "rate_limited"
-    HTTP_STATUS = "http_status"  # an unexpected status: redirect, 401, 403, 404, ...
-    REJECTED = "rejected"  # the upstream answered "no" to this request
-    MALFORMED = "malformed"
-    CIRCUIT_OPEN = "circuit_open"
-    CANNOT_SERVE = "cannot_serve"  # the protocol cannot take this frame (AceData without a URL)
-    NOT_CONFIGURED = "not_configured"
-    DISABLED = "disabled"
-
-
-RETRYABLE = frozenset({Failure.UNREACHABLE, Failure.TIMEOUT, Failure.SERVER_ERROR, Failure.RATE_LIMITED})
-
-
-class UpstreamError(TaskError):
-    """One upstream call failed for good (after its retries); `failure` says how, the detail says exactly."""
-
-    def __init__(self, protocol: str, failure: Failure, problem: str, retry_after: float | None = None) -> None:
-        self.protocol = protocol
-        self.failure = failure
-        self.problem = problem
-        self.retry_after = retry_after
-        super().__init__(UPSTREAM_ERROR_CODE, f"upstream {protocol} {problem}")
-
-    @property
-    def retryable(self) -> bool:
-        return self.failure in RETRYABLE
-
-    def gave_up(self, attempts: int) -> UpstreamError:
-        plural = "s" if attempts != 1 else ""
-        return UpstreamError(
-            self.protocol, self.failure, f"{self.problem} (gave up after {attempts} attempt{plural})", self.retry_after
-        )
-
-
-class ResponseProblem(Exception):
-    """What is wrong with a response body; the caller turns it into an `UpstreamError` naming the upstream."""
-
-    def __init__(self, failure: Failure, problem: str) -> None:
-        super().__init__(problem)
-        self.failure = failure
-        self.problem = problem
-
-
-def malformed(problem: str) -> ResponseProblem:
-    return ResponseProblem(Failure.MALFORMED, f"returned a malformed response: {problem}")
 
 
 class UpstreamCaller:

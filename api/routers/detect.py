@@ -1,4 +1,4 @@
-"""Native v1 API: submit, poll, list and cancel detection tasks."""
+"""Native detect endpoints (/v1/detect): submit, poll, list and cancel detection tasks."""
 
 from __future__ import annotations
 
@@ -7,13 +7,47 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api.deps import DetectServiceDep, LinkDep, TenantDep
+from api.openapi.bodies import DETECT_REQUEST_BODY
 from api.openapi.responses import BODY_ERRORS, CALLER_GATES, NATIVE_ERRORS, SUBMIT_GATES, TASK_FINAL
 from api.rendering import task_view
-from api.schemas import DetectAccepted, DetectRequest, DetectTaskPage, DetectTaskSummary, DetectTaskView
+from api.schemas import (
+    DetectAccepted,
+    DetectRequest,
+    DetectTaskPage,
+    DetectTaskSummary,
+    DetectTaskView,
+    DetectUploadQuery,
+)
+from api.services.detect import DetectService
 from api.services.submission import DetectSubmission
+from api.uploads import UploadedMedia, UploadRoute
 from facequeue.enums import TaskStatus
 
 router = APIRouter(prefix="/v1", tags=["native"], responses=NATIVE_ERRORS.responses(*CALLER_GATES))
+
+
+def upload_detect(
+    media: UploadedMedia,
+    query: Annotated[DetectUploadQuery, Query()],
+    service: DetectServiceDep,
+    tenant_id: TenantDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> DetectAccepted:
+    return _accepted(service, DetectSubmission.of_upload(media, query, tenant_id, idempotency_key), response)
+
+
+# Registered before the JSON route on the same path: it takes the requests whose body is the file itself, and
+# submitDetectTask's document describes both (api/openapi/bodies.py).
+router.add_api_route(
+    "/detect",
+    upload_detect,
+    methods=["POST"],
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DetectAccepted,
+    include_in_schema=False,
+    route_class_override=UploadRoute,
+)
 
 
 @router.post(
@@ -22,6 +56,7 @@ router = APIRouter(prefix="/v1", tags=["native"], responses=NATIVE_ERRORS.respon
     response_model=DetectAccepted,
     operation_id="submitDetectTask",
     responses=NATIVE_ERRORS.responses(*BODY_ERRORS, *SUBMIT_GATES, 409),
+    openapi_extra=DETECT_REQUEST_BODY,
 )
 def submit_detect(
     body: DetectRequest,
@@ -30,7 +65,15 @@ def submit_detect(
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> DetectAccepted:
-    task, created = service.submit(DetectSubmission.of_request(body, tenant_id, idempotency_key, body.callback_url))
+    """JSON with the media as `url` or base64 `img`; or the file itself as the body (its Content-Type `image/*`,
+    `video/*` or `application/octet-stream`) or as the `file` part of `multipart/form-data`, with the options
+    in the query string by the same names."""
+    submission = DetectSubmission.of_request(body, tenant_id, idempotency_key, body.callback_url)
+    return _accepted(service, submission, response)
+
+
+def _accepted(service: DetectService, submission: DetectSubmission, response: Response) -> DetectAccepted:
+    task, created = service.submit(submission)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return DetectAccepted(detect_task_id=task.id, status=task.status)
