@@ -17,9 +17,8 @@ from api.openapi.examples import BATCH_RESULT_LINES, MANIFEST_ITEMS
 from api.openapi.responses import schema_ref
 from api.openapi.shapes import BatchCreate, BatchResultLine
 from api.schemas import DetectUploadQuery
+from api.uploads import MULTIPART, OCTET_STREAM
 
-MULTIPART = "multipart/form-data"
-OCTET_STREAM = "application/octet-stream"  # the document's name for a raw upload; image/* and video/* work too
 JSONL = "application/x-ndjson"  # the name in the document; api/limits.py accepts its aliases too
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 
