@@ -116,7 +116,9 @@ def _lifespan(settings: Settings):
 
 
 def _reap_forever(settings: Settings, stop: threading.Event) -> None:
-    while not stop.wait(settings.reaper_interval):
+    """A pass as the process starts, then one every FACEQUEUE_REAPER_INTERVAL: a deployment's first pass marks
+    its broker intact before traffic can build up (until then every queued task counts as lost with it)."""
+    while True:
         try:
             with session_scope() as session:
                 report = reap(session, settings)
@@ -126,6 +128,8 @@ def _reap_forever(settings: Settings, stop: threading.Event) -> None:
             log.warning("reaper_waits_for_backend", unavailable=type(error).__name__)
         except Exception:
             log.exception("reaper_failed")
+        if stop.wait(settings.reaper_interval):
+            return
 
 
 async def _service_error(_request: Request, error: ServiceError) -> JSONResponse:

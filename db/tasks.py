@@ -150,7 +150,8 @@ def hand_over(session: Session, task_id: str, attempt: int, **values: Any) -> tu
     slot, or a CPU slot hands media not downloaded yet to the fetch stage (workers/fetch_stage.py). The attempt
     the claim counted is given back, so the next stage's claim counts that attempt again, and the row is marked
     published (the caller publishes next). Fenced like every run write; returns the task's queue and kind, None
-    when the run no longer owns it. The caller commits."""
+    when the run no longer owns it. Tried again after a commit whose reply was lost, it finds its own hand-over
+    (queued with the attempt given back; the reaper's re-queue keeps the attempt). The caller commits."""
     handed = session.execute(
         update(DetectTask)
         .where(_owned(task_id, attempt))
@@ -163,6 +164,12 @@ def hand_over(session: Session, task_id: str, attempt: int, **values: Any) -> tu
         )
         .returning(DetectTask.queue, DetectTask.kind)
     ).first()
+    if handed is None:
+        handed = session.execute(
+            select(DetectTask.queue, DetectTask.kind).where(
+                DetectTask.id == task_id, DetectTask.status == TaskStatus.QUEUED, DetectTask.attempts == attempt - 1
+            )
+        ).first()
     return None if handed is None else (handed.queue, handed.kind)
 
 

@@ -217,7 +217,9 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(3, description="Runs before a task whose worker keeps dying fails: worker_lost")
     reaper_interval: float = Field(
-        15.0, description="Seconds between reaper passes in each API process, one at a time per deployment; 0: off"
+        15.0,
+        description="Seconds between reaper passes in each API process (the first as it starts), one at a time "
+        "per deployment; 0: off",
     )
     image_soft_time_limit: float = Field(60.0, description="Seconds of a CPU slot; then time_limit_exceeded")
     image_time_limit: float = Field(90.0, description="Hard limit: the pool process is replaced")

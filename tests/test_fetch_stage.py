@@ -194,5 +194,7 @@ def test_hand_over_gives_the_attempt_back_and_fences_stale_runs(api_client) -> N
     assert (row.status, row.attempts, row.upload_key, row.heartbeat_at) == ("queued", 0, "tasks/x/fetched", None)
     assert row.published_at is not None
     with session_scope() as session:
-        assert tasks.hand_over(session, task_id, 1) is None  # queued again: the fetch run holds nothing now
+        # tried again after a commit whose reply was lost, the run finds its own hand-over and publishes it
+        assert tasks.hand_over(session, task_id, 1) == ("default", "image")
+        assert tasks.hand_over(session, task_id, 2) is None  # never this task's attempt
         assert tasks.claim_task(session, task_id, "w@host", 2).attempt == 1  # the CPU slot counts the same attempt

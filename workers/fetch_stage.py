@@ -36,7 +36,7 @@ from workers.media.fetch import fetch_all, fetch_to_file
 from workers.media.sniff import sniff
 from workers.media.staging import store_downloads
 from workers.pinned_http import Deadline
-from workers.run_control import RunControl, TaskAbandoned, write_final
+from workers.run_control import RunControl, TaskAbandoned, through_database_outage, write_final
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +68,7 @@ def run_fetch_task(task_id: str, settings: Settings, worker_name: str) -> None:
     started = time.perf_counter()
     storage = get_storage(settings)
     failure: TaskError | None = None
-    with RunControl(task_id, attempt, settings.heartbeat_interval) as control:
+    with RunControl(task_id, attempt, settings) as control:
         try:
             options = DetectOptions.from_params(claimed.params)
             urls = options.frame_urls or (claimed.source_url or "",)
@@ -117,8 +117,7 @@ def run_fetch_task(task_id: str, settings: Settings, worker_name: str) -> None:
 def pass_on(task_id: str, attempt: int, settings: Settings, fetch_first: bool, **values: object) -> bool:
     """Hand this run of the task to its other stage (`fetch_first`: the fetch stage, else a CPU slot on the task's
     queue), writing `values` with it; False when the run no longer owned the task."""
-    with session_scope() as session:
-        handed = tasks.hand_over(session, task_id, attempt, **values)
+    handed = through_database_outage(_hand_over, task_id, attempt, values, settings=settings, step="hand-over")
     if handed is None:
         return False
     queue, kind = handed
@@ -130,3 +129,8 @@ def pass_on(task_id: str, attempt: int, settings: Settings, fetch_first: bool, *
         with session_scope() as session:
             tasks.mark_unpublished(session, task_id)
     return True
+
+
+def _hand_over(task_id: str, attempt: int, values: dict[str, object]) -> tuple[str, str | None] | None:
+    with session_scope() as session:
+        return tasks.hand_over(session, task_id, attempt, **values)

@@ -78,7 +78,7 @@ def run_detect_task(task_id: str, settings: Settings, worker_name: str) -> None:
     started = time.perf_counter()
     timer = StageTimer(claimed.timings)  # the fetch stage's download, for a task with URLs
     final: dict[str, Any]
-    with RunControl(task_id, attempt, settings.heartbeat_interval) as control:
+    with RunControl(task_id, attempt, settings) as control:
         try:
             options = DetectOptions.from_params(params)
             with tempfile.TemporaryDirectory(prefix="facequeue-") as workdir:

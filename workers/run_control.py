@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from db import tasks
+from db import credits, tasks
 from db.engine import DATABASE_UNAVAILABLE
 from facequeue.enums import TaskStatus
 from facequeue.errors import ErrorCode, TaskError
@@ -28,16 +29,19 @@ log = structlog.get_logger(__name__)
 
 PROGRESS_WRITE_INTERVAL = 0.5  # seconds; keeps per-frame progress from becoming per-frame UPDATEs
 
+T = TypeVar("T")
+
 
 class TaskAbandoned(Exception):
     """This run no longer owns its task: it was canceled or re-queued."""
 
 
 class RunControl:
-    def __init__(self, task_id: str, attempt: int, heartbeat_interval: float) -> None:
+    def __init__(self, task_id: str, attempt: int, settings: Settings) -> None:
         self.task_id = task_id
         self.attempt = attempt
-        self.heartbeat_interval = heartbeat_interval
+        self.settings = settings
+        self.heartbeat_interval = settings.heartbeat_interval
         self._lost = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._beat_forever, name=f"heartbeat-{task_id}", daemon=True)
@@ -83,8 +87,7 @@ class RunControl:
     def pay_for(self, cost: int, what: str) -> None:
         """Make the task's reservation cover `cost` before any frame runs: a top-up the balance must cover
         (billing.top_up), or the task fails with insufficient_credits. Never an unpaid frame."""
-        with session_scope() as session:
-            top_up = billing.top_up(session, self.task_id, self.attempt, cost)
+        top_up = through_database_outage(self._top_up, cost, settings=self.settings, step="credits top-up")
         if top_up is None:
             self._lost.set()
             raise TaskAbandoned(self.task_id)
@@ -95,24 +98,38 @@ class RunControl:
                 f"and the balance does not cover the other {cost - top_up.reserved}",
             )
 
+    def _top_up(self, cost: int) -> credits.TopUp | None:
+        with session_scope() as session:
+            return billing.top_up(session, self.task_id, self.attempt, cost)
+
     def unwritten(self) -> dict[str, object]:
         """Reported values not written yet, for the run's final write."""
         return dict(self._unwritten)
 
 
-def write_final(task_id: str, attempt: int, status: TaskStatus, values: dict[str, Any], settings: Settings) -> bool:
-    """Write the run's final status (and settle credits, queue the webhook) once; False when the run no
-    longer owned the task. A database that is away is waited for, the outcome held meanwhile, until the
-    heartbeat would count as stale: by then the reaper may have handed the task on, and the write would
-    be fenced out anyway (it then raises)."""
+def through_database_outage(call: Callable[..., T], *args: Any, settings: Settings, step: str) -> T:
+    """`call(*args)` for a run that holds its claim, tried again while the database is away, so the run goes on
+    once it is back (a message retried instead would find the task taken, and it would wait for the reaper).
+    Until the heartbeat would count as stale: by then the reaper may have handed the task on, and the run's
+    fenced writes would match no row anyway (it then raises)."""
+
+    def log_wait(state: RetryCallState) -> None:
+        log.warning("run_waits_for_database", step=step, tries=state.attempt_number)  # the task is in the log context
+
     retrying = Retrying(
         retry=retry_if_exception_type(DATABASE_UNAVAILABLE),
         wait=wait_exponential(multiplier=0.5, max=5),
         stop=stop_after_delay(settings.heartbeat_stale_after),
-        before_sleep=_log_final_write_wait,
+        before_sleep=log_wait,
         reraise=True,
     )
-    return retrying(_finish, task_id, attempt, status, values)
+    return retrying(call, *args)
+
+
+def write_final(task_id: str, attempt: int, status: TaskStatus, values: dict[str, Any], settings: Settings) -> bool:
+    """Write the run's final status (and settle credits, queue the webhook) once; False when the run no
+    longer owned the task. A database that is away is waited for, the outcome held meanwhile."""
+    return through_database_outage(_finish, task_id, attempt, status, values, settings=settings, step="final write")
 
 
 def _finish(task_id: str, attempt: int, status: TaskStatus, values: dict[str, Any]) -> bool:
@@ -121,8 +138,3 @@ def _finish(task_id: str, attempt: int, status: TaskStatus, values: dict[str, An
         if written:
             on_task_final(session, task_id)
     return written
-
-
-def _log_final_write_wait(state: RetryCallState) -> None:
-    task_id = state.args[0]
-    log.warning("final_write_waits_for_database", task_id=task_id, tries=state.attempt_number)

@@ -1,7 +1,7 @@
 """Postgres stops for about 20 s during a stream of submits, while a video runs and a backlog of images
 waits in the queue for the free pool process (issue 10, sections 2.2 to 2.4): submits get a quick 503
 with Retry-After in the native error shape, and every accepted task (running, or taken from the queue
-during the outage) ends once the database is back."""
+during the outage) ends once the database is back, in the run that held it."""
 
 from __future__ import annotations
 
@@ -62,6 +62,10 @@ def test_postgres_stop_answers_503_quickly_and_loses_nothing(stack: FaultStack, 
 
     assert answers == {GOOD_OUTAGE_ANSWER: len(during)}
     assert outcome.faults() == NO_FAULTS
+    # A run whose claim held through the outage waited for the database and went on: none was left to the
+    # reaper's stale-heartbeat recovery, which would have run it again as attempt 2.
+    tasks = stack.tasks()
+    assert {task_id: tasks[task_id]["attempts"] for task_id in accepted} == dict.fromkeys(accepted, 1)
 
 
 async def _stream_through_outage(stack: FaultStack, body: dict) -> tuple[list[SubmitResult], Outage]:
