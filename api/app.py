@@ -40,11 +40,11 @@ from api.routers import (
     previews,
     webhook_endpoint,
 )
+from facequeue.core.logs import configure_logging
+from facequeue.core.settings import Settings, get_settings
 from facequeue.lifecycle.outbox import register_session_listeners
 from facequeue.lifecycle.reaper import reap
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.logs import configure_logging
-from facequeue.settings import Settings, get_settings
+from facequeue.plumbing.sessions import session_scope
 
 log = structlog.get_logger(__name__)
 API_ROUTERS = (

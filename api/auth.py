@@ -21,9 +21,9 @@ from starlette.datastructures import Headers
 
 from api.errors import RateLimited, ServiceUnavailable, Unauthorized
 from db import tenants
-from facequeue.lifecycle.broker import redis_options
-from facequeue.lifecycle.sessions import get_sessionmaker
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
+from facequeue.plumbing.broker import redis_options
+from facequeue.plumbing.sessions import get_sessionmaker
 
 MISSING_KEY = "Missing API key: send Authorization: Bearer <key> or x-api-key"
 # an Authorization header with no key after a Bearer scheme ("Authorization: <key>", "Basic ..."): not "missing"

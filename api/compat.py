@@ -29,7 +29,7 @@ from api.errors import (
 )
 from api.json_input import json_error
 from db.engine import DATABASE_UNAVAILABLE
-from facequeue.lifecycle.broker import BROKER_UNAVAILABLE
+from facequeue.plumbing.broker import BROKER_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 

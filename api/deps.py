@@ -20,9 +20,9 @@ from api.services.event_hub import TaskEventHub, task_event_hub
 from api.services.previews import PreviewService
 from api.services.sync_slots import sync_call_slot
 from api.services.webhook_endpoints import WebhookEndpointService
-from facequeue.lifecycle.sessions import get_sessionmaker
-from facequeue.settings import Settings
-from facequeue.storage import MediaStorage, get_storage
+from facequeue.core.settings import Settings
+from facequeue.core.storage import MediaStorage, get_storage
+from facequeue.plumbing.sessions import get_sessionmaker
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its thread pool,
 # a hop per dependency per request.

@@ -28,7 +28,7 @@ from api.compat import ErrorRenderer, ServiceHTTPException, native_error, shaped
 from api.deps import current_caller
 from api.errors import InvalidInput, NotFound, PayloadTooLarge, ServiceError
 from api.uploads import UploadRoute, upload_body_limit, upload_kind
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 
 JSONL_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines"})
 

@@ -13,9 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator.metrics import Info
 
-from facequeue.lifecycle.backlog_gauges import BacklogCollector
-from facequeue.lifecycle.exposition import scrape_registry
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
+from facequeue.plumbing.backlog_gauges import BacklogCollector
+from facequeue.plumbing.exposition import scrape_registry
 
 # Seconds: a poll answers in a few ms; the synchronous compat calls wait up to FACEQUEUE_SYNC_TIMEOUT (60 s).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)

@@ -12,11 +12,11 @@ from fastapi import Request
 
 from api.schemas import DetectResultView, DetectTaskView, PersonView
 from db.models import DetectTask
-from facequeue.enums import TaskStatus
-from facequeue.errors import BASE_MESSAGES, ErrorCode
-from facequeue.schemas import DetectResult, FaceFrame, Person
-from facequeue.settings import Settings
-from facequeue.storage import MediaStorage
+from facequeue.core.enums import TaskStatus
+from facequeue.core.errors import BASE_MESSAGES, ErrorCode
+from facequeue.core.schemas import DetectResult, FaceFrame, Person
+from facequeue.core.settings import Settings
+from facequeue.core.storage import MediaStorage
 
 LinkFn = Callable[[str], str]
 FETCH_FAILURE_CODES = {

@@ -8,8 +8,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from db.models import DetectTask
-from facequeue.enums import TaskStatus
-from facequeue.schemas import (
+from facequeue.core.enums import TaskStatus
+from facequeue.core.schemas import (
     ITEM_NAME_MAX_LENGTH,
     MAX_SAMPLED_FRAMES,
     TIMING_STAGES,

@@ -33,7 +33,7 @@ from bench.data import (
 from bench.matching import ImageDetections, PRCurve, match_one_to_one, wider_evaluation
 from bench.options import RunOptions
 from bench.report import Section, Table, Target
-from facequeue.settings import Settings, get_settings
+from facequeue.core.settings import Settings, get_settings
 from workers.detectors.centerface import UPSCALE
 from workers.detectors.fusion import detect_faces_tiled
 from workers.detectors.registry import FUSED_DETECTOR, LOCAL_DETECTORS, get_detector, get_fusion

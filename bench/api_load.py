@@ -38,7 +38,7 @@ from bench.running_services import (
     submit_all,
     tiny_task_body,
 )
-from facequeue.enums import FINAL_STATUSES
+from facequeue.core.enums import FINAL_STATUSES
 
 OFFERED_RATE = 200.0  # requests per second
 LATENCY_REQUESTS = 2000

@@ -26,8 +26,8 @@ from bench.data import CLIP_1080P, CLIPS_720P, VIDEOS, labelled_images, require_
 from bench.options import RunOptions
 from bench.report import Section, Table
 from bench.video import LONG_CLIP_SECONDS, build_long_clip
-from facequeue.schemas import DetectOptions
-from facequeue.settings import Settings, get_settings
+from facequeue.core.schemas import DetectOptions
+from facequeue.core.settings import Settings, get_settings
 from workers.detectors.registry import get_detector
 from workers.media.fetch import fetch_all, fetch_to_file
 from workers.pinned_http import Deadline

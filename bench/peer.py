@@ -19,7 +19,7 @@ from bench.data import DLIB_SETTING, BenchmarkSkipped, LabelledImage, labelled_i
 from bench.matching import match_one_to_one
 from bench.options import RunOptions
 from bench.report import Section, Table, Target
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 from workers.detectors.registry import get_detector
 from workers.media.image import decode_image
 from workers.vision import detect_faces

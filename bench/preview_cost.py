@@ -18,7 +18,7 @@ import numpy as np
 
 from api.services.preview_drawing import ContactSheet, FrameAnnotations, annotate, encode_jpeg
 from facequeue.cli.demo import astronaut_bgr
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from workers.detectors.registry import get_detector
 from workers.preview_frames import PreviewFrames
 from workers.results import face_frame

@@ -31,8 +31,8 @@ from sqlalchemy import Engine, create_engine, func, select
 
 from bench.data import REPO_ROOT
 from db.models import DetectTask
-from facequeue.enums import FINAL_STATUSES
-from facequeue.settings import Settings
+from facequeue.core.enums import FINAL_STATUSES
+from facequeue.core.settings import Settings
 
 PG_ADMIN_DSN = os.environ.get("FACEQUEUE_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("FACEQUEUE_BENCH_REDIS", "redis://127.0.0.1:6379/14")

@@ -85,7 +85,7 @@ def run(options: RunOptions) -> Section:
 def bare_loop(paths: list[Path], detector: FaceDetector | None = None) -> float:
     """Seconds to decode and detect every image with `detector` (default: the service's), after one warm-up
     image (model load)."""
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
     from workers.detectors.registry import get_detector
     from workers.media.image import decode_image
     from workers.vision import detect_faces

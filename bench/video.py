@@ -28,7 +28,7 @@ import numpy as np
 from bench.data import CLIP_1080P, CLIPS_720P, VIDEOS, require_testdata
 from bench.options import RunOptions
 from bench.report import Section, Table, Target
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 from workers.media.video import plan_sample_indices, probe_video, sample_frames
 from workers.media.video.mp4_index import IndexedTimes, indexed_times
 from workers.media.video.probe import video_stream

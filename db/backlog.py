@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from db.batches import HELD
 from db.models import DetectTask, WebhookEvent
-from facequeue.enums import EventState, TaskStatus
+from facequeue.core.enums import EventState, TaskStatus
 
 BACKLOG_STATES = ("queued", "held", "processing")  # held: a batch item the dispatcher has not published yet
 

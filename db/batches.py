@@ -9,7 +9,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Batch, DetectTask, utcnow
-from facequeue.enums import FINAL_STATUSES, Queue, TaskStatus
+from facequeue.core.enums import FINAL_STATUSES, Queue, TaskStatus
 
 
 def insert_items(session: Session, rows: Sequence[dict[str, Any]]) -> None:

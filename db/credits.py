@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import DetectTask, Tenant
-from facequeue.enums import CreditState, TaskStatus
+from facequeue.core.enums import CreditState, TaskStatus
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from db.models import DisabledWebhookEndpoint, WebhookDelivery, WebhookEvent, utcnow
-from facequeue.enums import EventState
+from facequeue.core.enums import EventState
 
 
 def _same_tenant(column, tenant_id) -> ColumnElement[bool]:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.postgres import postgres_engine
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 
 # The database did not answer (down, restarting, frozen past a timeout), or its connection
 # broke: nothing was decided, and the same call may succeed in a moment. Callers retry or answer 503.

@@ -10,7 +10,7 @@ from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, TypeD
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from facequeue.enums import CreditState, EventState, Queue, TaskStatus
+from facequeue.core.enums import CreditState, EventState, Queue, TaskStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):

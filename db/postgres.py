@@ -25,7 +25,7 @@ from psycopg.errors import _WaitTimeout  # what psycopg's own wait raises once i
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 
 # Past the statement timeout, so a live server's own cancel (which keeps the connection) arrives first.
 REPLY_MARGIN = 0.5

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db.models import Batch, DetectTask, Tenant, WebhookDelivery, WebhookEvent
-from facequeue.enums import FINAL_STATUSES
+from facequeue.core.enums import FINAL_STATUSES
 
 _FINAL = DetectTask.status.in_(list(FINAL_STATUSES))
 

@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import DetectTask, utcnow
-from facequeue.enums import FINAL_STATUSES, Queue, TaskStatus
+from facequeue.core.enums import FINAL_STATUSES, Queue, TaskStatus
 
 
 def get_task(session: Session, task_id: str, tenant_id: str | None = None) -> DetectTask | None:

@@ -86,7 +86,7 @@ def database(services: None) -> Iterator[str]:
         admin.execute(f'CREATE DATABASE "{TEST_DB_NAME}"')
     upgrade_to_head(TEST_ENV["FACEQUEUE_DATABASE_URL"])
     yield TEST_ENV["FACEQUEUE_DATABASE_URL"]
-    from facequeue.lifecycle.sessions import get_engine
+    from facequeue.plumbing.sessions import get_engine
 
     get_engine().dispose()
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:

@@ -18,9 +18,9 @@ import cv2
 from PIL import Image
 
 from facequeue.cli.demo import astronaut_bgr
-from facequeue.schemas import DetectOptions
-from facequeue.settings import get_settings
-from facequeue.storage import get_storage
+from facequeue.core.schemas import DetectOptions
+from facequeue.core.settings import get_settings
+from facequeue.core.storage import get_storage
 from workers.frame_analyzer import FrameAnalyzer
 from workers.pipeline import open_frames
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from facequeue.schemas import DetectOptions
-from facequeue.settings import Settings, get_settings
-from facequeue.storage import get_storage
+from facequeue.core.schemas import DetectOptions
+from facequeue.core.settings import Settings, get_settings
+from facequeue.core.storage import get_storage
 from tests.conftest import SHARED_TESTDATA
 from tests.support import wait_for_final
 from tests.test_real_faces import _match

@@ -53,9 +53,9 @@ def test_failed_publish_leaves_the_task_for_the_reaper(api_client, monkeypatch) 
     from kombu.exceptions import OperationalError
 
     from db.models import DetectTask
+    from facequeue.core.settings import get_settings
     from facequeue.lifecycle import publish, reaper
-    from facequeue.lifecycle.sessions import session_scope
-    from facequeue.settings import get_settings
+    from facequeue.plumbing.sessions import session_scope
 
     def broker_down(*_args, **_kwargs) -> None:
         raise OperationalError("Error 111 connecting to broker: Connection refused")
@@ -125,9 +125,9 @@ def test_data_uri_upload_is_stored_outside_the_row(api_client) -> None:
     from sqlalchemy import select
 
     from db.models import DetectTask
-    from facequeue.lifecycle.sessions import session_scope
-    from facequeue.settings import get_settings
-    from facequeue.storage import get_storage
+    from facequeue.core.settings import get_settings
+    from facequeue.core.storage import get_storage
+    from facequeue.plumbing.sessions import session_scope
 
     data = _png_b64()
     wrapped = "\r\n".join(data[i : i + 76] for i in range(0, len(data), 76))  # MIME-style line breaks
@@ -141,7 +141,7 @@ def test_data_uri_upload_is_stored_outside_the_row(api_client) -> None:
 
 
 def test_oversized_body_is_refused_before_it_is_read(api_client, monkeypatch) -> None:
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
 
     limit = get_settings().max_upload_bytes
     huge = "A" * (limit * 4 // 3 + 200 * 1024)
@@ -181,7 +181,7 @@ def test_unknown_task_is_404(api_client) -> None:
 def test_reads_hand_back_every_connection(api_client) -> None:
     """A read leaves its transaction open; the request's session is closed off the event loop afterwards
     (api/deps.py), and more reads than the pool holds (10 + 20 overflow) neither wait nor keep a connection."""
-    from facequeue.lifecycle.sessions import get_engine
+    from facequeue.plumbing.sessions import get_engine
 
     task_id = api_client.post("/v1/detect", json={"url": "https://example.com/a.jpg"}).json()["detect_task_id"]
     for _ in range(40):
@@ -213,7 +213,7 @@ def test_list_pages_with_cursor_and_filters_by_status(api_client) -> None:
 
 def test_list_names_each_tasks_source_and_counts_its_faces(api_client) -> None:
     from db.models import DetectTask
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     def submit(body: dict) -> str:
         return api_client.post("/v1/detect", json=body).json()["detect_task_id"]

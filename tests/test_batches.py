@@ -40,7 +40,7 @@ def test_thousand_items_are_stored_and_only_the_cap_is_published(api_client) -> 
     assert accepted["total"] == 1000
     view = api_client.get(f"/v1/batches/{accepted['batch_id']}").json()
     assert view["counts"]["queued"] == 1000 and view["status"] == "running" and view["progress"] == 0.0
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
 
     broker = redis.Redis.from_url(REDIS_URL)
     published = broker.llen(queue_key("fetch")) + broker.llen(queue_key("batch"))  # URL items download first
@@ -66,7 +66,7 @@ def test_bad_batches_are_refused_whole(api_client, body: dict, message: str) -> 
 
 
 def test_too_many_items_points_to_jsonl(api_client, monkeypatch) -> None:
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "max_batch_items", 3)
     response = api_client.post("/v1/batches", json={"items": [{"url": "https://e.com/a.jpg"}] * 4})
@@ -154,7 +154,7 @@ def test_fair_dispatch_between_tenants(clean_state, start_worker, media_server) 
     from sqlalchemy import select
 
     from db.models import DetectTask
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     start_worker()
     media_server.expect_request("/face.jpg").respond_with_data(jpeg(), content_type="image/jpeg")
@@ -187,8 +187,8 @@ def test_two_items_finishing_at_once_finish_their_batch(clean_state) -> None:
 
     from db.batches import finish_if_complete
     from db.models import Batch, DetectTask
-    from facequeue.enums import TaskStatus
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.core.enums import TaskStatus
+    from facequeue.plumbing.sessions import session_scope
 
     with session_scope() as session:
         batch = Batch(total=2)

@@ -113,7 +113,7 @@ def test_detect_faces_download_failure(api_client, worker, media_server) -> None
 
 
 def test_detect_faces_timeout_names_the_task_which_still_finishes(api_client, start_worker, media_server) -> None:
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
 
     settings = get_settings()
     original, settings.sync_timeout = settings.sync_timeout, 0.5
@@ -228,7 +228,7 @@ def test_crun_video_lists_distinct_persons_and_detect_id_expires(api_client, wor
     import tempfile
     from pathlib import Path
 
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
 
     video = write_video(Path(tempfile.mkdtemp()) / "two.mp4", moving_face_frames(count=50, faces=2))
     url = serve(media_server, "two.mp4", video.read_bytes(), "video/mp4")

@@ -1,4 +1,4 @@
-"""No part of a caller's API key reaches the log (facequeue/logs.py), and the request that once logged one in a
+"""No part of a caller's API key reaches the log (facequeue/core/logs.py), and the request that once logged one in a
 500's traceback (crun's result of the caller's own deleted task) answers crun's not-found."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.support import wait_for_final
 from tests.test_tenants import new_key
@@ -29,8 +29,8 @@ import structlog
 from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services.detect import DetectService
-from facequeue.logs import configure_logging
-from facequeue.settings import Settings
+from facequeue.core.logs import configure_logging
+from facequeue.core.settings import Settings
 
 key, log_format = sys.argv[1], sys.argv[2]
 settings = Settings(auth="on", log_format=log_format, log_level="INFO")

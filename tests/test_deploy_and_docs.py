@@ -10,7 +10,7 @@ import yaml
 from typer.main import get_command
 
 from facequeue.cli import app
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from tests.conftest import REPO_ROOT
 
 SETTING_NAMES = {f"FACEQUEUE_{name.upper()}" for name in Settings.model_fields}

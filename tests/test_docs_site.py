@@ -16,7 +16,7 @@ from typer.main import get_command
 
 from api.app import create_app
 from facequeue.cli import app
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from tests.conftest import REPO_ROOT
 
 SETTING_NAMES = [f"FACEQUEUE_{name.upper()}" for name in Settings.model_fields]

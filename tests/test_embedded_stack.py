@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from facequeue.embedded_paths import postgres_dir, redis_dir, redis_socket
-from facequeue.settings import Settings
+from facequeue.core.embedded_paths import postgres_dir, redis_dir, redis_socket
+from facequeue.core.settings import Settings
 from tests.support import start_server, wait_until
 from tests.test_embedded import _first_key, descendants
 

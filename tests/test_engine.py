@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from bench.engine import OpenCVYuNet
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from tests.conftest import SHARED_TESTDATA
 from workers.detectors.registry import get_detector
 from workers.model_files import SFACE_2021DEC_FP32, YUNET_2023MAR_FP32, ModelFileError, derive_into

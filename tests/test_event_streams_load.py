@@ -120,8 +120,8 @@ def test_200_streams_on_one_api_process(api_process, start_worker) -> None:
 def _numsub(task_ids: list[str]) -> set[int]:
     import redis
 
-    from facequeue.lifecycle import task_events
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
+    from facequeue.plumbing import task_events
 
     client = redis.Redis.from_url(REDIS_URL)
     channels = [task_events.channel(get_settings(), task_id) for task_id in task_ids]

@@ -59,7 +59,7 @@ def _submit(api_client, **body) -> str:
 
 def _row(task_id: str):
     from db.models import DetectTask
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     with session_scope() as session:
         task = session.get(DetectTask, task_id)
@@ -146,8 +146,8 @@ def test_a_message_sent_straight_to_a_cpu_slot_is_handed_to_the_fetch_stage(
 ) -> None:
     import redis
 
-    from facequeue.lifecycle.broker import publish_detect
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
+    from facequeue.plumbing.broker import publish_detect
     from tests.support import REDIS_URL, queue_key
 
     media_server.expect_request("/a.jpg").respond_with_data(JPEG, content_type="image/jpeg")
@@ -183,7 +183,7 @@ def test_a_killed_fetch_pool_is_started_again_and_its_download_recovered(
 
 def test_hand_over_gives_the_attempt_back_and_fences_stale_runs(api_client) -> None:
     from db import tasks
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     task_id = _submit(api_client, url="http://127.0.0.1:9/a.jpg")
     with session_scope() as session:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench.matching import match_one_to_one
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 from tests.conftest import SHARED_TESTDATA
 from workers.detectors.fusion import detect_faces_tiled
 from workers.detectors.registry import get_detector, get_fusion

@@ -14,8 +14,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from facequeue.lifecycle import worker_liveness
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
+from facequeue.plumbing import worker_liveness
 from tests.conftest import WorkerProcess
 from tests.support import REDIS_URL, wait_until
 

@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from db import batches, deliveries, flags, tasks, tenants
 from db.legacy_sqlite_import import LegacyImportError, import_legacy_sqlite
 from db.models import Tenant, WebhookDelivery
-from facequeue.lifecycle.sessions import get_engine, session_scope
+from facequeue.plumbing.sessions import get_engine, session_scope
 from tests.conftest import TEST_DB_DSN, TEST_STATE_TABLES
 
 pytestmark = pytest.mark.integration

@@ -201,8 +201,8 @@ def test_cancel_while_processing_is_honoured(api_client, worker, media_server) -
 
 
 def test_finished_task_delete_purges_result_and_media(api_client, worker) -> None:
-    from facequeue.settings import get_settings
-    from facequeue.storage import task_prefix
+    from facequeue.core.settings import get_settings
+    from facequeue.core.storage import task_prefix
 
     body = {"img": b64(png(astronaut_bgr())), "return_face_url": True}
     task_id = api_client.post("/v1/detect", json=body).json()["detect_task_id"]
@@ -216,9 +216,9 @@ def test_finished_task_delete_purges_result_and_media(api_client, worker) -> Non
 
 
 def test_sigkilled_worker_task_is_reaped_and_finishes_once(api_client, start_worker, media_server) -> None:
+    from facequeue.core.settings import get_settings
     from facequeue.lifecycle.reaper import reap
-    from facequeue.lifecycle.sessions import session_scope
-    from facequeue.settings import get_settings
+    from facequeue.plumbing.sessions import session_scope
 
     release = threading.Event()
     data = jpeg(astronaut_bgr())
@@ -247,9 +247,9 @@ def test_reaper_gives_up_after_max_attempts(api_client, database) -> None:
     from sqlalchemy import update
 
     from db.models import DetectTask, utcnow
+    from facequeue.core.settings import get_settings
     from facequeue.lifecycle.reaper import reap
-    from facequeue.lifecycle.sessions import session_scope
-    from facequeue.settings import get_settings
+    from facequeue.plumbing.sessions import session_scope
 
     settings = get_settings()
     task_id = api_client.post("/v1/detect", json={"url": "https://example.com/a.jpg"}).json()["detect_task_id"]
@@ -274,10 +274,10 @@ def test_lost_message_is_republished_and_duplicates_run_once(api_client, start_w
     from sqlalchemy import update
 
     from db.models import DetectTask, utcnow
-    from facequeue.lifecycle.broker import publish_detect
+    from facequeue.core.settings import get_settings
     from facequeue.lifecycle.reaper import reap
-    from facequeue.lifecycle.sessions import session_scope
-    from facequeue.settings import get_settings
+    from facequeue.plumbing.broker import publish_detect
+    from facequeue.plumbing.sessions import session_scope
     from tests.support import REDIS_URL, queue_key
 
     settings = get_settings()
@@ -320,8 +320,8 @@ def test_soft_time_limit_fails_the_task_and_keeps_the_worker(
 ) -> None:
     import redis
 
-    from facequeue.lifecycle.broker import publish_detect
-    from facequeue.settings import Settings
+    from facequeue.core.settings import Settings
+    from facequeue.plumbing.broker import publish_detect
     from tests.support import REDIS_URL, queue_key
 
     # 75 frames with 90-point shapes take a CPU slot 3 s of CPU time, so well over 1.5 s (downloads run on the
@@ -344,7 +344,7 @@ def test_soft_time_limit_fails_the_task_and_keeps_the_worker(
 
 
 def test_pool_processes_run_niced_so_a_colocated_api_answers_first(start_worker) -> None:
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
 
     worker = start_worker(concurrency=2)
     main = worker.process.pid

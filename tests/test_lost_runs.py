@@ -44,7 +44,7 @@ def test_only_missing_messages_are_published_again(clean_state) -> None:
     from db import tasks
     from db.models import DetectTask, utcnow
     from facequeue.lifecycle.publish import UNPUBLISHED_GRACE_SECONDS
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     now = utcnow()
     with session_scope() as session:
@@ -69,9 +69,9 @@ def test_only_missing_messages_are_published_again(clean_state) -> None:
 
 
 def test_broker_that_lost_its_messages_gets_every_one_again(api_client) -> None:
+    from facequeue.core.settings import get_settings
     from facequeue.lifecycle.reaper import reap
-    from facequeue.lifecycle.sessions import session_scope
-    from facequeue.settings import get_settings
+    from facequeue.plumbing.sessions import session_scope
 
     settings = get_settings()
     broker = redis.Redis.from_url(REDIS_URL)
@@ -151,7 +151,7 @@ def test_worker_restarted_under_its_name_requeues_what_it_held(api_client, media
 
 def _messages(broker: redis.Redis) -> int:
     """Messages waiting in every queue of this test run."""
-    from facequeue.enums import Queue
+    from facequeue.core.enums import Queue
 
     return sum(broker.llen(queue_key(queue)) for queue in Queue)
 
@@ -176,7 +176,7 @@ def _held_image(release: threading.Event):
 def _wait_claimed(task_id: str, attempt: int, timeout: float = 30):
     """The row once run `attempt` has claimed it."""
     from db.models import DetectTask
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     def row() -> DetectTask:
         with session_scope() as session:

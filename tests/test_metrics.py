@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from facequeue.cli.demo import astronaut_bgr
-from facequeue.lifecycle.exposition import MULTIPROC_ENV
-from facequeue.lifecycle.metrics import tenant_label
-from facequeue.settings import Settings, get_settings
+from facequeue.core.settings import Settings, get_settings
+from facequeue.plumbing.exposition import MULTIPROC_ENV
+from facequeue.plumbing.metrics import tenant_label
 from tests.support import FINAL_STATUSES, free_port, start_server, wait_until
 from tests.upstream.fake_upstreams import AKOOL_PATH, API_KEY
 

@@ -12,10 +12,10 @@ import yaml
 from prometheus_client import REGISTRY
 
 import api.metrics
-import facequeue.lifecycle.metrics
+import facequeue.plumbing.metrics
 import workers.metrics
-from facequeue.lifecycle.backlog_gauges import BacklogCollector
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
+from facequeue.plumbing.backlog_gauges import BacklogCollector
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 DASHBOARD = json.loads((DEPLOY / "grafana" / "facequeue.json").read_text())
@@ -37,7 +37,7 @@ EXPECTED_ALERTS = {  # the issue's four, and what keeps them honest
 def exported_series_names() -> set[str]:
     """Every series name the service can expose: the families registered by the API, the workers and the
     lifecycle, and the backlog collector's, with the suffixes Prometheus adds per type."""
-    assert api.metrics and workers.metrics and facequeue.lifecycle.metrics  # imported for their families
+    assert api.metrics and workers.metrics and facequeue.plumbing.metrics  # imported for their families
     families = [family for family in REGISTRY.collect() if family.name.startswith("facequeue_")]
     families += BacklogCollector(Settings(_env_file=None)).describe()
     return {family.name + suffix for family in families for suffix in SAMPLE_SUFFIXES[family.type]}

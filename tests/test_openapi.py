@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 from api.app import create_app
 from api.auth import MISSING_KEY
 from api.openapi.document import TAGS
-from facequeue.schemas import FaceFrame
+from facequeue.core.schemas import FaceFrame
 from tests.test_tenants import make_client, new_key
 
 GATES = {"401", "429", "503"}

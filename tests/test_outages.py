@@ -144,7 +144,7 @@ def test_redis_away_refuses_keyed_requests_with_503(database, tmp_path: Path) ->
 def test_redis_away_still_accepts_a_submit_for_the_reaper_to_publish(clean_state, tmp_path: Path) -> None:
     """Without keys nothing else needs Redis: the task is stored, its failed publish undone for the reaper."""
     from db.models import DetectTask
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     with api_process(tmp_path, FACEQUEUE_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0") as client:
         started = time.monotonic()
@@ -161,7 +161,7 @@ def test_client_stops_waiting_on_a_database_that_does_not_answer() -> None:
     """A server that stopped answering never cancels its own statement: the client gives up on the reply
     (statement timeout + margin), drops the connection, and for a moment fails new connections at once."""
     from db.postgres import FAIL_FAST_SECONDS, REPLY_MARGIN, postgres_engine
-    from facequeue.settings import Settings
+    from facequeue.core.settings import Settings
 
     url = PG_ADMIN_DSN.replace("postgresql://", "postgresql+psycopg://")
     engine = postgres_engine(url, Settings(database_url=url, database_timeout=0.5))
@@ -191,7 +191,7 @@ def test_client_stops_waiting_on_a_database_that_does_not_answer() -> None:
 
 def _new_key() -> str:
     from db import tenants
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     with session_scope() as session:
         _, key = tenants.create_key(session, tenants.get_or_create_tenant(session, "outages"))

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from db import tenants
 from db.models import WebhookDelivery, WebhookEvent
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
+from facequeue.plumbing.sessions import session_scope
 from tests.test_tenants import new_key
 
 pytestmark = pytest.mark.integration

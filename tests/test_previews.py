@@ -19,11 +19,11 @@ from werkzeug import Request, Response
 from api.services.preview_drawing import BOX_BGR, SHAPE_BGR, contact_sheet_size
 from db.models import DetectTask, utcnow
 from facequeue.cli.demo import astronaut_bgr, moving_face_frames, write_video
-from facequeue.lifecycle import task_events
+from facequeue.core.settings import Settings, get_settings
+from facequeue.core.storage import LocalStorage, get_storage, preview_frame_key, previews_prefix
 from facequeue.lifecycle.reaper import reap
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import Settings, get_settings
-from facequeue.storage import LocalStorage, get_storage, preview_frame_key, previews_prefix
+from facequeue.plumbing import task_events
+from facequeue.plumbing.sessions import session_scope
 from tests.conftest import IN_CI, SHARED_TESTDATA
 from tests.support import REDIS_URL, wait_for_final
 from tests.test_tenants import bearer, new_key

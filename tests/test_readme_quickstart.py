@@ -17,7 +17,7 @@ import cv2
 import pytest
 
 from facequeue.cli.demo import Placement, astronaut_bgr, compose
-from facequeue.errors import ErrorCode, TaskError
+from facequeue.core.errors import ErrorCode, TaskError
 from tests.conftest import REPO_ROOT
 from tests.support import free_port, wait_until
 from tests.test_embedded import embedded_server  # noqa: F401  (a `facequeue serve`, started once per module)

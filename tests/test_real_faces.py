@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 from tests.conftest import SHARED_TESTDATA
 from tests.support import wait_for_final
 from workers.detectors.registry import get_detector

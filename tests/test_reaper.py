@@ -29,7 +29,7 @@ def _rows(count: int, queue: str, url_tasks: bool, waited: timedelta) -> list[di
     """Queued tasks submitted `2 * waited` ago and published `waited` ago: URL tasks (their message waits on
     Queue.FETCH) or uploads (on `queue`)."""
     from db.models import utcnow
-    from facequeue.storage import upload_key
+    from facequeue.core.storage import upload_key
 
     now = utcnow()
     rows = []
@@ -52,7 +52,7 @@ def _rows(count: int, queue: str, url_tasks: bool, waited: timedelta) -> list[di
 
 def _store(rows: list[dict]) -> None:
     from db.models import DetectTask
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     with session_scope() as session:
         session.execute(insert(DetectTask), rows)
@@ -60,8 +60,8 @@ def _store(rows: list[dict]) -> None:
 
 def _publish(rows: list[dict], url_tasks: bool) -> None:
     """One message each, as the submits that committed the rows sent."""
-    from facequeue.lifecycle.broker import publish_detect
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
+    from facequeue.plumbing.broker import publish_detect
 
     for row in rows:
         publish_detect(row["id"], row["queue"], None, get_settings(), fetch_first=url_tasks)
@@ -83,8 +83,8 @@ def test_a_backlog_under_two_api_reapers_keeps_one_message_per_task(clean_state,
     task waiting over 60 s, so each would have been sent again at the first pass), and each reaper runs
     every 0.2 s instead of 15 s, for HOLD_SECONDS. Two lost messages, on queues the backlog leaves empty,
     show the reapers at work, before and after the hold: each is sent again exactly once."""
-    from facequeue.lifecycle.broker import mark_broker_intact
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
+    from facequeue.plumbing.broker import mark_broker_intact
 
     waited = timedelta(minutes=10)
     fetch_rows = _rows(BACKLOG // 2, "default", url_tasks=True, waited=waited)
@@ -121,9 +121,9 @@ def test_a_backlog_under_two_api_reapers_keeps_one_message_per_task(clean_state,
 def test_a_pass_runs_while_no_other_does(clean_state, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second pass, in this process or in `facequeue reap`, does nothing while one runs; the lock is free
     again after a pass, also one that failed."""
+    from facequeue.core.settings import get_settings
     from facequeue.lifecycle import reaper
-    from facequeue.lifecycle.sessions import session_scope
-    from facequeue.settings import get_settings
+    from facequeue.plumbing.sessions import session_scope
 
     settings = get_settings()
     inside, release = threading.Event(), threading.Event()
@@ -170,7 +170,7 @@ def test_a_pass_runs_while_no_other_does(clean_state, monkeypatch: pytest.Monkey
 def test_the_lock_has_one_holder(database) -> None:
     from db.engine import build_engine
     from db.locks import try_exclusive
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
 
     engine = build_engine(get_settings())
     try:
@@ -189,11 +189,11 @@ def test_a_waiting_webhook_attempt_is_sent_again_only_when_the_broker_lost_every
     from sqlalchemy import select
 
     from db.models import WebhookEvent, utcnow
-    from facequeue.lifecycle.broker import BROKER_SENTINEL_KEY, mark_broker_intact
+    from facequeue.core.settings import get_settings
     from facequeue.lifecycle.outbox import register_session_listeners
     from facequeue.lifecycle.reaper import reap
-    from facequeue.lifecycle.sessions import session_scope
-    from facequeue.settings import get_settings
+    from facequeue.plumbing.broker import BROKER_SENTINEL_KEY, mark_broker_intact
+    from facequeue.plumbing.sessions import session_scope
 
     settings = get_settings()
     register_session_listeners()

@@ -17,11 +17,11 @@ from api.auth import enforce_rate_limit
 from api.errors import RateLimited, TooManySyncCalls
 from api.services.event_hub import TaskEventHub
 from api.services.sync_slots import sync_call_slot
-from facequeue.embedded_paths import redis_socket
-from facequeue.enums import Queue, TaskStatus
-from facequeue.lifecycle import task_events, worker_liveness
-from facequeue.lifecycle.broker import broker_lost_messages, create_celery, mark_broker_intact
-from facequeue.settings import Settings
+from facequeue.core.embedded_paths import redis_socket
+from facequeue.core.enums import Queue, TaskStatus
+from facequeue.core.settings import Settings
+from facequeue.plumbing import task_events, worker_liveness
+from facequeue.plumbing.broker import broker_lost_messages, create_celery, mark_broker_intact
 from tests.support import wait_until
 
 

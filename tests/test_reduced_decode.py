@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from facequeue.cli.demo import astronaut_bgr
-from facequeue.schemas import DetectOptions
-from facequeue.settings import get_settings
-from facequeue.storage import get_storage
+from facequeue.core.schemas import DetectOptions
+from facequeue.core.settings import get_settings
+from facequeue.core.storage import get_storage
 from tests.conftest import REPO_ROOT, SHARED_TESTDATA
 from workers.detectors.registry import get_detector
 from workers.frame_analyzer import FrameAnalyzer

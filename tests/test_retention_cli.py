@@ -13,9 +13,9 @@ from pydantic import ValidationError
 
 from db import tenants
 from db.models import DetectTask, Tenant, utcnow
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import Settings, get_settings
-from facequeue.storage import get_storage, task_prefix
+from facequeue.core.settings import Settings, get_settings
+from facequeue.core.storage import get_storage, task_prefix
+from facequeue.plumbing.sessions import session_scope
 from tests.conftest import REPO_ROOT
 from tests.test_tenants_cli import cli, one_error_line
 

@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Batch, DetectTask, Tenant, WebhookDelivery, WebhookEvent, utcnow
+from facequeue.core.settings import Settings
+from facequeue.core.storage import LocalStorage, MediaStorage, get_storage, task_prefix
 from facequeue.lifecycle.retention import PurgeReport, purge_expired
-from facequeue.lifecycle.sessions import get_sessionmaker, session_scope
-from facequeue.settings import Settings
-from facequeue.storage import LocalStorage, MediaStorage, get_storage, task_prefix
+from facequeue.plumbing.sessions import get_sessionmaker, session_scope
 from tests.test_storage import s3_settings  # noqa: F401  (moto's S3 server, a fixture)
 
 OBJECTS = ("upload", "crops/0-0.jpg", "previews/frame-0.jpg")

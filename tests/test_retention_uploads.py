@@ -16,12 +16,12 @@ from sqlalchemy import update
 from db import tasks
 from db.models import DetectTask, utcnow
 from facequeue.cli.demo import astronaut_bgr
+from facequeue.core.settings import get_settings
+from facequeue.core.storage import LocalStorage, MediaStorage, get_storage, previews_prefix, upload_key
 from facequeue.lifecycle.finalize import on_task_final
 from facequeue.lifecycle.reaper import reap
 from facequeue.lifecycle.retention import delete_kept_uploads
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import get_settings
-from facequeue.storage import LocalStorage, MediaStorage, get_storage, previews_prefix, upload_key
+from facequeue.plumbing.sessions import session_scope
 from tests.support import wait_for_final, wait_until
 from tests.test_retention_purge import sessions  # noqa: F401  (the test Postgres, emptied: a fixture)
 from tests.test_storage import s3_settings  # noqa: F401  (moto's S3 server, a fixture)

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from facequeue.settings import Settings
-from facequeue.storage import LocalStorage, get_storage
+from facequeue.core.settings import Settings
+from facequeue.core.storage import LocalStorage, get_storage
 from tests.support import free_port
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from api.services.task_stream import KEY_REVOKED
 from db import tenants
-from facequeue.lifecycle import task_events
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
+from facequeue.plumbing import task_events
+from facequeue.plumbing.sessions import session_scope
 from tests.support import wait_until
 from tests.test_task_events import events_api, names, read_events, submit  # noqa: F401  (the API, once per module)
 from tests.test_tenants import bearer, new_key

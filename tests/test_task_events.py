@@ -17,10 +17,10 @@ from sqlalchemy import update
 from api.services import event_hub
 from db.models import DetectTask, utcnow
 from facequeue.cli.demo import astronaut_bgr, moving_face_frames, write_video
-from facequeue.enums import TaskStatus
-from facequeue.lifecycle import task_events
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import Settings, get_settings
+from facequeue.core.enums import TaskStatus
+from facequeue.core.settings import Settings, get_settings
+from facequeue.plumbing import task_events
+from facequeue.plumbing.sessions import session_scope
 from tests.support import app_in_thread, free_port, start_server, wait_until
 from tests.test_tenants import bearer, new_key
 

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from api.auth import AUTHORIZATION_NOT_BEARER
 from db import tenants
 from db.models import Tenant
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import Settings, get_settings
+from facequeue.core.settings import Settings, get_settings
+from facequeue.plumbing.sessions import session_scope
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -279,7 +279,7 @@ def test_keys_cli_create_list_revoke(auth_client) -> None:
 def test_only_a_hash_of_the_key_is_stored(auth_client) -> None:
     from sqlalchemy import text
 
-    from facequeue.lifecycle.sessions import get_engine
+    from facequeue.plumbing.sessions import get_engine
 
     key = new_key("hashed")
     with get_engine().connect() as connection:

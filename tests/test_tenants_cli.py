@@ -12,7 +12,7 @@ import pytest
 
 from db import tenants
 from db.models import utcnow
-from facequeue.lifecycle.sessions import session_scope
+from facequeue.plumbing.sessions import session_scope
 from tests.conftest import REPO_ROOT
 from tests.test_migrations import empty_database
 from tests.test_tenants import bearer, make_client, new_key

@@ -8,8 +8,8 @@ from sqlalchemy import text
 
 from db import credits
 from db.models import Tenant
-from facequeue.enums import CreditState
-from facequeue.lifecycle.sessions import get_sessionmaker, session_scope
+from facequeue.core.enums import CreditState
+from facequeue.plumbing.sessions import get_sessionmaker, session_scope
 from tests.test_tenants import make_client, new_key
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ import structlog
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready
 
+from facequeue.core.logs import configure_logging
+from facequeue.core.settings import get_settings
 from facequeue.lifecycle.outbox import register_session_listeners
-from facequeue.lifecycle.sessions import get_engine
-from facequeue.logs import configure_logging
-from facequeue.settings import get_settings
+from facequeue.plumbing.sessions import get_engine
 from workers import heartbeat, tasks, worker_logs  # noqa: F401  (heartbeat, worker_logs: their signal receivers)
 from workers.detectors.registry import get_detector
 from workers.metrics import start_exporter

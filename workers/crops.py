@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facequeue.schemas import Region
+from facequeue.core.schemas import Region
 from workers.vision import Face, jpeg_bytes
 
 CROP_JPEG_QUALITY = 92

@@ -23,15 +23,15 @@ import structlog
 
 from db import tasks
 from db.engine import DATABASE_UNAVAILABLE
-from facequeue.enums import TaskStatus
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.lifecycle import task_events
-from facequeue.lifecycle.broker import log_failed_publish, media_to_fetch, publish_detect, time_limits
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.logs import bind_task_context
-from facequeue.schemas import DetectOptions
-from facequeue.settings import Settings
-from facequeue.storage import get_storage
+from facequeue.core.enums import TaskStatus
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.logs import bind_task_context
+from facequeue.core.schemas import DetectOptions
+from facequeue.core.settings import Settings
+from facequeue.core.storage import get_storage
+from facequeue.plumbing import task_events
+from facequeue.plumbing.broker import log_failed_publish, media_to_fetch, publish_detect, time_limits
+from facequeue.plumbing.sessions import session_scope
 from workers.media.fetch import fetch_all, fetch_to_file
 from workers.media.sniff import sniff
 from workers.media.staging import store_downloads

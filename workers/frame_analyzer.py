@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from facequeue.schemas import (
+from facequeue.core.schemas import (
     UPSTREAM_DETECTOR_MODES,
     Appearance,
     DetectOptions,
@@ -11,8 +11,8 @@ from facequeue.schemas import (
     MediaInfo,
     Person,
 )
-from facequeue.settings import Settings
-from facequeue.storage import MediaStorage, crop_key
+from facequeue.core.settings import Settings
+from facequeue.core.storage import MediaStorage, crop_key
 from workers.crops import crop_jpeg, expanded_region, relative_points
 from workers.detectors.fusion import detect_faces_tiled
 from workers.detectors.registry import FUSED_DETECTOR, LOCAL_DETECTORS, get_detector, with_min_score

@@ -1,4 +1,4 @@
-"""The worker's heartbeat, which /readyz reads (`facequeue/lifecycle/worker_liveness.py`).
+"""The worker's heartbeat, which /readyz reads (`facequeue/plumbing/worker_liveness.py`).
 
 A thread in the worker's main process (the one that takes messages) beats from the moment the worker is
 ready until its shutdown starts. Pool processes forked later do not inherit the thread.
@@ -11,8 +11,8 @@ import threading
 import structlog
 from celery.signals import worker_ready, worker_shutting_down
 
-from facequeue.lifecycle.worker_liveness import beat_interval, record_beat
-from facequeue.settings import Settings, get_settings
+from facequeue.core.settings import Settings, get_settings
+from facequeue.plumbing.worker_liveness import beat_interval, record_beat
 
 log = structlog.get_logger(__name__)
 

@@ -21,9 +21,9 @@ from celery.exceptions import WorkerLostError
 from celery.signals import worker_init
 from celery.worker.request import Request
 
+from facequeue.core.settings import get_settings
 from facequeue.lifecycle.reaper import recover_runs_of
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import get_settings
+from facequeue.plumbing.sessions import session_scope
 
 log = structlog.get_logger(__name__)
 

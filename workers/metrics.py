@@ -12,8 +12,8 @@ from __future__ import annotations
 import structlog
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from facequeue.lifecycle.exposition import multiprocess_dir, scrape_registry
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
+from facequeue.plumbing.exposition import multiprocess_dir, scrape_registry
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 
 
 class ModelFileError(RuntimeError):

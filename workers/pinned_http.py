@@ -15,9 +15,9 @@ from contextlib import contextmanager
 
 import httpx
 
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.settings import Settings
-from facequeue.ssrf import CheckedURL, IPAddress
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.settings import Settings
+from facequeue.core.ssrf import CheckedURL, IPAddress
 
 
 class DownloadCanceled(Exception):

@@ -21,15 +21,16 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from db import tasks
 from db.engine import DATABASE_UNAVAILABLE
-from facequeue.enums import TaskStatus
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.lifecycle import billing, task_events
-from facequeue.lifecycle.broker import media_to_fetch
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.logs import bind_task_context
-from facequeue.schemas import MAX_SAMPLED_FRAMES, DetectOptions, DetectResult, MediaInfo
-from facequeue.settings import Settings
-from facequeue.storage import get_storage
+from facequeue.core.enums import TaskStatus
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.logs import bind_task_context
+from facequeue.core.schemas import MAX_SAMPLED_FRAMES, DetectOptions, DetectResult, MediaInfo
+from facequeue.core.settings import Settings
+from facequeue.core.storage import get_storage
+from facequeue.lifecycle import billing
+from facequeue.plumbing import task_events
+from facequeue.plumbing.broker import media_to_fetch
+from facequeue.plumbing.sessions import session_scope
 from workers.fetch_stage import pass_on
 from workers.frame_analyzer import FrameAnalyzer, needs_file_pixels
 from workers.media.image import ScaledImage, decode_image_scaled

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from db.models import utcnow
-from facequeue.settings import Settings
-from facequeue.storage import MediaStorage, preview_frame_key
+from facequeue.core.settings import Settings
+from facequeue.core.storage import MediaStorage, preview_frame_key
 
 PREVIEW_MAX_SIDE = 1280  # long side of a kept frame: the detector's default working size
 PREVIEW_JPEG_QUALITY = 85

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from facequeue.schemas import FaceFrame
+from facequeue.core.schemas import FaceFrame
 from workers.vision import Face, six_points
 
 

@@ -18,12 +18,12 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from db import credits, tasks
 from db.engine import DATABASE_UNAVAILABLE
-from facequeue.enums import TaskStatus
-from facequeue.errors import ErrorCode, TaskError
+from facequeue.core.enums import TaskStatus
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.settings import Settings
 from facequeue.lifecycle import billing
 from facequeue.lifecycle.finalize import on_task_final
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import Settings
+from facequeue.plumbing.sessions import session_scope
 
 log = structlog.get_logger(__name__)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from facequeue.settings import Settings, get_settings
+from facequeue.core.settings import Settings, get_settings
 from workers.model_files import ModelFile, ModelFileError
 
 # FACEQUEUE_EXECUTION_PROVIDERS names -> ONNX Runtime's, and what provides each.

@@ -14,8 +14,8 @@ from typing import Any
 from celery import Task
 
 from db.engine import DATABASE_UNAVAILABLE
-from facequeue.lifecycle.broker import DETECT_TASK_NAME, FETCH_TASK_NAME, WEBHOOK_TASK_NAME, get_celery
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
+from facequeue.plumbing.broker import DETECT_TASK_NAME, FETCH_TASK_NAME, WEBHOOK_TASK_NAME, get_celery
 from workers.fetch_stage import run_fetch_task
 from workers.lost_runs import DetectRequest
 from workers.pipeline import run_detect_task

@@ -21,14 +21,14 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from db import deliveries, tenants
 from db.models import WebhookDelivery, WebhookEvent, utcnow
-from facequeue.enums import EventState
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.lifecycle.broker import WEBHOOK_TIME_LIMIT_MARGIN
+from facequeue.core.enums import EventState
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.settings import Settings
+from facequeue.core.ssrf import check_url
+from facequeue.core.webhooks import default_secret, signature_headers
 from facequeue.lifecycle.outbox import publish_after_commit
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import Settings
-from facequeue.ssrf import check_url
-from facequeue.webhooks import default_secret, signature_headers
+from facequeue.plumbing.broker import WEBHOOK_TIME_LIMIT_MARGIN
+from facequeue.plumbing.sessions import session_scope
 from workers.metrics import WEBHOOK_ATTEMPTS
 from workers.pinned_http import Deadline, describe_transport_error, new_pinned_client, send_pinned
 from workers.retry_after import parse_retry_after

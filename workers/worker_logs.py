@@ -1,4 +1,4 @@
-"""The worker's logging: Celery's own lines go through our handler (`facequeue/logs.py`), and each task
+"""The worker's logging: Celery's own lines go through our handler (`facequeue/core/logs.py`), and each task
 run starts and ends with a clean log context."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import structlog
 from celery.apps import worker as celery_worker
 from celery.signals import setup_logging, task_postrun, task_prerun
 
-from facequeue.logs import configure_logging
-from facequeue.settings import get_settings
+from facequeue.core.logs import configure_logging
+from facequeue.core.settings import get_settings
 
 
 @setup_logging.connect

@@ -39,8 +39,8 @@ from api.schemas import (
     WebhookEventView,
     WebhookSecretView,
 )
-from facequeue.enums import TaskStatus
-from facequeue.schemas import (
+from facequeue.core.enums import TaskStatus
+from facequeue.core.schemas import (
     SHAPE_GROUP_SIZES,
     Appearance,
     DetectorInfo,

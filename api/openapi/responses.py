@@ -35,7 +35,7 @@ from api.services.deliveries import EndpointDisabled, NothingToRedeliver
 from api.services.detect import TaskFinal
 from api.services.gates import MAINTENANCE_MESSAGE
 from api.services.webhook_endpoints import NoTenant, RotationConflict
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 
 JSON = "application/json"
 EXAMPLE_TASK_ID = "0b9d8f52c3e44c3d9a7c1e5f2a6b4d10"

@@ -9,8 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from api.schemas import BatchItemCreate, DetectCreate, DetectResultView, PersonView, TaskErrorView
-from facequeue.enums import TaskStatus
-from facequeue.schemas import FaceFrame, FaceShape, enum_names
+from facequeue.core.enums import TaskStatus
+from facequeue.core.schemas import FaceFrame, FaceShape, enum_names
 
 # --- native ---------------------------------------------------------------------------------------
 

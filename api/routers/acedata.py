@@ -22,8 +22,8 @@ from api.openapi.responses import CALLER_GATES, SUBMIT_GATES, ErrorDocs, TaskFai
 from api.openapi.shapes import AceDataError, FaceAnalyzeResponse
 from api.rendering import fetch_failed
 from api.services.submission import DetectSubmission
-from facequeue.enums import SubmitApi, TaskStatus
-from facequeue.schemas import DetectOptions, DetectResult, enum_names
+from facequeue.core.enums import SubmitApi, TaskStatus
+from facequeue.core.schemas import DetectOptions, DetectResult, enum_names
 
 FACE_MODEL_VERSIONS = ("2.0", "3.0")
 

@@ -21,9 +21,9 @@ from api.openapi.shapes import AnalyzeFramesErrorResponse, AnalyzeFramesResponse
 from api.rendering import akool_failure_message, fetch_failed, frames_with_links, person_view
 from api.schemas import FrameListInput, MediaInput
 from api.services.submission import MISSING_INPUT_MESSAGE, DetectSubmission
-from facequeue.enums import SubmitApi, TaskStatus
-from facequeue.errors import BASE_MESSAGES, ErrorCode
-from facequeue.schemas import CropOptions, DetectOptions, DetectResult, FaceOptions, SamplingOptions
+from facequeue.core.enums import SubmitApi, TaskStatus
+from facequeue.core.errors import BASE_MESSAGES, ErrorCode
+from facequeue.core.schemas import CropOptions, DetectOptions, DetectResult, FaceOptions, SamplingOptions
 
 FRAME_URLS_REQUIRED = "frame_urls is required and must not be empty"
 FRAME_DOWNLOAD_FAILED = "Failed to download image from URL"

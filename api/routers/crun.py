@@ -21,8 +21,8 @@ from api.openapi.shapes import CrunCreateResponse, CrunError, CrunResultResponse
 from api.rendering import crun_result
 from api.services.detect import DetectService
 from api.services.submission import DetectSubmission
-from facequeue.enums import SubmitApi, TaskStatus
-from facequeue.schemas import DetectOptions, SamplingOptions
+from facequeue.core.enums import SubmitApi, TaskStatus
+from facequeue.core.schemas import DetectOptions, SamplingOptions
 
 CRUN_MESSAGES = {
     401: "Unauthorized",

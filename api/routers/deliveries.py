@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from api.deps import DeliveryServiceDep, TenantDep
 from api.openapi.responses import CALLER_GATES, ENDPOINT_DISABLED, NATIVE_ERRORS, NOTHING_TO_REDELIVER
 from api.schemas import DeliveryLog, RecentDeliveryPage, WebhookEventView
-from facequeue.webhooks import EventType
+from facequeue.core.webhooks import EventType
 
 router = APIRouter(prefix="/v1", tags=["webhooks"], responses=NATIVE_ERRORS.responses(*CALLER_GATES))
 

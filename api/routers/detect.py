@@ -21,7 +21,7 @@ from api.schemas import (
 from api.services.detect import DetectService
 from api.services.submission import DetectSubmission
 from api.uploads import UploadedMedia, UploadRoute
-from facequeue.enums import TaskStatus
+from facequeue.core.enums import TaskStatus
 
 router = APIRouter(prefix="/v1", tags=["native"], responses=NATIVE_ERRORS.responses(*CALLER_GATES))
 

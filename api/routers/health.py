@@ -10,10 +10,10 @@ from sqlalchemy import text
 
 from api.deps import SettingsDep
 from api.openapi.shapes import Readiness
-from facequeue.lifecycle import worker_liveness
-from facequeue.lifecycle.broker import redis_client
-from facequeue.lifecycle.sessions import get_engine
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
+from facequeue.plumbing import worker_liveness
+from facequeue.plumbing.broker import redis_client
+from facequeue.plumbing.sessions import get_engine
 
 router = APIRouter(tags=["health"])
 

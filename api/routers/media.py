@@ -7,7 +7,7 @@ from fastapi.responses import FileResponse
 
 from api.deps import StorageDep
 from api.errors import NotFound
-from facequeue.storage import LocalStorage
+from facequeue.core.storage import LocalStorage
 
 router = APIRouter(tags=["media"])
 

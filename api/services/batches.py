@@ -14,13 +14,14 @@ from api.services.gates import check_features, check_not_in_maintenance
 from api.services.submission import DetectSubmission, checked_input, validate_webhook_url
 from db import batches
 from db.models import Batch, DetectTask, new_task_id, utcnow
-from facequeue.enums import CreditState, Queue, SubmitApi, TaskStatus
-from facequeue.lifecycle import billing, metrics
+from facequeue.core.enums import CreditState, Queue, SubmitApi, TaskStatus
+from facequeue.core.settings import Settings
+from facequeue.core.storage import MediaStorage, upload_key
+from facequeue.lifecycle import billing
 from facequeue.lifecycle.dispatch import dispatch
 from facequeue.lifecycle.finalize import on_task_final
-from facequeue.lifecycle.sessions import get_sessionmaker
-from facequeue.settings import Settings
-from facequeue.storage import MediaStorage, upload_key
+from facequeue.plumbing import metrics
+from facequeue.plumbing.sessions import get_sessionmaker
 
 BATCH_INSERT_CHUNK = 1000
 FAILURES_SHOWN = 10

@@ -18,8 +18,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from api.errors import InvalidInput
-from facequeue.settings import Settings
-from facequeue.storage import signing_key
+from facequeue.core.settings import Settings
+from facequeue.core.storage import signing_key
 
 NONCE_BYTES = 12  # AES-GCM's standard nonce, random per cursor
 MALFORMED = "cursor is malformed"

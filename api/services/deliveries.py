@@ -9,9 +9,9 @@ from api.schemas import DeliveryLog, DeliveryView, RecentDeliveryPage, RecentDel
 from api.services import cursors
 from api.services.detect import owned_task
 from db import deliveries
+from facequeue.core.settings import Settings
+from facequeue.core.webhooks import EventType
 from facequeue.lifecycle.outbox import redeliver
-from facequeue.settings import Settings
-from facequeue.webhooks import EventType
 
 
 class NothingToRedeliver(ServiceError):

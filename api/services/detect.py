@@ -18,12 +18,13 @@ from api.services.gates import check_features, check_not_in_maintenance
 from api.services.submission import DetectSubmission, checked_input, request_hash, validate_webhook_url
 from db import tasks
 from db.models import DetectTask, new_task_id, utcnow
-from facequeue.enums import CreditState, Queue, TaskStatus
-from facequeue.lifecycle import billing, metrics, task_events
+from facequeue.core.enums import CreditState, Queue, TaskStatus
+from facequeue.core.settings import Settings
+from facequeue.core.storage import MediaStorage, task_prefix, upload_key
+from facequeue.lifecycle import billing
 from facequeue.lifecycle.finalize import on_task_final
 from facequeue.lifecycle.publish import publish_submitted
-from facequeue.settings import Settings
-from facequeue.storage import MediaStorage, task_prefix, upload_key
+from facequeue.plumbing import metrics, task_events
 
 
 class TaskFinal(ServiceError):

@@ -1,4 +1,4 @@
-"""Where an API process's task event streams get their events (facequeue/lifecycle/task_events.py announces
+"""Where an API process's task event streams get their events (facequeue/plumbing/task_events.py announces
 them): one listener per event loop, an asyncio task alive while a stream is open, fans them out over one Redis
 pub/sub connection, subscribed to the channel of each task a stream watches, so an open stream costs neither a
 query nor a connection of its own.
@@ -24,9 +24,9 @@ from redis.backoff import NoBackoff
 
 from db import tasks
 from db.engine import DATABASE_UNAVAILABLE
-from facequeue.lifecycle import task_events
-from facequeue.lifecycle.sessions import get_sessionmaker
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
+from facequeue.plumbing import task_events
+from facequeue.plumbing.sessions import get_sessionmaker
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ import structlog
 
 from db import tasks
 from db.engine import DATABASE_UNAVAILABLE
-from facequeue.lifecycle.sessions import get_sessionmaker
+from facequeue.plumbing.sessions import get_sessionmaker
 
 log = structlog.get_logger(__name__)
 

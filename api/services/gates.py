@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 from api.errors import FeatureDisabled, Maintenance
 from db import flags
 from db.flags import MAINTENANCE_FLAG
-from facequeue.schemas import DetectOptions
-from facequeue.settings import Settings
+from facequeue.core.schemas import DetectOptions
+from facequeue.core.settings import Settings
 
 MAINTENANCE_MESSAGE = "Service is under maintenance: new tasks are not accepted; polling still works"
 _FLAG_CACHE: dict[str, tuple[str | None, float]] = {}  # name -> (value, monotonic expiry)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facequeue.schemas import FaceFrame, FaceShape
+from facequeue.core.schemas import FaceFrame, FaceShape
 
 BOX_BGR = (0, 200, 255)  # amber: stands out on skin, sky and foliage alike
 LABEL_TEXT_BGR = (0, 0, 0)

@@ -18,10 +18,10 @@ from api.errors import NotFound
 from api.services.detect import owned_task
 from api.services.preview_drawing import CONTACT_CELL_WIDTH, ContactSheet, FrameAnnotations, annotate, encode_jpeg
 from db.models import DetectTask, utcnow
-from facequeue.enums import TaskStatus
-from facequeue.schemas import DetectResult
-from facequeue.settings import Settings
-from facequeue.storage import MediaStorage, annotated_preview_key, preview_frame_key
+from facequeue.core.enums import TaskStatus
+from facequeue.core.schemas import DetectResult
+from facequeue.core.settings import Settings
+from facequeue.core.storage import MediaStorage, annotated_preview_key, preview_frame_key
 
 # decode flags by reduction factor: JPEGs decode straight to 1/2, 1/4 or 1/8 of their size
 REDUCED_DECODE = {

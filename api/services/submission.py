@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from api.errors import ForbiddenUrl, InvalidInput, InvalidUrl, MissingInput, PayloadTooLarge
 from api.schemas import DetectCreate, DetectUploadQuery
-from facequeue.enums import Queue, SubmitApi
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.schemas import DetectOptions
-from facequeue.settings import Settings
-from facequeue.ssrf import check_url_at_submit
+from facequeue.core.enums import Queue, SubmitApi
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.schemas import DetectOptions
+from facequeue.core.settings import Settings
+from facequeue.core.ssrf import check_url_at_submit
 
 DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 BASE64_WHITESPACE = b" \t\n\r\v\f"

@@ -22,8 +22,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import LockError
 
 from api.errors import ServiceUnavailable, TooManySyncCalls
-from facequeue.lifecycle.broker import BROKER_UNAVAILABLE
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
+from facequeue.plumbing.broker import BROKER_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 

@@ -32,9 +32,9 @@ from api.services.detect import owned_task
 from api.services.event_hub import REREAD, Subscription, TaskEventHub
 from db import tenants
 from db.engine import DATABASE_UNAVAILABLE
-from facequeue.enums import TaskStatus
-from facequeue.lifecycle.sessions import get_sessionmaker
-from facequeue.schemas import DetectResult
+from facequeue.core.enums import TaskStatus
+from facequeue.core.schemas import DetectResult
+from facequeue.plumbing.sessions import get_sessionmaker
 
 HEARTBEAT = b": keep-alive\n\n"
 KEY_REVOKED = "The API key of this stream was revoked: the stream has ended"

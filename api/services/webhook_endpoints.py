@@ -11,7 +11,7 @@ from api.schemas import RotatedSecretView, WebhookEndpointView, WebhookSecretVie
 from api.services.submission import validate_webhook_url
 from db import deliveries, tenants
 from db.models import Tenant, utcnow
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 
 
 class NoTenant(ServiceError):

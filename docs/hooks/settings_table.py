@@ -1,6 +1,6 @@
 """MkDocs hook: the configuration page's table, rendered from the settings class at build time, so it can't drift.
 
-A page holds the marker below; the hook replaces it with one row per field of `facequeue.settings.Settings`:
+A page holds the marker below; the hook replaces it with one row per field of `facequeue.core.settings.Settings`:
 its environment variable, type, default and description."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from annotated_types import Ge, Gt
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 
 MARKER = "<!-- settings-table -->"
 TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path", SecretStr: "secret"}

@@ -11,7 +11,7 @@ from facequeue.cli.child_processes import EmbeddedStackError
 from facequeue.cli.console import announce, console, fail
 from facequeue.cli.database import operator_session, redact, require_data_dir
 from facequeue.cli.embedded_stack import embedded_stack
-from facequeue.settings import Settings, get_settings
+from facequeue.core.settings import Settings, get_settings
 
 LEGACY_SQLITE_FILE = "facequeue.db"  # where releases before the one stack kept the embedded database
 
@@ -22,7 +22,7 @@ def migrate() -> None:
     """Apply database migrations (the embedded Postgres is created on first use), then copy in what an embedded
     data dir of an earlier release kept in SQLite."""
     from db.migrate import upgrade_to_head
-    from facequeue.logs import configure_logging
+    from facequeue.core.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings)  # alembic's lines too: in JSON when FACEQUEUE_LOG_FORMAT=json (a migration Job)
@@ -128,7 +128,7 @@ def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None
 
 def webhook_secret() -> None:
     """Print the whsec_ secret that signs webhooks of tasks without a tenant (FACEQUEUE_AUTH=off)."""
-    from facequeue.webhooks import default_secret
+    from facequeue.core.webhooks import default_secret
 
     settings = get_settings()
     if settings.webhook_secret is None and settings.signing_secret is None:

@@ -12,7 +12,7 @@ from http.client import HTTPException
 from rich.markup import escape
 
 from facequeue.cli.console import announce
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 
 # a service bound to every interface is reached from this machine on the loopback address
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}

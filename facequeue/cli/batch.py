@@ -21,8 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from facequeue.cli.console import console, fail, note, show
 from facequeue.cli.output import cannot_write
 from facequeue.cli.remote import ApiKeyOption, ServerOption, connect
-from facequeue.media_kinds import kind_from_extension
-from facequeue.schemas import ITEM_NAME_MAX_LENGTH
+from facequeue.core.media_kinds import kind_from_extension
+from facequeue.core.schemas import ITEM_NAME_MAX_LENGTH
 
 if TYPE_CHECKING:
     from facequeue_client import BatchAccepted, BatchStatus, Client

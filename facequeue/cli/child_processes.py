@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from facequeue.storage import PRIVATE_FILE_MODE
+from facequeue.core.storage import PRIVATE_FILE_MODE
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0

@@ -15,8 +15,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from facequeue.cli.console import console, fail, note, output, show
 from facequeue.cli.output import cannot_write, show_task, task_json, task_table
 from facequeue.cli.remote import REQUEST_TIMEOUT, ApiKeyOption, ServerOption, connect, explain
-from facequeue.enums import TaskStatus
-from facequeue.schemas import DetectOptionsBase
+from facequeue.core.enums import TaskStatus
+from facequeue.core.schemas import DetectOptionsBase
 
 if TYPE_CHECKING:
     from facequeue_client import Client, Task

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 
 # stderr, so stdout carries only what a script reads: a new key, a secret, a result's JSON. A line is never
 # broken at the terminal's width: a path or an id stays whole, to be copied or matched.

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from facequeue.cli.child_processes import EmbeddedStackError
 from facequeue.cli.console import fail
 from facequeue.cli.embedded_stack import embedded_stack
-from facequeue.embedded_paths import postgres_dir
-from facequeue.settings import Settings, get_settings
+from facequeue.core.embedded_paths import postgres_dir
+from facequeue.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -49,7 +49,7 @@ def operator_session(*, broker: bool = False) -> Iterator[Session]:
     The embedded servers are serve's when it runs, else started for the command (Redis only when `broker`)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     settings = get_settings()
     require_database(settings)

@@ -31,9 +31,9 @@ from facequeue.cli.child_processes import (
     wait_gone,
     wait_until_ready,
 )
-from facequeue.embedded_paths import POSTGRES_SOCKET_NAME, postgres_dir, redis_dir, redis_socket, socket_dir
-from facequeue.settings import Settings
-from facequeue.storage import PRIVATE_DIR_MODE, ensure_data_dir
+from facequeue.core.embedded_paths import POSTGRES_SOCKET_NAME, postgres_dir, redis_dir, redis_socket, socket_dir
+from facequeue.core.settings import Settings
+from facequeue.core.storage import PRIVATE_DIR_MODE, ensure_data_dir
 
 DATABASE = "facequeue"
 SUPERUSER = "postgres"
@@ -229,7 +229,7 @@ def start_redis(settings: Settings) -> Child:
     wait_until_ready(child, lambda: _redis_answers(socket))
     if fresh:
         # a new Redis lost nothing: without the mark, the reaper's first pass would publish queued tasks again
-        from facequeue.lifecycle.broker import mark_broker_intact
+        from facequeue.plumbing.broker import mark_broker_intact
 
         mark_broker_intact(settings)
     return child

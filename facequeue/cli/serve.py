@@ -19,11 +19,11 @@ from facequeue.cli.database import redact
 from facequeue.cli.embedded_stack import embedded_stack, serve_claim
 from facequeue.cli.worker_pools import FetchPoolChild, Pools, celery_argv, exit_with_parent
 from facequeue.cli.worker_supervisor import WorkerSupervisor
-from facequeue.enums import CPU_QUEUES
-from facequeue.settings import Settings, get_settings
-from facequeue.storage import ensure_data_dir
+from facequeue.core.enums import CPU_QUEUES
+from facequeue.core.settings import Settings, get_settings
+from facequeue.core.storage import ensure_data_dir
 
-# uvicorn's loggers go through our root handler (facequeue/logs.py) instead of formatters of its own; the
+# uvicorn's loggers go through our root handler (facequeue/core/logs.py) instead of formatters of its own; the
 # API's RequestIds middleware writes each request's line, so uvicorn's access log would only repeat it.
 UVICORN_LOGGING: dict = {"log_config": None, "access_log": False, "log_level": "warning"}
 DRAIN_MARGIN_SECONDS = 5.0
@@ -45,8 +45,8 @@ def api(
     """Run the HTTP API only (distributed form)."""
     import uvicorn
 
-    from facequeue.lifecycle.exposition import use_private_multiprocess_dir
-    from facequeue.logs import configure_logging
+    from facequeue.core.logs import configure_logging
+    from facequeue.plumbing.exposition import use_private_multiprocess_dir
 
     if workers > 1:  # /metrics, whichever process answers it, adds up every API process's counters
         use_private_multiprocess_dir("api")
@@ -79,7 +79,7 @@ def worker(
     in_serve: Annotated[bool, typer.Option(hidden=True)] = False,  # `serve`'s worker: metrics in serve's folder
 ) -> None:
     """Run a Celery worker (distributed form): detection, and a fetch pool downloading tasks' URLs."""
-    from facequeue.lifecycle.exposition import use_private_multiprocess_dir
+    from facequeue.plumbing.exposition import use_private_multiprocess_dir
 
     if pools != Pools.FETCH:
         require_execution_providers(get_settings())
@@ -89,7 +89,7 @@ def worker(
     fetch_pool = FetchPoolChild(name, quiet) if pools == Pools.BOTH else None
     if fetch_pool is not None:
         fetch_pool.start()  # before the imports below, which it then makes at the same time
-    from facequeue.logs import configure_logging
+    from facequeue.core.logs import configure_logging
     from workers.celery_app import worker_app
 
     settings = get_settings()
@@ -127,8 +127,8 @@ def serve(
 ) -> None:
     """Run everything on one machine: migrations, API, a worker pool; without FACEQUEUE_DATABASE_URL and
     FACEQUEUE_BROKER_URL, on a Postgres and a Redis it starts in the data dir and stops with it."""
-    from facequeue.lifecycle.exposition import use_private_multiprocess_dir
-    from facequeue.logs import configure_logging
+    from facequeue.core.logs import configure_logging
+    from facequeue.plumbing.exposition import use_private_multiprocess_dir
 
     # One folder for the API and the worker's processes, so one scrape of the API's /metrics shows them all.
     use_private_multiprocess_dir("serve")
@@ -213,7 +213,7 @@ def _make_first_key(settings: Settings) -> str | None:
     if settings.auth == "off":
         return None
     from db import tenants
-    from facequeue.lifecycle.sessions import session_scope
+    from facequeue.plumbing.sessions import session_scope
 
     with session_scope() as session:
         if tenants.any_key_exists(session):
@@ -224,7 +224,7 @@ def _make_first_key(settings: Settings) -> str | None:
 
 def _announce_keys(settings: Settings, first_key: str | None) -> None:
     """Below the banner, once the API answers: the first key is printed this once and never again."""
-    from facequeue.logs import ShownOnPurpose
+    from facequeue.core.logs import ShownOnPurpose
 
     if settings.auth == "off":
         announce(
@@ -240,7 +240,7 @@ def _announce_keys(settings: Settings, first_key: str | None) -> None:
             f"  first API key, for tenant 'default' (shown once, store it now): [bold]{first_key}[/]",
             level="warning",
             tenant="default",
-            api_key=ShownOnPurpose(first_key),  # every other line has keys redacted (facequeue/logs.py)
+            api_key=ShownOnPurpose(first_key),  # every other line has keys redacted (facequeue/core/logs.py)
         )
 
 

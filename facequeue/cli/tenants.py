@@ -12,8 +12,8 @@ from rich.table import Table
 
 from facequeue.cli.console import console, fail
 from facequeue.cli.database import operator_session
-from facequeue.durations import DURATION_UNITS, parse_duration
-from facequeue.settings import get_settings
+from facequeue.core.durations import DURATION_UNITS, parse_duration
+from facequeue.core.settings import get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

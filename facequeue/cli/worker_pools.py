@@ -16,8 +16,8 @@ from enum import StrEnum
 
 import structlog
 
-from facequeue.enums import Queue
-from facequeue.settings import Settings
+from facequeue.core.enums import Queue
+from facequeue.core.settings import Settings
 
 log = structlog.get_logger(__name__)
 

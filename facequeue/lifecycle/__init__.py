@@ -1,5 +1,6 @@
-"""A task's life outside the vision pipeline: submit and publish, finalize, billing, dispatch, the webhook
-outbox, the reaper, and the Celery app they publish through.
+"""A task's life outside the vision pipeline: publish after commit, finalize, billing, dispatch, the webhook
+outbox, the reaper, previews and retention. The Celery app they publish through and the database sessions
+they run in are plumbing (`facequeue/plumbing/`).
 
 It sits above `db/` and below both `api/` and `workers/` because both sides drive the same
 lifecycle: the API submits, cancels and redelivers; a worker finishes a task and schedules a

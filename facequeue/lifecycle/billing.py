@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from db import credits
 from db.models import DetectTask
-from facequeue.enums import CreditState, TaskStatus
-from facequeue.media_kinds import kind_from_extension
-from facequeue.schemas import MAX_SAMPLED_FRAMES, UPSTREAM_DETECTOR_MODES, DetectOptions, DetectResult
-from facequeue.settings import Settings
+from facequeue.core.enums import CreditState, TaskStatus
+from facequeue.core.media_kinds import kind_from_extension
+from facequeue.core.schemas import MAX_SAMPLED_FRAMES, UPSTREAM_DETECTOR_MODES, DetectOptions, DetectResult
+from facequeue.core.settings import Settings
 
 LOCAL_FRAME_CREDITS = 1  # a frame our own detectors serve; FACEQUEUE_UPSTREAM_CREDIT_COST prices the others
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from db import batches
+from facequeue.core.settings import Settings
 from facequeue.lifecycle.publish import publish_held
-from facequeue.settings import Settings
 
 
 def dispatch(session: Session, settings: Settings, tenant_ids: list[str | None] | None = None) -> int:

@@ -11,11 +11,12 @@ from sqlalchemy.orm import Session
 
 from db import batches
 from db.models import DetectTask
-from facequeue.enums import CreditState
-from facequeue.lifecycle import billing, metrics, retention, task_events
+from facequeue.core.enums import CreditState
+from facequeue.core.settings import get_settings
+from facequeue.lifecycle import billing, retention
 from facequeue.lifecycle.dispatch import dispatch
 from facequeue.lifecycle.outbox import queue_batch_event, queue_task_event
-from facequeue.settings import get_settings
+from facequeue.plumbing import metrics, task_events
 
 
 def on_task_final(session: Session, task_id: str) -> None:

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 
 from db import deliveries, tenants
 from db.models import Batch, DetectTask, WebhookEvent, utcnow
-from facequeue.enums import EventState
-from facequeue.lifecycle.broker import log_failed_publish, publish_webhook
+from facequeue.core.enums import EventState
+from facequeue.core.settings import Settings, get_settings
+from facequeue.core.webhooks import batch_event, encode_event, new_webhook_id, task_event
 from facequeue.lifecycle.publish import UNPUBLISHED_GRACE_SECONDS
-from facequeue.settings import Settings, get_settings
-from facequeue.webhooks import batch_event, encode_event, new_webhook_id, task_event
+from facequeue.plumbing.broker import log_failed_publish, publish_webhook
 
 log = structlog.get_logger(__name__)
 

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from db import tasks
 from db.models import utcnow
-from facequeue.settings import Settings
-from facequeue.storage import get_storage, previews_prefix
+from facequeue.core.settings import Settings
+from facequeue.core.storage import get_storage, previews_prefix
 
 
 def purge_expired_previews(session: Session, settings: Settings) -> int:

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from db import tasks
 from db.models import DetectTask
-from facequeue.enums import Queue
-from facequeue.lifecycle.broker import log_failed_publish, media_to_fetch, publish_detect
-from facequeue.settings import Settings
+from facequeue.core.enums import Queue
+from facequeue.core.settings import Settings
+from facequeue.plumbing.broker import log_failed_publish, media_to_fetch, publish_detect
 
 # Publishing follows the commit at once; the reaper gives it this long before stepping in (tasks and webhooks).
 UNPUBLISHED_GRACE_SECONDS = 30.0

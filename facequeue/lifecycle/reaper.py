@@ -35,17 +35,17 @@ from sqlalchemy.orm import Session
 from db import deliveries, tasks
 from db.locks import try_exclusive
 from db.models import DetectTask, utcnow
-from facequeue.enums import TaskStatus
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.lifecycle import task_events
-from facequeue.lifecycle.broker import broker_lost_messages, mark_broker_intact, queue_lengths
+from facequeue.core.enums import TaskStatus
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.settings import Settings
 from facequeue.lifecycle.dispatch import dispatch
 from facequeue.lifecycle.finalize import on_task_final
 from facequeue.lifecycle.outbox import republish_due_deliveries
 from facequeue.lifecycle.previews import purge_expired_previews
 from facequeue.lifecycle.publish import UNPUBLISHED_GRACE_SECONDS, publish_again
 from facequeue.lifecycle.retention import delete_kept_uploads, purge_expired
-from facequeue.settings import Settings
+from facequeue.plumbing import task_events
+from facequeue.plumbing.broker import broker_lost_messages, mark_broker_intact, queue_lengths
 
 log = structlog.get_logger(__name__)
 

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 
 from db import retention
 from db.models import utcnow
-from facequeue.settings import Settings, get_settings
-from facequeue.storage import MediaStorage, get_storage, task_prefix
+from facequeue.core.settings import Settings, get_settings
+from facequeue.core.storage import MediaStorage, get_storage, task_prefix
 
 log = structlog.get_logger(__name__)
 

@@ -16,7 +16,7 @@ import pytest
 from api.auth import MISSING_KEY
 from api.limits import json_body_limit
 from api.uploads import upload_body_limit
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 from tests.support import api_process
 from tests.test_tenants import new_key
 

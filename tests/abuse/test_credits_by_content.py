@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from db.models import DetectTask
 from facequeue.cli.demo import moving_face_frames, write_video
-from facequeue.lifecycle.sessions import session_scope
+from facequeue.plumbing.sessions import session_scope
 from tests.support import wait_for_final
 from tests.test_tenants import balance, bearer, make_client, new_key
 

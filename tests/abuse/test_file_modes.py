@@ -6,8 +6,8 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from facequeue.settings import Settings
-from facequeue.storage import signing_key
+from facequeue.core.settings import Settings
+from facequeue.core.storage import signing_key
 
 
 def mode(path: Path) -> int:

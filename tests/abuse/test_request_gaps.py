@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.settings import get_settings
-from facequeue.ssrf import check_url
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.settings import get_settings
+from facequeue.core.ssrf import check_url
 
 pytestmark = pytest.mark.integration
 

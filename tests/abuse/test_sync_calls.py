@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 from api.errors import TooManySyncCalls
 from api.services.sync_slots import sync_call_slot
 from db.models import DetectTask
-from facequeue.enums import SubmitApi
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import Settings
+from facequeue.core.enums import SubmitApi
+from facequeue.core.settings import Settings
+from facequeue.plumbing.sessions import session_scope
 from tests.support import api_process, wait_until
 from tests.test_tenants import bearer, error_message, make_client, new_key
 

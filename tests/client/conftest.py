@@ -22,7 +22,7 @@ from tests.test_tenants import new_key
 def live_api(database: str) -> Iterator[str]:
     """The API with API keys on, served over a real socket by uvicorn (in a thread of the test process)."""
     from api.app import create_app
-    from facequeue.settings import Settings
+    from facequeue.core.settings import Settings
 
     with app_in_thread(create_app(Settings(auth="on")), "live-api") as base:
         yield base

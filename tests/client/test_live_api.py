@@ -211,7 +211,7 @@ def test_rate_limited_submits_are_retried_after_retry_after(live_api: str, tenan
 def test_a_real_delivery_verifies_and_can_be_sent_again(
     client: Client, tenant_name: str, worker, media_server, face_jpeg: bytes
 ) -> None:
-    from facequeue.lifecycle.sessions import get_engine
+    from facequeue.plumbing.sessions import get_engine
 
     media_server.expect_request("/hook", method="POST").respond_with_data("", status=204)
     # Set with SQL until PUT /v1/webhook-endpoint lands on the server (then: client.set_webhook_endpoint).

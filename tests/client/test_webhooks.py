@@ -11,7 +11,7 @@ from facequeue_client import Client, NotFound, WebhookEndpoint, WebhookVerificat
 from pytest_httpserver import HTTPServer
 from standardwebhooks import Webhook
 
-from facequeue.webhooks import encode_event, signature_headers
+from facequeue.core.webhooks import encode_event, signature_headers
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_c2VjcmV0LWJlZm9yZS10aGUtcm90YXRpb24="

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from tests.conftest import REPO_ROOT
 
 COMPOSE_TEXT = (REPO_ROOT / "deploy" / "docker-compose.yml").read_text()

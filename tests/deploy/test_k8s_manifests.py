@@ -11,7 +11,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from tests.deploy.conftest import K8S, container, find, kustomize
 
 # The oldest Kubernetes these manifests target (autoscaling/v2 and policy/v1 are GA well before it) and the

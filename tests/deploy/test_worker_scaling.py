@@ -31,8 +31,8 @@ def scaler_query() -> str:
 
 
 def test_the_scaler_query_counts_held_batch_items_that_the_broker_never_saw(api_client) -> None:
-    from facequeue.lifecycle.sessions import get_engine
-    from facequeue.settings import get_settings
+    from facequeue.core.settings import get_settings
+    from facequeue.plumbing.sessions import get_engine
 
     single = api_client.post("/v1/detect", json={"url": "https://example.com/one.jpg"}).json()["detect_task_id"]
     items = [{"url": f"https://example.com/{n}.jpg"} for n in range(BATCH_ITEMS)]

@@ -21,7 +21,7 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks import Webhook, WebhookVerificationError
 from werkzeug import Request, Response
 
-from facequeue.lifecycle.broker import BROKER_SENTINEL_KEY
+from facequeue.plumbing.broker import BROKER_SENTINEL_KEY
 from tests.faults.servers import FACEQUEUE, FacequeueProcess, PrivatePostgres, PrivateRedis
 from tests.support import FINAL_STATUSES, free_port, wait_until
 

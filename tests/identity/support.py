@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from facequeue.cli.demo import astronaut_head, background
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 from workers.detectors.registry import get_detector
 from workers.identity.persons import EmbedFn, FoundPerson
 from workers.identity.tracking import FaceTracker, FrameDetections, FrameTracks

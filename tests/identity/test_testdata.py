@@ -7,7 +7,7 @@ from itertools import combinations
 
 import pytest
 
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 from tests.conftest import SHARED_TESTDATA
 from tests.identity.support import VideoTracking, detect, sampled_detections, track_frames
 from workers.identity.embedder import get_embedder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 from workers.detectors.registry import get_detector
 from workers.landmarks.analyze import ALL_FACES, AnalysedFace, analyze_face_shapes
 from workers.landmarks.facemesh import FaceMesh, Iris

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from facequeue.cli.demo import Placement, astronaut_bgr, compose
-from facequeue.schemas import SHAPE_GROUP_SIZES
+from facequeue.core.schemas import SHAPE_GROUP_SIZES
 from tests.landmarks.seed_example import SEED_002_FACE_SHAPE
 from workers.landmarks.analyze import LARGEST_FACE, PRESENCE_THRESHOLD
 from workers.landmarks.facemesh import FaceMesh

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 from tests.conftest import SHARED_TESTDATA
 from workers.landmarks.analyze import AnalysedFace
 from workers.landmarks.shape90 import MESH_GROUPS, five_points

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from tests.media.numbered_video import NUMBERED_FORMATS, NUMBERED_FRAME_COUNT, write_numbered_video
 
 

@@ -10,7 +10,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from facequeue.errors import ErrorCode, TaskError
+from facequeue.core.errors import ErrorCode, TaskError
 from workers.media.fetch import fetch_all, fetch_to_file
 from workers.pinned_http import Deadline
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facequeue.errors import ErrorCode, TaskError
+from facequeue.core.errors import ErrorCode, TaskError
 from workers.media.image import decode_image, decode_image_scaled
 
 RED_BGR = [0, 0, 255]

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.media_kinds import kind_from_extension
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.media_kinds import kind_from_extension
 from workers.media.sniff import SniffedMedia, sniff
 
 

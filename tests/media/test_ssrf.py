@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.ssrf import check_url
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.ssrf import check_url
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from facequeue.errors import ErrorCode, TaskError
+from facequeue.core.errors import ErrorCode, TaskError
 from tests.media.numbered_video import (
     HEIGHT,
     NUMBERED_FORMATS,

@@ -12,7 +12,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from facequeue.cli.demo import astronaut_bgr
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from tests.support import free_port
 from tests.upstream.fake_upstreams import AKOOL_PATH, API_KEY, AkoolDetect, FakeUpstream
 from workers.detectors.upstream.akool import AkoolUpstream

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from facequeue.ssrf import resolve
+from facequeue.core.ssrf import resolve
 from tests.test_tenants import new_key
 from tests.webhooks.test_endpoint_api import error_of, tenant_client
 

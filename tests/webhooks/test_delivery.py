@@ -17,11 +17,11 @@ from werkzeug import Response
 from db import deliveries as webhook_db
 from db import tenants
 from db.models import DetectTask, Tenant, WebhookEvent, utcnow
-from facequeue.enums import TaskStatus
+from facequeue.core.enums import TaskStatus
+from facequeue.core.settings import Settings, get_settings
+from facequeue.core.webhooks import WebhookVerificationError, default_secret, verify
 from facequeue.lifecycle.outbox import new_task_event, queue_task_event, republish_due_deliveries
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.settings import Settings, get_settings
-from facequeue.webhooks import WebhookVerificationError, default_secret, verify
+from facequeue.plumbing.sessions import session_scope
 from tests.support import wait_for_final, wait_until
 from tests.webhooks.conftest import RETRY_SCHEDULE, Receiver, new_secret
 

@@ -18,9 +18,9 @@ from werkzeug import Response
 from db import deliveries as webhook_db
 from db import tenants
 from db.models import Tenant, utcnow
-from facequeue.lifecycle.sessions import get_sessionmaker, session_scope
-from facequeue.settings import Settings
-from facequeue.webhooks import WebhookVerificationError, verify
+from facequeue.core.settings import Settings
+from facequeue.core.webhooks import WebhookVerificationError, verify
+from facequeue.plumbing.sessions import get_sessionmaker, session_scope
 from tests.support import wait_for_final, wait_until
 from tests.test_tenants import new_key
 from tests.webhooks.test_delivery import PNG, receiver

@@ -21,7 +21,7 @@ from facequeue_client import verify_webhook
 from standardwebhooks import Webhook, WebhookVerificationError
 from werkzeug import Response
 
-from facequeue.webhooks import encode_event, signature_headers, verify
+from facequeue.core.webhooks import encode_event, signature_headers, verify
 from tests.conftest import REPO_ROOT
 from tests.support import start_server, wait_for_final
 from tests.test_tenants import new_key

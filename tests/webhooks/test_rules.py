@@ -7,8 +7,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from facequeue.enums import EventState
-from facequeue.webhooks import WebhookVerificationError, encode_event, signature_headers, verify
+from facequeue.core.enums import EventState
+from facequeue.core.webhooks import WebhookVerificationError, encode_event, signature_headers, verify
 from tests.webhooks.conftest import new_secret
 from workers.retry_after import parse_retry_after
 from workers.webhooks import MAX_RETRY_AFTER_SECONDS, AttemptOutcome, next_step

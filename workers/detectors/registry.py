@@ -6,7 +6,7 @@ import copy
 import dataclasses
 from functools import cache
 
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 from workers.detectors.fusion import FusedDetector, Fusion
 from workers.detectors.yunet import YuNetDetector
 from workers.vision import FaceDetector

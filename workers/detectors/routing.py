@@ -25,7 +25,7 @@ from typing import Literal, Protocol, get_args
 import numpy as np
 import structlog
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from workers.detectors.registry import get_detector
 from workers.detectors.upstream.acedata import AceDataUpstream
 from workers.detectors.upstream.akool import AkoolUpstream

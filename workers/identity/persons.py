@@ -3,7 +3,7 @@
 Both callers build persons the same way. A *unit* is a set of sightings already known to be one
 person with one representative embedding: a single face for still images, a whole track for
 video. Units are grouped by identity (`group_by_identity`), and each group becomes a `FoundPerson`
-(`build_persons`), which the pipeline stores as the result's `facequeue.schemas.Person`.
+(`build_persons`), which the pipeline stores as the result's `facequeue.core.schemas.Person`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from workers.identity.embedder import FaceEmbedding
 from workers.vision import Face
 

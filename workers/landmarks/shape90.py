@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facequeue.schemas import SHAPE_GROUP_SIZES
+from facequeue.core.schemas import SHAPE_GROUP_SIZES
 
 MESH_GROUPS: dict[str, tuple[int, ...]] = {
     # Image-left temple at eye height (127), down the jaw to the chin (152, point 10), up to the image-right

@@ -19,9 +19,9 @@ from typing import BinaryIO, TypeVar
 
 import httpx
 
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.settings import Settings
-from facequeue.ssrf import CheckedURL, check_url
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.settings import Settings
+from facequeue.core.ssrf import CheckedURL, check_url
 from workers.pinned_http import Deadline, describe_transport_error, new_pinned_client, send_pinned
 
 R = TypeVar("R")

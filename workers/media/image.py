@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.settings import Settings
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.settings import Settings
 from workers.media.errors import failure_reason
 
 # Single-channel modes wider than 8 bits; Pillow's convert() would clip them at 255 instead of scaling.

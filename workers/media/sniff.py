@@ -9,8 +9,8 @@ from pathlib import Path
 import filetype
 from PIL import Image
 
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.media_kinds import MediaKind
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.media_kinds import MediaKind
 
 # Image types Pillow decodes; filetype also recognises HEIC, JPEG XR, raw camera files... which it cannot.
 SUPPORTED_IMAGE_MIMES = frozenset(

@@ -11,7 +11,7 @@ import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from facequeue.storage import MediaStorage, fetched_key
+from facequeue.core.storage import MediaStorage, fetched_key
 
 
 def store_downloads(task_id: str, paths: Sequence[Path], frames: bool, storage: MediaStorage, workdir: Path) -> str:

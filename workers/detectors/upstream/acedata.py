@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from facequeue.schemas import SHAPE_GROUP_SIZES
+from facequeue.core.schemas import SHAPE_GROUP_SIZES
 from workers.detectors.upstream.checks import (
     UPSTREAM_SCORE,
     as_integer,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from facequeue.errors import ErrorCode, TaskError
+from facequeue.core.errors import ErrorCode, TaskError
 
 UPSTREAM_ERROR_CODE = ErrorCode.UPSTREAM_FAILED
 

@@ -30,7 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 from workers.detectors.upstream.failures import RETRYABLE, Failure, ResponseProblem, UpstreamError, malformed
 from workers.metrics import CIRCUIT_STATE_VALUES, UPSTREAM_CALLS, UPSTREAM_CIRCUIT_STATE
 from workers.retry_after import parse_retry_after

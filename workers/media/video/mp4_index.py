@@ -19,7 +19,7 @@ import av
 import av.error
 import numpy as np
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 
 # libavformat's AVIndexEntry flags.
 _INDEX_KEYFRAME = 0x1

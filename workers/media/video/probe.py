@@ -25,8 +25,8 @@ import av
 import av.error
 import numpy as np
 
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.settings import Settings
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.settings import Settings
 from workers.media.errors import failure_reason
 from workers.media.video.mp4_index import IndexedTimes, NotIndexed, indexed_times
 

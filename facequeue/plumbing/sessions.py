@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import build_engine, build_sessionmaker, transaction
-from facequeue.settings import get_settings
+from facequeue.core.settings import get_settings
 
 
 @lru_cache

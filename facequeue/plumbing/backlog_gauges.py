@@ -19,11 +19,11 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from db import backlog
-from facequeue.enums import CPU_QUEUES, Queue
-from facequeue.lifecycle.broker import queue_lengths
-from facequeue.lifecycle.sessions import session_scope
-from facequeue.lifecycle.worker_liveness import worker_alive
-from facequeue.settings import Settings
+from facequeue.core.enums import CPU_QUEUES, Queue
+from facequeue.core.settings import Settings
+from facequeue.plumbing.broker import queue_lengths
+from facequeue.plumbing.sessions import session_scope
+from facequeue.plumbing.worker_liveness import worker_alive
 
 log = structlog.get_logger(__name__)
 

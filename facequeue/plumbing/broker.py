@@ -18,8 +18,8 @@ from kombu import Queue as KombuQueue
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from facequeue.enums import Queue
-from facequeue.settings import Settings, get_settings
+from facequeue.core.enums import Queue
+from facequeue.core.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
 

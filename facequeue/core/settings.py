@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from facequeue.durations import parse_duration
-from facequeue.embedded_paths import redis_socket, socket_dir
+from facequeue.core.durations import parse_duration
+from facequeue.core.embedded_paths import redis_socket, socket_dir
 
 HostOrNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network | str
 # Links built with no request to take the address from (webhook bodies): `facequeue serve`/`api`'s default.
@@ -217,9 +217,7 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(3, description="Runs before a task whose worker keeps dying fails: worker_lost")
     reaper_interval: float = Field(
-        15.0,
-        description="Seconds between reaper passes in each API process (the first as it starts), one at a time "
-        "per deployment; 0: off",
+        15.0, description="Seconds between an API process's reaper passes, the first at start; one at a time; 0: off"
     )
     image_soft_time_limit: float = Field(60.0, description="Seconds of a CPU slot; then time_limit_exceeded")
     image_time_limit: float = Field(90.0, description="Hard limit: the pool process is replaced")
@@ -266,7 +264,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        """The database URL; default: the embedded Postgres's socket folder (facequeue/embedded_paths.py)."""
+        """The database URL; default: the embedded Postgres's socket folder (facequeue/core/embedded_paths.py)."""
         return self.database_url or f"postgresql+psycopg://postgres@/facequeue?host={socket_dir(self.data_dir)}"
 
     @property

@@ -8,8 +8,8 @@ nothing behind.
 
 from __future__ import annotations
 
-from facequeue.lifecycle.broker import redis_client
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
+from facequeue.plumbing.broker import redis_client
 
 HEARTBEAT_KEY = "facequeue:worker-alive"  # after FACEQUEUE_BROKER_KEY_PREFIX
 # Beats per FACEQUEUE_WORKER_ALIVE_AFTER: two may be missed (a slow Redis, a busy machine) before

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from facequeue.errors import ErrorCode, TaskError
-from facequeue.settings import Settings
+from facequeue.core.errors import ErrorCode, TaskError
+from facequeue.core.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, urlencode
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600

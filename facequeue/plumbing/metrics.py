@@ -18,8 +18,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from db.models import DetectTask
-from facequeue.enums import TaskStatus
-from facequeue.settings import Settings
+from facequeue.core.enums import TaskStatus
+from facequeue.core.settings import Settings
 
 ALL_TENANTS = "all"  # the tenant label while tenant labels are off
 NO_TENANT = "none"  # tasks without a tenant (FACEQUEUE_AUTH=off)

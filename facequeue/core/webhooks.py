@@ -18,8 +18,8 @@ from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from facequeue.settings import Settings
-from facequeue.storage import signing_key
+from facequeue.core.settings import Settings
+from facequeue.core.storage import signing_key
 
 __all__ = [
     "EventType",

@@ -22,9 +22,9 @@ import structlog
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from facequeue.enums import TaskStatus
-from facequeue.lifecycle.broker import redis_client
-from facequeue.settings import Settings, get_settings
+from facequeue.core.enums import TaskStatus
+from facequeue.core.settings import Settings, get_settings
+from facequeue.plumbing.broker import redis_client
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from facequeue.settings import Settings
+from facequeue.core.settings import Settings
 
 HANDLER_NAME = "facequeue"  # a reconfiguration (a forked pool process, a second app) replaces only our handler
 REDACTED = "[redacted]"
