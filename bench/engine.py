@@ -4,7 +4,7 @@ shipped file (the reference, kept only here), in ms per image or per face.
 YuNet: the labelled photos (9 dlib party photos, 4 WIDER crowds) resized to long side 640 and 1280, timed on
 `infer` alone (ONNX Runtime's includes padding, decoding and NMS, as FaceDetectorYN's does), with 1 thread and
 with every core of this process. SFace: every face ONNX Runtime's YuNet finds in those photos at 640, timed on
-alignment + embedding. Best of REPEATS interleaved passes.
+alignment + embedding. Best of REPEATS interleaved passes. Then a video's frames in batches (bench/frame_batch.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bench.data import labelled_images, require_testdata
+from bench.frame_batch import batch_table
 from bench.options import RunOptions
 from bench.report import Section, Table, Target
+from facequeue.core.settings import get_settings
 from workers.detectors.yunet import YuNetDetector
 from workers.identity.embedder import SFaceEmbedder
 from workers.model_files import SFACE_2021DEC_INT8BQ, YUNET_2023MAR_INT8BQ
@@ -127,6 +129,7 @@ def run(options: RunOptions) -> Section:
             ]
         )
     cv2.setNumThreads(1)
+    batches, fastest_batch = batch_table(options, repeats)
     table = Table(
         ["model", "input", "threads", "OpenCV ms", "ONNX Runtime ms", "speed-up", "faces (OpenCV vs ORT)"],
         rows,
@@ -140,16 +143,26 @@ def run(options: RunOptions) -> Section:
         )
         for side in LONG_SIDES
     ]
+    targets += [
+        Target(
+            f"{model}: the batch size fastest on CPU (1 thread), which FACEQUEUE_FRAME_BATCH defaults to (1)",
+            f"batch {size}",
+            size == get_settings().frame_batch,
+        )
+        for model, size in fastest_batch.items()
+    ]
     return Section(
         key="engine",
         title="vision engine: ONNX Runtime against OpenCV, per model",
         command=options.command("engine"),
-        tables=[table],
+        tables=[table, batches],
         targets=targets,
         notes=[
             "the same weights on both: OpenCV runs the shipped int8bq files (it folds their weights to fp32 on "
             "load), ONNX Runtime the fp32 graphs folded from them (workers/model_files.py)",
             "photos are resized to exactly the long side (up or down); the service only ever downscales",
+            "frame batches: one session run per batch on the models' batch axis, the same faces as frame by frame "
+            "(tests/test_frame_batch.py); on a GPU a batch of 8 to 16 is what we would start from and measure",
         ],
         figures={"ms": _plot(rows)},
     )

@@ -97,6 +97,9 @@ def test_engine_benchmark_smoke(tmp_path: Path) -> None:
     # both runtimes found the same 14 faces in the 2 photos at 640; one row per model, size and thread count
     assert "| YuNet | long side 640 | 1 |" in markdown and "| 14 vs 14 |" in markdown
     assert "| SFace | per face (align + embed) | 1 |" in markdown
+    # a video task's frames in batches of 1, 4, 8 and 16, per detector
+    assert "| batch 1 ms/frame | batch 4 ms/frame | batch 8 ms/frame | batch 16 ms/frame |" in markdown
+    assert "| yunet | 1 |" in markdown and "| centerface | 1 |" in markdown
 
 
 def test_unknown_benchmark_is_refused(capsys) -> None:

@@ -7,8 +7,8 @@ constant int8 weight with per-block scales, and a constant `Reshape` gives it th
 fp32 initializers gives the same numbers (OpenCV folds them too: its fp32 and int8bq YuNet run at 19.9 vs 21.1 ms
 at 640, MODELS.md), and lets ONNX Runtime load the graphs at all: the SFace file also declares its reshaped
 weights as graph inputs, which ONNX Runtime insists on being fed. YuNet's input is declared 1x3x640x640 and
-CenterFace's 10x3x32x32; their H and W (and CenterFace's batch) become symbolic, so one session takes every frame
-size (padded to a multiple of 32 by the detector).
+CenterFace's 10x3x32x32; their batch, H and W become symbolic, so one session takes every frame size (padded to a
+multiple of 32 by the detector) and a video's frames together.
 """
 
 from __future__ import annotations
@@ -162,8 +162,8 @@ SFACE_2021DEC_INT8BQ = ModelFile(
 YUNET_2023MAR_FP32 = DerivedModelFile(  # 231 KB
     YUNET_2023MAR_INT8BQ,
     name="face_detection_yunet_2023mar_fp32",
-    sha256="6d3a42e9db9900b61a8d1e188e80c1febcbeff32c533de18aeeb60ef29368c28",
-    variable_dims=(2, 3),
+    sha256="7faf575910f686d157bdf75a2e4df405be675e770a6b11ddfcb12588245db785",
+    variable_dims=(0, 2, 3),
 )
 SFACE_2021DEC_FP32 = DerivedModelFile(  # 38.7 MB
     SFACE_2021DEC_INT8BQ,

@@ -9,9 +9,9 @@ detectors, so that landmarks can run any detector without importing them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -80,6 +80,11 @@ def padded_blob(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return blob
 
 
+def batch_of(blobs: list[np.ndarray]) -> np.ndarray:
+    """One N x 3 x H x W input from N blobs of 1 x 3 x H x W (a lone blob as it is, not copied)."""
+    return blobs[0] if len(blobs) == 1 else np.concatenate(blobs)
+
+
 def six_points(landmarks: np.ndarray) -> np.ndarray:
     """The seed's 6 points from a face's 5 (`Face.landmarks` order): left eye, right eye, nose, mouth centre,
     left mouth corner, right mouth corner; the mouth centre is the corners' midpoint."""
@@ -110,6 +115,13 @@ class FaceDetector(Protocol):
     def infer(self, image_bgr: np.ndarray) -> list[Face]: ...
 
 
+@runtime_checkable
+class BatchedDetector(FaceDetector, Protocol):
+    """A detector whose graph has a batch axis: frames of the input size go through the model at once."""
+
+    def infer_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]: ...
+
+
 def working_scale(width: int, height: int, max_side: int) -> float:
     """Scale factor to the working size: downscale only, never upscale."""
     return min(1.0, max_side / max(width, height))
@@ -123,16 +135,36 @@ def detect_faces(detector: FaceDetector, image_bgr: np.ndarray, max_side: int) -
     return detect_at_working_size(infer, image_bgr, max_side)
 
 
+def detect_faces_in_frames(detector: FaceDetector, images: Sequence[np.ndarray], max_side: int) -> list[list[Face]]:
+    """`detect_faces` on each of a video's frames, all through the model at once when it has a batch axis and
+    the frames one size."""
+    if len(images) == 1 or not isinstance(detector, BatchedDetector) or len({i.shape for i in images}) > 1:
+        return [detect_faces(detector, image, max_side) for image in images]
+    height, width = images[0].shape[:2]
+    scale = working_scale(width, height, max_side)
+    working = [_at_scale(image, scale) for image in images]
+    detector.set_input_size(working[0].shape[1], working[0].shape[0])
+    return [_in_frame(faces, scale, width, height) for faces in detector.infer_batch(working)]
+
+
 def detect_at_working_size(
     infer: Callable[[np.ndarray], list[Face]], image_bgr: np.ndarray, max_side: int
 ) -> list[Face]:
     """`infer` on the frame downscaled to `max_side`, its faces mapped back to and clipped to the frame."""
     height, width = image_bgr.shape[:2]
     scale = working_scale(width, height, max_side)
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
-    faces = infer(image_bgr)
+    return _in_frame(infer(_at_scale(image_bgr, scale)), scale, width, height)
+
+
+def _at_scale(image_bgr: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return image_bgr
+    height, width = image_bgr.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+
+
+def _in_frame(faces: list[Face], scale: float, width: int, height: int) -> list[Face]:
     if scale < 1.0:
         faces = [face.scaled(1.0 / scale) for face in faces]
     return [_clip_to_image(face, width, height) for face in faces]

@@ -2,6 +2,7 @@
 
     routed = detector_for(mode, settings)            # once per task
     faces = routed.detect(image_bgr, max_side, url)  # once per frame; url: the frame's source URL or None
+    per_frame = routed.detect_frames(frames, max_side)  # or a video's frames at once
     routed.served_by, routed.model_version           # who actually served, for the task's result
 
 * ``local``: YuNet.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, get_args
 
 import numpy as np
@@ -30,7 +31,7 @@ from workers.detectors.registry import get_detector
 from workers.detectors.upstream.acedata import AceDataUpstream
 from workers.detectors.upstream.akool import AkoolUpstream
 from workers.detectors.upstream.failures import Failure, UpstreamError
-from workers.vision import Face, FaceDetector, detect_faces
+from workers.vision import Face, FaceDetector, detect_faces, detect_faces_in_frames
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +97,14 @@ class RoutedDetector:
         self._record(self.upstream.name, self.upstream.model_version)
         return faces
 
+    def detect_frames(self, images: Sequence[np.ndarray], max_side: int) -> list[list[Face]]:
+        """Faces of a video's frames: through the local model at once (its batch axis), or one by one upstream."""
+        if self.upstream is not None:
+            return [self.detect(image, max_side) for image in images]
+        found = detect_faces_in_frames(self.local, images, max_side)
+        self._record(_noted(self.local.name, self.local_note), self.local.model_version, len(images))
+        return found
+
     @property
     def served_by(self) -> str:
         """E.g. "upstream:akool", "yunet", "yunet (upstream unavailable)"; mixed tasks join them with " + "."""
@@ -115,8 +124,8 @@ class RoutedDetector:
         self._record(_noted(self.local.name, note), self.local.model_version)
         return faces
 
-    def _record(self, name: str, model_version: str) -> None:
-        self.served[name] += 1
+    def _record(self, name: str, model_version: str, frames: int = 1) -> None:
+        self.served[name] += frames
         self._versions[name] = model_version
 
     def _planned(self) -> tuple[str, str]:

@@ -10,11 +10,13 @@ scores within 5e-7 and points within 1e-4 px (tests/test_yunet_onnx.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from workers.model_files import YUNET_2023MAR_FP32
 from workers.runtimes import OnnxModel
-from workers.vision import Face, non_max_suppressed, padded_blob, padded_size
+from workers.vision import Face, batch_of, non_max_suppressed, padded_blob, padded_size
 
 STRIDES = (8, 16, 32)
 PAD_TO = 32  # the largest stride: every head's grid then covers the input exactly
@@ -48,7 +50,17 @@ class YuNetDetector:
             self._cells[stride] = np.stack([cols, rows], axis=1).astype(np.float32)
 
     def infer(self, image_bgr: np.ndarray) -> list[Face]:
-        return self._postprocess(self._model(self._preprocess(image_bgr)))
+        return self.infer_batch([image_bgr])[0]
+
+    def infer_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Frames of the input size through the model at once, on its batch axis; the faces of each."""
+        heads = self._model(batch_of([self._preprocess(image) for image in images]))
+        # each head is reshaped in the graph to 1 x (frames x cells) x channels, frame after frame
+        by_frame = {name: head.reshape(len(images), -1, head.shape[-1]) for name, head in heads.items()}
+        return [
+            self._postprocess({name: head[index : index + 1] for name, head in by_frame.items()})
+            for index in range(len(images))
+        ]
 
     def _preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
         return padded_blob(image_bgr, self._padded_size)  # BGR, as FaceDetectorYN feeds it
