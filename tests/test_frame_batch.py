@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facequeue.cli.demo import moving_face_frames, write_video
+from facequeue.cli.demo import Placement, compose, moving_face_frames, write_video
 from facequeue.core.schemas import DetectOptions
 from facequeue.core.settings import get_settings
 from facequeue.core.storage import get_storage
 from tests.support import wait_for_final
+from workers.detectors.fusion import detect_faces_tiled
 from workers.detectors.registry import get_detector
 from workers.frame_analyzer import FrameAnalyzer
 from workers.media.video import SampledFrame
@@ -91,3 +92,13 @@ def test_a_worker_batching_frames_gives_the_result_of_one_detecting_frame_by_fra
         [person["bbox"] for person in batched["result"]["persons"]],
         [person["bbox"] for person in single["result"]["persons"]],
     )
+
+
+def test_tiles_through_the_batch_axis_get_the_faces_of_tile_by_tile_detection() -> None:
+    # 64 px heads across 2560 px: the frame downscaled to 640 loses them, only the 5 tiles find them
+    wide = compose(2560, 480, [Placement(60 + 300 * k, 150 + 40 * (k % 3), 64, mirrored=k % 2 == 1) for k in range(8)])
+    detector = get_detector("yunet")
+    one_by_one = detect_faces_tiled(detector, wide, 640)
+    assert (len(detect_faces(detector, wide, 640)), len(one_by_one)) == (0, 8)
+    for batch in (2, 8):  # a short last chunk, and every tile at once
+        assert _faces([detect_faces_tiled(detector, wide, 640, batch=batch)]) == _faces([one_by_one])

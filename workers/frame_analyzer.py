@@ -121,7 +121,9 @@ class FrameAnalyzer:
         if self.options.landmarks != "90":
             if self.options.tiling:
                 fused = self.router.local  # YuNet on the frame and its tiles, BlazeFace on the frame
-                faces = detect_faces_tiled(fused.primary, image, self.max_side, fusion=fused.fusion)
+                faces = detect_faces_tiled(
+                    fused.primary, image, self.max_side, fusion=fused.fusion, batch=self.settings.frame_batch
+                )
             else:
                 faces = self.router.detect(image, self.max_side, source_url)
             return (largest_face(faces) if self.options.single_face else faces), None

@@ -194,7 +194,7 @@ class Settings(BaseSettings):
     # --- worker reliability -----------------------------------------------
     worker_concurrency: int = Field(2, description="Pool processes per worker")
     frame_prefetch: int = Field(2, description="Frames decoded ahead of detection on a second thread (0: off)")
-    frame_batch: int = Field(1, ge=1, le=64, description="Video frames per model run; CPU: 1 (bench engine)")
+    frame_batch: int = Field(1, ge=1, le=64, description="Video frames or tiles per model run; CPU: 1 (bench engine)")
     fetch_concurrency: int = Field(4, description="frame_urls one task downloads at once")
     fetch_pool_threads: int = Field(
         32, ge=1, description="Tasks a worker's fetch pool downloads at once (threads: a slow server holds no CPU slot)"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workers.vision import Face, FaceDetector, box_iou, detect_faces, non_max_suppressed
+from workers.vision import Face, FaceDetector, box_iou, detect_faces, detect_faces_in_frames, non_max_suppressed
 
 TILE_NMS_IOU = 0.3  # YuNet's own NMS threshold: the same face seen by two tiles is one face
 # A second detector's face is the primary's face when their boxes overlap this much. Measured on the 13 shared
@@ -87,20 +87,22 @@ def detect_faces_tiled(
     tile: int = 640,
     overlap: float = 0.2,
     fusion: Fusion | None = None,
+    batch: int = 1,
 ) -> list[Face]:
     """Multi-scale: the whole frame at the working size, plus native-resolution tiles with overlap
     (small faces that the downscaled frame loses), merged by NMS in image coordinates. A tile's face that
     reaches one of its inner edges is a cut face and is left to the neighbouring tile or the whole frame.
     With a `fusion`, its detector also sees the whole frame and its faces are merged in (large faces; it
-    adds nothing on tiles)."""
+    adds nothing on tiles). The tiles, all one size, go through the model `batch` at a time."""
     faces = detect_faces(detector, image_bgr, max_side)
     height, width = image_bgr.shape[:2]
     if max(height, width) > tile:
         step = max(1, int(tile * (1 - overlap)))
-        for y in _tile_starts(height, tile, step):
-            for x in _tile_starts(width, tile, step):
-                crop = image_bgr[y : y + tile, x : x + tile]
-                found = detect_faces(detector, crop, tile)
+        starts = [(x, y) for y in _tile_starts(height, tile, step) for x in _tile_starts(width, tile, step)]
+        for first in range(0, len(starts), batch):
+            chunk = starts[first : first + batch]
+            crops = [image_bgr[y : y + tile, x : x + tile] for x, y in chunk]
+            for (x, y), crop, found in zip(chunk, crops, detect_faces_in_frames(detector, crops, tile), strict=True):
                 faces += [_shifted(face, x, y) for face in found if not _cut_by_tile(face, x, y, crop, width, height)]
     faces = _non_max_suppressed(faces)
     if fusion is not None:
