@@ -84,7 +84,7 @@ class FrameAnalyzer:
         self._record(frame, faces, shapes)
 
     def add_frames(self, frames: Sequence[SampledFrame]) -> None:
-        """A video's frames, in order, through the detector at once (tiles and 90-point shapes: one by one)."""
+        """A video's frames, in order, through the detector at once; with tiles or 90-point shapes, frame by frame."""
         if len(frames) == 1 or self.options.tiling or self.options.landmarks == "90":
             for frame in frames:
                 self.add(frame)
