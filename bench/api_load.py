@@ -12,14 +12,12 @@ Every task is a 96 px JPEG of a real face (the astronaut's head), uploaded as ba
 
 from __future__ import annotations
 
-import os
 import queue
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import httpx
@@ -33,7 +31,9 @@ from bench.running_services import (
     Service,
     Submitted,
     now,
+    pinned,
     running_forms,
+    split_cpus,
     submit,
     submit_all,
     tiny_task_body,
@@ -82,8 +82,8 @@ def run(options: RunOptions) -> Section:
     body = tiny_task_body()
     section = Section("api", "(e) API: latency, burst drain, worker memory", options.command("api"))
     results: dict[str, FormResult] = {}
-    generator_cpus, service_cpus = _split_cpus()
-    with _pinned(generator_cpus):
+    generator_cpus, service_cpus = split_cpus()
+    with pinned(generator_cpus):
         for form, service in running_forms(options.forms, options.workdir, section.notes, service_cpus):
             results[form] = measure_form(service, body, sizes)
     section.tables += _tables(results, sizes)
@@ -96,23 +96,6 @@ def run(options: RunOptions) -> Section:
     if results:
         section.figures["latency-rss"] = _plot(results)
     return section
-
-
-def _split_cpus() -> tuple[set[int], set[int]]:
-    """The first CPU this process may use for the load generator, the rest for the service (all of them on a
-    one-CPU machine)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    return {cpus[0]}, set(cpus[1:]) or {cpus[0]}
-
-
-@contextmanager
-def _pinned(cpus: set[int]) -> Iterator[None]:
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 def measure_form(service: Service, body: dict, sizes: dict[str, int]) -> FormResult:

@@ -137,6 +137,24 @@ def distributed_unavailable() -> str | None:
     return f"{' and '.join(missing)} not reachable on 127.0.0.1" if missing else None
 
 
+def split_cpus() -> tuple[set[int], set[int]]:
+    """The first CPU this process may use for the benchmark's driver (a load generator), the rest for the
+    service (all of them on a one-CPU machine)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return {cpus[0]}, set(cpus[1:]) or {cpus[0]}
+
+
+@contextmanager
+def pinned(cpus: set[int]) -> Iterator[None]:
+    """This process on `cpus` meanwhile (sched_setaffinity, as `taskset` does)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 @contextmanager
 def running(form: str, workdir: Path, cpus: set[int] | None = None) -> Iterator[Service]:
     """The service in ``form``, with a fresh data folder (and log) under ``workdir`` for each start; every process

@@ -4,7 +4,8 @@ Bare: decode_image + detect_faces at the service's default working size, one ima
 process, on the service's runtime (ONNX Runtime); the ratios are taken against it. The same loop on OpenCV's
 FaceDetectorYN (`bench engine`'s reference, its own threads) gives the speed-up over the OpenCV bare loop.
 Service: every image submitted at once as a base64 upload, then API -> database -> broker -> worker pool
-(2 processes) -> database; its rate is the number of images over the time from the first task created to the
+(2 processes) -> database, the driver pinned to one core and the service (and, before it, the bare loops) to the
+rest, as `bench api` splits them; its rate is the number of images over the time from the first task created to the
 last one finished, both read from the database.
 """
 
@@ -21,7 +22,15 @@ from bench.data import labelled_images
 from bench.engine import OpenCVYuNet
 from bench.options import RunOptions
 from bench.report import Section, Table, Target
-from bench.running_services import WORKER_CONCURRENCY, image_body, now, running_forms, submit_all
+from bench.running_services import (
+    WORKER_CONCURRENCY,
+    image_body,
+    now,
+    pinned,
+    running_forms,
+    split_cpus,
+    submit_all,
+)
 from workers.vision import FaceDetector
 
 TARGET_RATIO = 0.85
@@ -33,10 +42,11 @@ def run(options: RunOptions) -> Section:
     # The 13 labelled photos, repeated: group photos of 332x500 to 1024x732 px, 2 to 142 faces each.
     paths = list(itertools.islice(itertools.cycle(image.path for image in labelled_images()), count))
     section = Section("service", "(a) service vs bare model", options.command("service"))
-    bare_seconds = bare_loop(paths)
-    bare_rate = count / bare_seconds
-    opencv_seconds = bare_loop(paths, OpenCVYuNet())
-    opencv_rate = count / opencv_seconds
+    driver_cpus, service_cpus = split_cpus()
+    with pinned(service_cpus):  # the bare loops get the cores the service will get
+        bare_seconds = bare_loop(paths)
+        opencv_seconds = bare_loop(paths, OpenCVYuNet())
+    bare_rate, opencv_rate = count / bare_seconds, count / opencv_seconds
     rows = [
         ["bare YuNet loop, ONNX Runtime (the service's)", count, bare_seconds, bare_rate, 1.0]
         + [bare_rate / opencv_rate, "", "", ""],
@@ -44,8 +54,10 @@ def run(options: RunOptions) -> Section:
         + [1.0, "", "", ""],
     ]
     rates = {"bare loop": bare_rate, "bare loop, OpenCV": opencv_rate}
-    for form, service in running_forms(options.forms, options.workdir, section.notes):
-        run_ = through_service(service, paths)
+    with pinned(driver_cpus):
+        services = running_forms(options.forms, options.workdir, section.notes, service_cpus)
+        runs = {form: through_service(service, paths) for form, service in services}
+    for form, run_ in runs.items():
         rate = run_["succeeded"] / run_["seconds"]
         rates[f"service, {form}"] = rate
         ratio = rate / bare_rate
@@ -77,6 +89,11 @@ def run(options: RunOptions) -> Section:
             rows,
             f"{count} images, the service's default max_side; worker columns: mean per task from the tasks' timings",
         )
+    )
+    section.notes.append(
+        f"the driver (this process: submitting, then polling the database) runs pinned to CPU {sorted(driver_cpus)}; "
+        f"the bare loops and every process of the service to CPUs {sorted(service_cpus)} (sched_setaffinity, as "
+        "`taskset` does)"
     )
     section.figures["rates"] = _plot(rates)
     return section
