@@ -41,7 +41,6 @@ class RunControl:
         self.task_id = task_id
         self.attempt = attempt
         self.settings = settings
-        self.heartbeat_interval = settings.heartbeat_interval
         self._lost = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._beat_forever, name=f"heartbeat-{task_id}", daemon=True)
@@ -55,10 +54,10 @@ class RunControl:
 
     def __exit__(self, *exc_info: object) -> None:
         self._stopped.set()
-        self._thread.join(timeout=self.heartbeat_interval + 5)
+        self._thread.join(timeout=self.settings.heartbeat_interval + 5)
 
     def _beat_forever(self) -> None:
-        while not self._stopped.wait(self.heartbeat_interval):
+        while not self._stopped.wait(self.settings.heartbeat_interval):
             self._write()
 
     def _write(self, **values: object) -> None:
