@@ -14,6 +14,7 @@ from api.auth import CALLER_SCOPE_KEY, Caller
 from api.openapi.security import BearerKey, HeaderKey
 from api.rendering import LinkFn, link_maker
 from api.services.batches import BatchService
+from api.services.collections import CollectionService
 from api.services.deliveries import DeliveryService
 from api.services.detect import DetectService
 from api.services.event_hub import TaskEventHub, task_event_hub
@@ -108,6 +109,13 @@ async def batch_service(session: SessionDep, settings: SettingsDep, storage: Sto
 
 
 BatchServiceDep = Annotated[BatchService, Depends(batch_service)]
+
+
+async def collection_service(session: SessionDep, settings: SettingsDep, storage: StorageDep) -> CollectionService:
+    return CollectionService(session, settings, storage)
+
+
+CollectionServiceDep = Annotated[CollectionService, Depends(collection_service)]
 
 
 async def delivery_service(session: SessionDep, settings: SettingsDep) -> DeliveryService:

@@ -58,6 +58,9 @@ def result_view(result: DetectResult, link: LinkFn) -> DetectResultView:
         frame_count=result.frame_count,
         face_shape_set=result.face_shape_set,
         persons=[person_view(person, link) for person in result.persons] if result.persons is not None else None,
+        index=result.index,
+        matches=result.matches,
+        person_matches=result.person_matches,
     )
 
 
@@ -80,6 +83,25 @@ def batch_item_line(task: DetectTask, link: LinkFn) -> bytes:
         "result": result,
         "error": error,
     }
+    return (json.dumps(line, separators=(",", ":")) + "\n").encode()
+
+
+def batch_match_line(task: DetectTask, external_id: str | None) -> bytes | None:
+    """One JSONL line of a batch's matches: the item's faces that matched a collection face (of `external_id`,
+    if given); None when none did."""
+    result = task.result or {}
+    found = []
+    for frame, faces in (result.get("matches") or {}).items():
+        frame_time = result["faces_obj"][frame]["frame_time"]
+        for index, matches in enumerate(faces):
+            found += [
+                {"frame": frame, "frame_time": frame_time, "index": index, **match}
+                for match in matches
+                if external_id is None or match["external_id"] == external_id
+            ]
+    if not found:
+        return None
+    line = {"position": task.batch_position, "name": task.item_name, "detect_task_id": task.id, "matches": found}
     return (json.dumps(line, separators=(",", ":")) + "\n").encode()
 
 

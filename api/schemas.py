@@ -19,8 +19,12 @@ from facequeue.core.schemas import (
     DetectOptionsBase,
     DetectorInfo,
     FaceFrame,
+    FaceMatch,
     FaceShape,
+    IndexReport,
     MediaInfo,
+    PersonMatches,
+    RecognitionOptions,
 )
 
 URL_MAX_LENGTH = 2048  # webhook URLs (callback_url, the tenant endpoint): what browsers and proxies reliably carry
@@ -41,7 +45,7 @@ class FrameListInput(BaseModel):
     )
 
 
-class DetectCreate(DetectOptionsBase, FrameListInput, MediaInput):
+class DetectCreate(RecognitionOptions, DetectOptionsBase, FrameListInput, MediaInput):
     """A detection's media and options: a batch item, and the core of POST /v1/detect's body."""
 
     model_config = ConfigDict(extra="forbid")
@@ -119,6 +123,9 @@ class DetectResultView(BaseModel):
     frame_count: int
     face_shape_set: dict[str, list[FaceShape]] | None
     persons: list[PersonView] | None
+    index: IndexReport | None = None
+    matches: dict[str, list[list[FaceMatch]]] | None = None
+    person_matches: dict[str, PersonMatches] | None = None
 
 
 class DetectTaskView(BaseModel):
@@ -264,30 +271,6 @@ class RecentDeliveryView(DeliveryView):
 class RecentDeliveryPage(BaseModel):
     items: list[RecentDeliveryView]
     next_cursor: str | None
-
-
-class WebhookEndpointUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(max_length=URL_MAX_LENGTH, description="http(s) URL that receives the tenant's events")
-
-
-class WebhookEndpointView(BaseModel):
-    url: str | None = Field(description="The tenant's default endpoint; null: only tasks with a callback_url notify")
-    disabled_at: datetime | None = Field(description="When `url` answered 410 Gone; PUT it again to re-enable it")
-    secret_rotated_at: datetime | None
-    previous_secret_expires_at: datetime | None = Field(
-        description="Until then the previous secret signs too; null: only the current one signs"
-    )
-
-
-class WebhookSecretView(BaseModel):
-    secret: str = Field(description="The current whsec_ secret")
-
-
-class RotatedSecretView(BaseModel):
-    secret: str = Field(description="The new whsec_ secret, current from now on")
-    previous_secret_expires_at: datetime | None
 
 
 def _in_stage_order(timings: dict[str, float]) -> dict[str, float]:

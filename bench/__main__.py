@@ -16,6 +16,7 @@ from bench import (
     engine,
     overlap,
     peer,
+    search,
     service_throughput,
     sizing,
     upload_cost,
@@ -55,6 +56,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[RunOptions], Section]]] = {
         "Client.wait: requests per task for a 10 s video, on the event stream and polling only",
         client_wait.run,
     ),
+    "search": (
+        "face collections: insert, HNSW build, size and top-10 latency/recall at N synthetic faces; rank-1, TAR@FAR",
+        search.run,
+    ),
 }
 
 
@@ -74,6 +79,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--forms",
         default=",".join(DEFAULTS.forms),
         help="(a, e, client_wait) service forms to run: embedded and/or distributed (Postgres + Redis, when reachable)",
+    )
+    parser.add_argument(
+        "--faces", type=int, default=None, help="(search) synthetic faces in the collection (default 1,000,000)"
     )
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]
@@ -95,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             images=args.images,
             rss_tasks=args.rss_tasks,
             forms=tuple(form for form in args.forms.split(",") if form),
+            faces=args.faces,
         )
         for name in args.names or BENCHMARKS:
             try:

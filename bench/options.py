@@ -17,6 +17,7 @@ class RunOptions:
     images: int = 200
     rss_tasks: int = 10_000
     forms: tuple[str, ...] = ("embedded", "distributed")
+    faces: int | None = None  # bench search: synthetic faces in the collection (None: its own default)
 
     def command(self, name: str) -> str:
         """The command line that runs benchmark ``name`` again with these options."""
@@ -31,6 +32,8 @@ class RunOptions:
             parts.append(f"--rss-tasks {self.rss_tasks}")
         if name in ("service", "api", "client_wait") and self.forms != DEFAULTS.forms:
             parts.append(f"--forms {','.join(self.forms)}")
+        if name == "search" and self.faces is not None:
+            parts.append(f"--faces {self.faces}")
         return " ".join(parts)
 
 

@@ -1,6 +1,8 @@
 """The service under load: `facequeue serve` (embedded: the Postgres and Redis it starts) or `facequeue api` +
 `facequeue worker` on a scratch Postgres database and Redis, as subprocesses; submitting tasks and reading their
-fate from the database.
+fate from the database. The distributed form's Postgres is the wheel's PostgreSQL 16 with pgvector (as serve's),
+started for each start of the form on a Unix socket in its folder, or the server FACEQUEUE_BENCH_PG_ADMIN names
+(an admin DSN; it then needs pgvector).
 
 Every process started here gets its own session and is ended by its process group id; the scratch database
 and Redis keys are dropped afterwards.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,11 +22,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
@@ -31,10 +35,12 @@ from sqlalchemy import Engine, create_engine, func, select
 
 from bench.data import REPO_ROOT
 from db.models import DetectTask
+from facequeue.cli.embedded_stack import start_postgres_in
+from facequeue.core.embedded_paths import socket_dir
 from facequeue.core.enums import FINAL_STATUSES
 from facequeue.core.settings import Settings
 
-PG_ADMIN_DSN = os.environ.get("FACEQUEUE_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_DSN = os.environ.get("FACEQUEUE_BENCH_PG_ADMIN")  # unset: the wheel's Postgres, started for the form
 REDIS_URL = os.environ.get("FACEQUEUE_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 WORKER_CONCURRENCY = 2
 API_PROCESSES = 2  # distributed form, as deploy/ runs it; the embedded `serve` has one
@@ -132,9 +138,8 @@ class Service:
 
 
 def distributed_unavailable() -> str | None:
-    """Why the Postgres + Redis form cannot run here, or None."""
-    missing = [name for name, port in (("Postgres", 5432), ("Redis", 6379)) if not _reachable("127.0.0.1", port)]
-    return f"{' and '.join(missing)} not reachable on 127.0.0.1" if missing else None
+    """Why the Postgres + Redis form cannot run here, or None (its Postgres is started, or named, see above)."""
+    return None if _reachable("127.0.0.1", 6379) else "Redis not reachable on 127.0.0.1:6379"
 
 
 def split_cpus() -> tuple[set[int], set[int]]:
@@ -183,12 +188,34 @@ def _embedded(workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
 
 @contextmanager
 def _distributed(workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
+    with private_postgres(workdir / "pg", cpus) as admin_dsn, _api_and_worker(admin_dsn, workdir, cpus) as service:
+        yield service
+
+
+@contextmanager
+def private_postgres(home: Path, cpus: set[int] | None) -> Iterator[str]:
+    """The admin DSN of FACEQUEUE_BENCH_PG_ADMIN's server, or of the wheel's Postgres started in ``home`` (on
+    ``cpus``, as the service's other processes) for the block."""
+    if PG_ADMIN_DSN:
+        yield PG_ADMIN_DSN
+        return
+    with pinned(cpus) if cpus else nullcontext():
+        server = start_postgres_in(home)
+    try:
+        yield f"postgresql://postgres@/postgres?host={socket_dir(home)}"
+    finally:
+        server.stop()
+        shutil.rmtree(socket_dir(home), ignore_errors=True)  # in /tmp when home's path is too long for a socket
+
+
+@contextmanager
+def _api_and_worker(admin_dsn: str, workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
     import psycopg
     import redis
 
     name = f"facequeue_bench_{os.getpid()}"
     prefix = f"facequeue-bench-{os.getpid()}:"
-    database_url = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    database_url = urlunsplit(urlsplit(admin_dsn)._replace(scheme="postgresql+psycopg", path=f"/{name}"))
     port = free_port()
     service = Service("distributed", f"http://127.0.0.1:{port}", database_url, workdir / "log")
     env = _service_env(
@@ -197,7 +224,7 @@ def _distributed(workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
         FACEQUEUE_BROKER_URL=REDIS_URL,
         FACEQUEUE_BROKER_KEY_PREFIX=prefix,
     )
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         with _log(service) as log:
@@ -228,7 +255,7 @@ def _distributed(workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
                 _stop(service.processes)
     finally:
         _engine(database_url).dispose()  # release pooled connections before the drop
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         client = redis.Redis.from_url(REDIS_URL)
         for key in client.scan_iter(f"{prefix}*"):

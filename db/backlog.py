@@ -14,7 +14,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from db.batches import HELD
-from db.models import DetectTask, WebhookEvent
+from db.models import DetectTask, FaceCollection, WebhookEvent
 from facequeue.core.enums import EventState, TaskStatus
 
 BACKLOG_STATES = ("queued", "held", "processing")  # held: a batch item the dispatcher has not published yet
@@ -43,3 +43,8 @@ def task_backlog(session: Session) -> list[QueueBacklog]:
 
 def pending_webhook_events(session: Session) -> int:
     return session.scalar(select(func.count()).where(WebhookEvent.state == EventState.PENDING))
+
+
+def indexed_faces(session: Session) -> int:
+    """Faces in every collection (their kept counts: no scan of the faces)."""
+    return session.scalar(select(func.coalesce(func.sum(FaceCollection.face_count), 0)))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection, text
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -19,3 +20,16 @@ def alembic_config(url: str) -> Config:
 
 def upgrade_to_head(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
+
+
+class PgvectorMissing(RuntimeError):
+    """The database cannot hold face collections' vectors; `facequeue migrate` prints the message."""
+
+
+def require_pgvector(connection: Connection) -> None:
+    if connection.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first() is None:
+        raise PgvectorMissing(
+            "this Postgres has no pgvector extension, which face collections need: install it (your Postgres's "
+            "pgvector package, or an image such as pgvector/pgvector:pg16; RDS, Cloud SQL, Azure and Supabase offer "
+            "it), then run `facequeue migrate` again. The embedded default (no FACEQUEUE_DATABASE_URL) has it."
+        )

@@ -11,10 +11,10 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import DetectTask, utcnow
+from db.models import DetectTask, TaskFaceEmbedding, utcnow
 from facequeue.core.enums import FINAL_STATUSES, Queue, TaskStatus
 
 
@@ -87,11 +87,14 @@ def cancel_task(session: Session, task_id: str) -> bool:
 
 
 def purge_result(session: Session, task_id: str) -> None:
-    session.execute(
+    """The result goes, and the face embeddings kept with it."""
+    purged = session.execute(
         update(DetectTask)
         .where(DetectTask.id == task_id, DetectTask.status.in_(list(FINAL_STATUSES)))
         .values(result=None, purged_at=utcnow())
     )
+    if purged.rowcount:
+        session.execute(delete(TaskFaceEmbedding).where(TaskFaceEmbedding.task_id == task_id))
 
 
 class ClaimedRun(NamedTuple):

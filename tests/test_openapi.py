@@ -20,16 +20,17 @@ from tests.test_tenants import make_client, new_key
 
 GATES = {"401", "429", "503"}
 SUBMIT = {"402", "455", "505"}
-NATIVE, BATCHES, WEBHOOKS, AKOOL, CRUN, ACEDATA, HEALTH = (tag["name"] for tag in TAGS)
+NATIVE, BATCHES, COLLECTIONS, WEBHOOKS, AKOOL, CRUN, ACEDATA, HEALTH = (tag["name"] for tag in TAGS)
 TASK = "/v1/detect/{detect_task_id}"
 ENDPOINT = "/v1/webhook-endpoint"
+COLLECTION = "/v1/collections/{collection_id}"
 AKOOL_API = "/interface/detect-api"
 CRUN_API = "/api/v1/client/job"
 # (method, path) -> operationId, tag, every status the route answers
 ROUTES: dict[tuple[str, str], tuple[str, str, set[str]]] = {
     ("get", "/healthz"): ("checkLiveness", HEALTH, {"200"}),
     ("get", "/readyz"): ("checkReadiness", HEALTH, {"200", "503"}),
-    ("post", "/v1/detect"): ("submitDetectTask", NATIVE, {"202", "409", "413", "422"} | GATES | SUBMIT),
+    ("post", "/v1/detect"): ("submitDetectTask", NATIVE, {"202", "404", "409", "413", "422"} | GATES | SUBMIT),
     ("get", "/v1/detect"): ("listDetectTasks", NATIVE, {"200", "422"} | GATES),
     ("get", TASK): ("getDetectTask", NATIVE, {"200", "404"} | GATES),
     ("delete", TASK): ("deleteDetectTask", NATIVE, {"200", "404"} | GATES),
@@ -37,10 +38,19 @@ ROUTES: dict[tuple[str, str], tuple[str, str, set[str]]] = {
     ("get", f"{TASK}/events"): ("streamDetectTaskEvents", NATIVE, {"200", "404", "422"} | GATES),
     ("get", f"{TASK}/preview.jpg"): ("getFramePreview", NATIVE, {"200", "404", "422"} | GATES),
     ("get", f"{TASK}/contact.jpg"): ("getContactSheet", NATIVE, {"200", "404"} | GATES),
-    ("post", "/v1/batches"): ("submitBatch", BATCHES, {"202", "413", "422"} | GATES | SUBMIT),
+    ("post", "/v1/batches"): ("submitBatch", BATCHES, {"202", "404", "413", "422"} | GATES | SUBMIT),
     ("get", "/v1/batches/{batch_id}"): ("getBatch", BATCHES, {"200", "404"} | GATES),
     ("delete", "/v1/batches/{batch_id}"): ("cancelBatch", BATCHES, {"200", "404"} | GATES),
     ("get", "/v1/batches/{batch_id}/results"): ("getBatchResults", BATCHES, {"200", "404"} | GATES),
+    ("get", "/v1/batches/{batch_id}/matches"): ("getBatchMatches", BATCHES, {"200", "404", "422"} | GATES),
+    ("post", "/v1/collections"): ("createCollection", COLLECTIONS, {"201", "409", "413", "422"} | GATES),
+    ("get", "/v1/collections"): ("listCollections", COLLECTIONS, {"200", "422"} | GATES),
+    ("get", COLLECTION): ("getCollection", COLLECTIONS, {"200", "404"} | GATES),
+    ("delete", COLLECTION): ("deleteCollection", COLLECTIONS, {"204", "404"} | GATES),
+    ("get", f"{COLLECTION}/faces"): ("listCollectionFaces", COLLECTIONS, {"200", "404", "422"} | GATES),
+    ("post", f"{COLLECTION}/faces"): ("indexFacesFromTask", COLLECTIONS, {"201", "404", "413", "422"} | GATES),
+    ("delete", f"{COLLECTION}/faces/{{face_id}}"): ("deleteCollectionFace", COLLECTIONS, {"204", "404"} | GATES),
+    ("post", f"{COLLECTION}/search"): ("searchCollectionByFace", COLLECTIONS, {"200", "404", "413", "422"} | GATES),
     ("get", f"{TASK}/deliveries"): ("listTaskDeliveries", WEBHOOKS, {"200", "404"} | GATES),
     ("post", f"{TASK}/redeliver"): ("redeliverLastEvent", WEBHOOKS, {"202", "404", "409"} | GATES),
     ("get", "/v1/deliveries"): ("listRecentDeliveries", WEBHOOKS, {"200", "422"} | GATES),
@@ -62,6 +72,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str, set[str]]] = {
 ERROR_MODELS = {
     NATIVE: "NativeError",
     BATCHES: "NativeError",
+    COLLECTIONS: "NativeError",
     WEBHOOKS: "NativeError",
     CRUN: "CrunError",
     ACEDATA: "AceDataError",
@@ -95,7 +106,7 @@ def test_every_route_has_its_operation_id_tag_and_statuses(document) -> None:
     }
     assert found == {key: (op_id, [tag], statuses) for key, (op_id, tag, statuses) in ROUTES.items()}
     assert [tag["name"] for tag in document["tags"]] == [
-        "native", "batches", "webhooks", "akool", "crun", "acedata", "health"
+        "native", "batches", "collections", "webhooks", "akool", "crun", "acedata", "health"
     ]  # fmt: skip
 
 
@@ -134,7 +145,7 @@ def test_errors_are_declared_in_each_apis_own_shape_with_examples_that_fit(docum
             assert examples, (method, path, status)
             for name, example in examples.items():
                 assert not list(check.iter_errors(example["value"])), (method, path, status, name)
-                if tag in (NATIVE, BATCHES, WEBHOOKS):
+                if tag in (NATIVE, BATCHES, COLLECTIONS, WEBHOOKS):
                     assert set(example["value"]["error"]) == {"code", "message", "field"}
     retry = operations(document)[("post", "/v1/detect")]["responses"]
     assert retry["429"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}

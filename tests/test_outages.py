@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import dsn_for
 from tests.support import free_port, start_server
 
 pytestmark = pytest.mark.integration
@@ -157,13 +157,13 @@ def test_redis_away_still_accepts_a_submit_for_the_reaper_to_publish(clean_state
         assert (task.status, task.published_at) == ("queued", None)
 
 
-def test_client_stops_waiting_on_a_database_that_does_not_answer() -> None:
+def test_client_stops_waiting_on_a_database_that_does_not_answer(services) -> None:
     """A server that stopped answering never cancels its own statement: the client gives up on the reply
     (statement timeout + margin), drops the connection, and for a moment fails new connections at once."""
     from db.postgres import FAIL_FAST_SECONDS, REPLY_MARGIN, postgres_engine
     from facequeue.core.settings import Settings
 
-    url = PG_ADMIN_DSN.replace("postgresql://", "postgresql+psycopg://")
+    url = dsn_for("postgres", "postgresql+psycopg")
     engine = postgres_engine(url, Settings(database_url=url, database_timeout=0.5))
     try:
         with engine.connect() as connection:

@@ -69,8 +69,8 @@ def run_block(embedded_server, clone: Path):  # noqa: F811
 def test_the_section_has_its_steps_in_order() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     assert readme.index("## The two commands") < readme.index(SECTION_TITLE) < readme.index("## Documentation")
-    assert [language for language, _ in quickstart_blocks()] == ["sh", "sh", "python", "sh", "sh", "python"]
-    assert quickstart_blocks()[5][1].startswith("# receiver.py")
+    assert [language for language, _ in quickstart_blocks()] == ["sh", "sh", "python", "sh", "sh", "sh", "python"]
+    assert quickstart_blocks()[6][1].startswith("# receiver.py")
 
 
 def test_step_1_names_real_commands_and_the_line_serve_prints() -> None:
@@ -111,10 +111,22 @@ def test_the_cli_batch_writes_one_result_per_photo(run_block, clone: Path) -> No
     assert [(line["position"], line["status"]) for line in results] == [(0, "succeeded"), (1, "succeeded")]
 
 
+def test_the_cli_indexes_a_face_and_finds_it_in_the_group_photo(run_block) -> None:
+    out = run_block(*quickstart_blocks()[4]).splitlines()
+    assert out[0] == "collection staff created"
+    assert re.fullmatch(r"task \S+: 1 face indexed into collection staff as alice", out[1]), out
+    [face_id] = re.fullmatch(r"  frame 0, face 0: face_id (\S+)", out[2]).groups()
+    assert re.fullmatch(r"task \S+: 2 faces searched in collection staff, 2 with a match", out[3]), out
+    for face in (0, 1):  # the two astronauts of photos/b.jpg, one of them mirrored
+        assert out[4 + 2 * face] == f"  frame 0, face {face}: 1 match"
+        assert re.fullmatch(rf"    {face_id}  alice  0\.\d{{3}}", out[5 + 2 * face]), out
+    assert len(out) == 8
+
+
 def test_the_readme_receiver_verifies_the_next_task_s_event(run_block, clone: Path) -> None:
-    """Step 5 as written, but on a free port instead of 9000 (another test may hold it); then step 3's task."""
+    """Step 6 as written, but on a free port instead of 9000 (another test may hold it); then step 3's task."""
     port = free_port()
-    out = run_block(*(block.replace(":9000", f":{port}") for block in quickstart_blocks()[4])).splitlines()
+    out = run_block(*(block.replace(":9000", f":{port}") for block in quickstart_blocks()[5])).splitlines()
     assert json.loads(out[0])["url"] == f"http://127.0.0.1:{port}/facequeue"
     assert re.fullmatch(r"whsec_\S+", out[1]), out
     (clone / "receiver.py").write_text(readme_receiver())

@@ -24,6 +24,7 @@ from workers.identity.embedder import get_embedder
 from workers.identity.persons import StillFrames
 from workers.identity.tracking import FaceTracker, FrameDetections
 from workers.media.video import SampledFrame
+from workers.recognition import FaceRecognition, person_matches
 from workers.results import face_frame, landmarks_str, seed_landmarks
 from workers.vision import Face, in_file_pixels, largest_face
 
@@ -38,6 +39,8 @@ def needs_file_pixels(options: DetectOptions) -> bool:
         or options.persons
         or options.landmarks == "90"
         or options.detector in UPSTREAM_DETECTOR_MODES
+        or options.index is not None
+        or options.search is not None
     )
 
 
@@ -52,6 +55,7 @@ class FrameAnalyzer:
         storage: MediaStorage,
         video: bool,
         frame_urls: tuple[str, ...],
+        recognition: FaceRecognition | None = None,
     ):
         self.task_id = task_id
         self.options = options
@@ -76,6 +80,7 @@ class FrameAnalyzer:
         self.tracker = FaceTracker(embed, same_person=settings.person_match_threshold) if video else None
         self.stills = StillFrames(embed, settings.person_match_threshold) if not video else None
         self.person_crops: dict[int, bytes] = {}  # id(face) -> JPEG of its expanded region
+        self.recognition = recognition
 
     def add(self, frame: SampledFrame) -> None:
         faces, shapes = self._faces(
@@ -110,6 +115,8 @@ class FrameAnalyzer:
             entry = entry.model_copy(update={"removed": tracks.removed})
         elif self.options.persons:
             self.stills.add(frame.index, timestamp, image, faces)
+        if self.recognition is not None:
+            self.recognition.add(key, image, faces)
         if self.options.persons:
             height, width = image.shape[:2]
             for face in faces:
@@ -181,6 +188,11 @@ class FrameAnalyzer:
         return persons
 
     def result(self, media: MediaInfo) -> DetectResult:
+        persons = self._persons()
+        matches = self.recognition.matches() if self.recognition is not None else None
+        by_person = None
+        if persons is not None and matches is not None:
+            by_person = person_matches(persons, self.faces_obj, matches, self.options.search.max_matches)
         return DetectResult(
             faces_obj=self.faces_obj,
             scores=self.scores,
@@ -194,5 +206,8 @@ class FrameAnalyzer:
             frame_count=len(self.faces_obj),
             crop_keys=self.crop_keys,
             face_shape_set=self.shapes,
-            persons=self._persons(),
+            persons=persons,
+            index=self.recognition.report() if self.recognition is not None else None,
+            matches=matches,
+            person_matches=by_person,
         )

@@ -47,6 +47,7 @@ from workers.media.video import (
 )
 from workers.metrics import DETECTOR_SECONDS, FRAMES_PROCESSED
 from workers.preview_frames import PreviewFrames, previews_until
+from workers.recognition import FaceRecognition
 from workers.run_control import RunControl, TaskAbandoned, write_final
 
 log = structlog.get_logger(__name__)
@@ -80,13 +81,15 @@ def run_detect_task(task_id: str, settings: Settings, worker_name: str) -> None:
     started = time.perf_counter()
     timer = StageTimer(claimed.timings)  # the fetch stage's download, for a task with URLs
     final: dict[str, Any]
+    recognition: FaceRecognition | None = None
     with RunControl(task_id, attempt, settings) as control:
         try:
             options = DetectOptions.from_params(params)
+            recognition = FaceRecognition.for_task(task_id, claimed.tenant_id, options, get_storage(settings))
             with tempfile.TemporaryDirectory(prefix="facequeue-") as workdir:
                 paths = obtain_media(claimed.upload_key or "", options, Path(workdir), settings, timer)
                 urls = options.frame_urls or ((source_url,) if source_url else ())
-                result = detect_media(task_id, paths, urls, options, settings, control, timer)
+                result = detect_media(task_id, paths, urls, options, settings, control, timer, recognition)
             final = dict(
                 status=TaskStatus.SUCCEEDED,
                 result=result.model_dump(mode="json"),
@@ -111,7 +114,11 @@ def run_detect_task(task_id: str, settings: Settings, worker_name: str) -> None:
             final = dict(status=TaskStatus.FAILED, error_code=error.code, error_msg=error.message)
     timer.add("total", time.perf_counter() - started)
     status, values = final.pop("status"), {**control.unwritten(), **final}
-    written = write_final(task_id, attempt, status, {"timings": timer.timings, **values}, settings)
+    succeeded = recognition is not None and status == TaskStatus.SUCCEEDED
+    writes = recognition.writes() if succeeded else None
+    written = write_final(task_id, attempt, status, {"timings": timer.timings, **values}, settings, writes)
+    if recognition is not None and not (written and succeeded):
+        recognition.discard_crops()  # nothing was indexed: no crop may stay behind
     log.info("detect_finished", task_id=task_id, attempt=attempt, written=written, error=final.get("error_code"))
 
 
@@ -196,8 +203,10 @@ def detect_media(
     settings: Settings,
     control: RunControl,
     timer: StageTimer,
+    recognition: FaceRecognition | None = None,
 ) -> DetectResult:
-    """`urls` are where the inputs came from (an upstream API that only takes URLs may use them)."""
+    """`urls` are where the inputs came from (an upstream API that only takes URLs may use them); `recognition`
+    embeds the faces for the index and search options."""
     started = time.perf_counter()
     source = open_frames(paths, options, settings)
     timer.add("decode", time.perf_counter() - started)
@@ -205,7 +214,9 @@ def detect_media(
     # The submit priced what the URL's extension hinted at; the bytes price the run (a video named .jpg).
     control.pay_for(billing.frames_cost(source.total, options, settings), source.media.kind)
     video = source.media.kind == "video"
-    analyzer = FrameAnalyzer(task_id, options, settings, get_storage(settings), video, () if video else urls)
+    analyzer = FrameAnalyzer(
+        task_id, options, settings, get_storage(settings), video, () if video else urls, recognition
+    )
     previews = PreviewFrames(task_id, get_storage(settings), settings)
     # Several frames: the next are decoded while these are detected ("decode" then counts only the wait). A video's
     # go through the model FACEQUEUE_FRAME_BATCH at a time.

@@ -16,7 +16,8 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from db import credits, tasks
+from db import collections, credits, tasks
+from db.collections import RecognitionWrites
 from db.engine import DATABASE_UNAVAILABLE
 from facequeue.core.enums import TaskStatus
 from facequeue.core.errors import ErrorCode, TaskError
@@ -125,15 +126,29 @@ def through_database_outage(call: Callable[..., T], *args: Any, settings: Settin
     return retrying(call, *args)
 
 
-def write_final(task_id: str, attempt: int, status: TaskStatus, values: dict[str, Any], settings: Settings) -> bool:
-    """Write the run's final status (and settle credits, queue the webhook) once; False when the run no
-    longer owned the task. A database that is away is waited for, the outcome held meanwhile."""
-    return through_database_outage(_finish, task_id, attempt, status, values, settings=settings, step="final write")
+def write_final(
+    task_id: str,
+    attempt: int,
+    status: TaskStatus,
+    values: dict[str, Any],
+    settings: Settings,
+    recognition: RecognitionWrites | None = None,
+) -> bool:
+    """Write the run's final status (and settle credits, queue the webhook, add the faces it indexes and keep their
+    embeddings) once; False when the run no longer owned the task. A database that is away is waited for, the
+    outcome held meanwhile."""
+    return through_database_outage(
+        _finish, task_id, attempt, status, values, recognition, settings=settings, step="final write"
+    )
 
 
-def _finish(task_id: str, attempt: int, status: TaskStatus, values: dict[str, Any]) -> bool:
+def _finish(
+    task_id: str, attempt: int, status: TaskStatus, values: dict[str, Any], recognition: RecognitionWrites | None
+) -> bool:
     with session_scope() as session:
         written = tasks.finish_task(session, task_id, attempt, status, **values)
         if written:
+            if recognition is not None:
+                collections.write_recognition(session, recognition)
             on_task_final(session, task_id)
     return written

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from api.collection_schemas import BatchMatchLine
+from api.openapi.collection_examples import BATCH_MATCH_LINES
 from api.openapi.examples import BATCH_RESULT_LINES, MANIFEST_ITEMS
 from api.openapi.responses import schema_ref
 from api.openapi.shapes import BatchCreate, BatchResultLine
@@ -75,14 +77,21 @@ BATCH_REQUEST_BODY: dict[str, Any] = {
     }
 }
 
-BATCH_RESULTS_RESPONSE: dict[str, Any] = {
-    "description": "One JSON object per line (BatchResultLine), one line per item, in submit order",
-    "content": {
-        JSONL: {
-            "schema": {**BINARY, "description": f"Lines of {schema_ref(BatchResultLine)['$ref']}"},
-            "example": _lines(BATCH_RESULT_LINES),
-        }
-    },
-}
+
+def _jsonl_response(description: str, line: type[BaseModel], examples: list[BaseModel]) -> dict[str, Any]:
+    schema = {**BINARY, "description": f"Lines of {schema_ref(line)['$ref']}"}
+    return {"description": description, "content": {JSONL: {"schema": schema, "example": _lines(examples)}}}
+
+
+BATCH_RESULTS_RESPONSE = _jsonl_response(
+    "One JSON object per line (BatchResultLine), one line per item, in submit order",
+    BatchResultLine,
+    BATCH_RESULT_LINES,
+)
+BATCH_MATCHES_RESPONSE = _jsonl_response(
+    "One JSON object per line (BatchMatchLine): each item with a match, in submit order",
+    BatchMatchLine,
+    BATCH_MATCH_LINES,
+)
 
 JPEG_RESPONSE: dict[str, Any] = {"description": "an annotated JPEG", "content": {"image/jpeg": {"schema": BINARY}}}

@@ -25,6 +25,7 @@ EXAMPLE_KEYS = {"example", "examples"}
 TAGS = [
     {"name": "native", "description": "Asynchronous detection tasks: submit, poll, list, cancel, delete"},
     {"name": "batches", "description": "Thousands of tasks in one request (JSON or a JSONL manifest)"},
+    {"name": "collections", "description": "Face collections: faces indexed by detect tasks, searched by face"},
     {"name": "webhooks", "description": "The tenant's webhook endpoint and secret, and every delivery attempt"},
     {"name": "akool", "description": "Akool's detect API (seeds 000, 001, 003): synchronous"},
     {"name": "crun", "description": "crun's face-detection tasks (seed 004): asynchronous, {code, message, data}"},

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from api.openapi import shapes
+from api.openapi.collection_examples import COLLECTION_INSTANCES, INDEX_REPORT, MATCH
 from api.openapi.responses import EXAMPLE_BATCH_ID, EXAMPLE_TASK_ID
 from api.schemas import (
     BatchAccepted,
@@ -32,11 +33,13 @@ from api.schemas import (
     Progress,
     RecentDeliveryPage,
     RecentDeliveryView,
-    RotatedSecretView,
     TaskErrorView,
+    WebhookEventView,
+)
+from api.webhook_endpoint_schemas import (
+    RotatedSecretView,
     WebhookEndpointUpdate,
     WebhookEndpointView,
-    WebhookEventView,
     WebhookSecretView,
 )
 from facequeue.core.enums import TaskStatus
@@ -97,6 +100,8 @@ RESULT = DetectResultView(
     frame_count=1,
     face_shape_set=None,
     persons=None,
+    index=INDEX_REPORT,
+    matches={"0": [[MATCH]]},
 )
 ERROR = TaskErrorView(code="download_failed", message="Failed to download media from URL")
 TASK = DetectTaskView(
@@ -211,6 +216,7 @@ INSTANCES: list[BaseModel] = [
     DetectRequest(url="https://example.com/photos/group.jpg", single_face=False, callback_url=WEBHOOK_URL),
     DetectAccepted(detect_task_id=EXAMPLE_TASK_ID, status=TaskStatus.QUEUED),
     Progress(done=3, total=10),
+    *COLLECTION_INSTANCES,
     DetectTaskPage(items=[SUMMARY], next_cursor="MjAyNi0wNS0yN1QxMjoxNDowMy4xMg"),
     BatchAccepted(batch_id=EXAMPLE_BATCH_ID, total=3),
     BatchFailure(position=2, name=None, detect_task_id=EXAMPLE_TASK_ID, error=ERROR.model_dump()),

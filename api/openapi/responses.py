@@ -31,6 +31,7 @@ from api.errors import (
 )
 from api.limits import json_body_limit
 from api.openapi.shapes import NativeError
+from api.services.collections import CollectionExists
 from api.services.deliveries import EndpointDisabled, NothingToRedeliver
 from api.services.detect import TaskFinal
 from api.services.gates import MAINTENANCE_MESSAGE
@@ -67,6 +68,11 @@ def missing_field(name: str) -> InvalidInput:
 
 
 # Errors of one route each, with the services' messages
+COLLECTION_EXISTS = CollectionExists("collection staff already exists", field="collection_id")
+COLLECTION_NOT_FOUND = NotFound("collection staff not found", field="collection_id")
+FACE_NOT_FOUND = NotFound("face 5aQx1MqgT0ye3bD2nLwZ not found in collection staff", field="face_id")
+# a detect task's index or search option naming a collection the caller does not have
+OPTION_COLLECTION_NOT_FOUND = NotFound("collection staff not found", field="index.collection_id")
 BATCH_NOT_FOUND = NotFound(f"batch {EXAMPLE_BATCH_ID} not found", field="batch_id")
 TASK_FINAL = TaskFinal(
     f"detect task {EXAMPLE_TASK_ID} is already succeeded: there is nothing to cancel, and its result is kept "

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from api.collection_schemas import BatchMatchLine
 from api.schemas import BatchItemCreate, DetectCreate, DetectResultView, PersonView, TaskErrorView
 from facequeue.core.enums import TaskStatus
 from facequeue.core.schemas import FaceFrame, FaceShape, enum_names
@@ -156,6 +157,7 @@ DOCUMENT_ONLY_REQUESTS = (BatchCreate,)
 DOCUMENT_ONLY_RESPONSES = (
     NativeError,
     BatchResultLine,
+    BatchMatchLine,
     DetectFacesResponse,
     AnalyzeFramesErrorResponse,
     CrunError,

@@ -17,9 +17,16 @@ from api.deps import BatchServiceDep, LinkDep, SettingsDep, TenantDep
 from api.errors import InvalidInput
 from api.json_input import parse_json
 from api.limits import is_jsonl
-from api.openapi.bodies import BATCH_REQUEST_BODY, BATCH_RESULTS_RESPONSE
-from api.openapi.responses import BATCH_NOT_FOUND, BODY_ERRORS, CALLER_GATES, NATIVE_ERRORS, SUBMIT_GATES
-from api.rendering import batch_item_line
+from api.openapi.bodies import BATCH_MATCHES_RESPONSE, BATCH_REQUEST_BODY, BATCH_RESULTS_RESPONSE
+from api.openapi.responses import (
+    BATCH_NOT_FOUND,
+    BODY_ERRORS,
+    CALLER_GATES,
+    NATIVE_ERRORS,
+    OPTION_COLLECTION_NOT_FOUND,
+    SUBMIT_GATES,
+)
+from api.rendering import batch_item_line, batch_match_line
 from api.schemas import BatchAccepted, BatchItemCreate, BatchView
 from api.services.submission import DetectSubmission
 
@@ -31,7 +38,7 @@ router = APIRouter(prefix="/v1", tags=["batches"], responses=NATIVE_ERRORS.respo
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchAccepted,
     operation_id="submitBatch",
-    responses=NATIVE_ERRORS.responses(*BODY_ERRORS, *SUBMIT_GATES),
+    responses=NATIVE_ERRORS.responses(*BODY_ERRORS, *SUBMIT_GATES, OPTION_COLLECTION_NOT_FOUND),
     openapi_extra=BATCH_REQUEST_BODY,
 )
 async def create_batch(
@@ -124,6 +131,25 @@ def get_batch(batch_id: str, service: BatchServiceDep, tenant_id: TenantDep) -> 
 def batch_results(batch_id: str, service: BatchServiceDep, tenant_id: TenantDep, link: LinkDep) -> StreamingResponse:
     """One JSON line per item, in submit order, streamed as it is read."""
     lines = (batch_item_line(task, link) for task in service.items(batch_id, tenant_id))
+    return StreamingResponse(lines, media_type="application/x-ndjson")
+
+
+@router.get(
+    "/batches/{batch_id}/matches",
+    response_class=StreamingResponse,
+    operation_id="getBatchMatches",
+    responses={200: BATCH_MATCHES_RESPONSE, **NATIVE_ERRORS.responses(BATCH_NOT_FOUND, 422)},
+)
+def batch_matches(
+    batch_id: str,
+    service: BatchServiceDep,
+    tenant_id: TenantDep,
+    external_id: Annotated[str | None, Query(max_length=255, description="Only this person's matches")] = None,
+) -> StreamingResponse:
+    """Where a batch's items met a collection's faces (items run with the `search` option): one JSON line per item
+    with a match, in submit order, each match with its frame and time. "In which files, at which times was alice?"
+    """
+    lines = (line for task in service.items(batch_id, tenant_id) if (line := batch_match_line(task, external_id)))
     return StreamingResponse(lines, media_type="application/x-ndjson")
 
 

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from api.deps import DetectServiceDep, LinkDep, TenantDep
 from api.openapi.bodies import DETECT_REQUEST_BODY
-from api.openapi.responses import BODY_ERRORS, CALLER_GATES, NATIVE_ERRORS, SUBMIT_GATES, TASK_FINAL
+from api.openapi.responses import (
+    BODY_ERRORS,
+    CALLER_GATES,
+    NATIVE_ERRORS,
+    OPTION_COLLECTION_NOT_FOUND,
+    SUBMIT_GATES,
+    TASK_FINAL,
+)
 from api.rendering import task_view
 from api.schemas import (
     DetectAccepted,
@@ -55,7 +62,7 @@ router.add_api_route(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DetectAccepted,
     operation_id="submitDetectTask",
-    responses=NATIVE_ERRORS.responses(*BODY_ERRORS, *SUBMIT_GATES, 409),
+    responses=NATIVE_ERRORS.responses(*BODY_ERRORS, *SUBMIT_GATES, 409, OPTION_COLLECTION_NOT_FOUND),
     openapi_extra=DETECT_REQUEST_BODY,
 )
 def submit_detect(

@@ -6,7 +6,12 @@ from fastapi import APIRouter, Response, status
 
 from api.deps import TenantDep, WebhookEndpointServiceDep
 from api.openapi.responses import BODY_ERRORS, CALLER_GATES, NATIVE_ERRORS, NO_TENANT, ROTATION_CONFLICT
-from api.schemas import RotatedSecretView, WebhookEndpointUpdate, WebhookEndpointView, WebhookSecretView
+from api.webhook_endpoint_schemas import (
+    RotatedSecretView,
+    WebhookEndpointUpdate,
+    WebhookEndpointView,
+    WebhookSecretView,
+)
 
 # every route needs a tenant: 409 no_tenant with FACEQUEUE_AUTH=off
 router = APIRouter(

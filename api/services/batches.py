@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import InsufficientCredits, InvalidInput, NotFound
 from api.schemas import BatchFailure, BatchView
+from api.services.collections import check_collections
 from api.services.gates import check_features, check_not_in_maintenance
 from api.services.submission import DetectSubmission, checked_input, validate_webhook_url
 from db import batches
@@ -32,6 +33,7 @@ class BatchService:
         self.session = session
         self.settings = settings
         self.storage = storage
+        self._collections_found: set[str] = set()
 
     def submit(self, tenant_id: str | None, items: Iterable[DetectSubmission], callback_url: str | None) -> Batch:
         """Store every item as a held task (bulk inserts, one transaction, one credit reservation), then
@@ -75,8 +77,9 @@ class BatchService:
     def _item_row(self, batch: Batch, position: int, submission: DetectSubmission) -> dict[str, Any]:
         try:
             check_features(submission.params, self.settings)
+            check_collections(self.session, batch.tenant_id, submission.params, self._collections_found)
             checked = checked_input(submission, self.settings)
-        except InvalidInput as error:
+        except (InvalidInput, NotFound) as error:
             field = f"items[{position}].{error.field}" if error.field else f"items[{position}]"
             raise type(error)(f"items[{position}]: {error.message}", field=field) from error
         task_id, kind = new_task_id(), billing.kind_hint(checked.params, checked.url)

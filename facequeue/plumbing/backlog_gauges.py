@@ -41,7 +41,15 @@ class BacklogCollector:
         self._families: list[Metric] = []
 
     def describe(self) -> list[Metric]:
-        return [_tasks(), _oldest_age(), _webhooks_pending(), _broker_lengths(), _workers_alive(), _source_up()]
+        return [
+            _tasks(),
+            _oldest_age(),
+            _webhooks_pending(),
+            _indexed_faces(),
+            _broker_lengths(),
+            _workers_alive(),
+            _source_up(),
+        ]
 
     def collect(self) -> list[Metric]:
         with self._lock:
@@ -73,6 +81,7 @@ def _database_families(settings: Settings) -> list[Metric]:
     with session_scope() as session:
         rows = backlog.task_backlog(session)
         webhooks_pending = backlog.pending_webhook_events(session)
+        faces = backlog.indexed_faces(session)
     counts = {(queue, state): 0 for queue in TASK_QUEUES for state in backlog.BACKLOG_STATES}
     oldest: dict[str, datetime] = {}
     for row in rows:
@@ -88,7 +97,9 @@ def _database_families(settings: Settings) -> list[Metric]:
         age.add_metric([queue], max(0.0, (now - oldest[queue]).total_seconds()) if queue in oldest else 0.0)
     pending = _webhooks_pending()
     pending.add_metric([], webhooks_pending)
-    return [tasks, age, pending]
+    indexed = _indexed_faces()
+    indexed.add_metric([], faces)
+    return [tasks, age, pending, indexed]
 
 
 def _broker_families(settings: Settings) -> list[Metric]:
@@ -122,6 +133,10 @@ def _webhooks_pending() -> GaugeMetricFamily:
     return GaugeMetricFamily(
         "facequeue_webhook_deliveries_pending", "Webhook events with an attempt due, scheduled or running"
     )
+
+
+def _indexed_faces() -> GaugeMetricFamily:
+    return GaugeMetricFamily("facequeue_collection_faces", "Faces indexed in every face collection (the index's size)")
 
 
 def _broker_lengths() -> GaugeMetricFamily:

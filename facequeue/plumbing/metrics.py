@@ -31,6 +31,15 @@ WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600
 # An image takes 0.05-1 s; a video runs up to its soft limit (FACEQUEUE_VIDEO_SOFT_TIME_LIMIT, 900 s).
 PROCESSING_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900)
 
+# A face's search in a collection: a few milliseconds through the HNSW index, more for large max_matches.
+SEARCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
+COLLECTION_SEARCH = Histogram(
+    "facequeue_collection_search_seconds",
+    "One face's nearest-neighbour query in a face collection: from a task's search option or by face id",
+    ["via"],
+    buckets=SEARCH_BUCKETS,
+)
+
 TASKS_SUBMITTED = Counter(
     "facequeue_tasks_submitted",
     "Detect tasks stored, by media kind (as known at submit), API and tenant",

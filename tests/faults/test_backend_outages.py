@@ -86,11 +86,6 @@ def _frozen(server: psutil.Process) -> Iterator[None]:
     finally:  # never leave the server stopped for the next test
         for process in processes:
             process.send_signal(signal.SIGCONT)
-        # `runuser`, which started Postgres, copies a stop of its child onto itself (job control), and a
-        # stopped runuser never sees its child exit: the next `pg_ctl stop` would wait for it forever.
-        parent = server.parent()
-        if parent is not None and parent.status() == psutil.STATUS_STOPPED:
-            parent.send_signal(signal.SIGCONT)
 
 
 async def _stream_through_freeze(

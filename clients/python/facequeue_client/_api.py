@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import uuid
@@ -20,9 +21,14 @@ from facequeue_client.models import (
     BatchAccepted,
     BatchItemResult,
     BatchStatus,
+    CollectionView,
     Delivery,
     DeliveryLog,
+    Face,
+    FaceSearchResult,
+    IndexOptions,
     RotatedSecret,
+    SearchOptions,
     Task,
     TaskSummary,
     WebhookEndpoint,
@@ -34,23 +40,40 @@ M = TypeVar("M", bound=BaseModel)
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | None
 TaskRef = str | Task  # a task id, or a task as returned by detect/get
+Index = IndexOptions | Mapping[str, Any]  # detect's `index` option, as a model or as its JSON
+Search = SearchOptions | Mapping[str, Any]
 JSONL_CONTENT_TYPE = "application/x-ndjson"
+# POST /v1/detect options the raw-bytes upload (options in the query string) does not take: only its JSON body
+JSON_ONLY_OPTIONS = ("index", "search")
 
 
 def _task_id(task: TaskRef) -> str:
     return task.detect_task_id if isinstance(task, Task) else task
 
 
+def detect_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The body's fields: `index` and `search` given as models (IndexOptions, SearchOptions) become their JSON,
+    their unset fields left to the server's defaults; options set to None are left out."""
+    return {
+        name: value.model_dump(mode="json", exclude_none=True) if isinstance(value, BaseModel) else value
+        for name, value in options.items()
+        if value is not None
+    }
+
+
 def detect_request(source: Source, options: Mapping[str, Any], key: str) -> Send:
     """POST /v1/detect: an http(s) URL (or no media, for `frame_urls` tasks) as JSON; bytes, or the bytes of a
     file path, as the body itself with the options in the query string (no base64: a third fewer bytes, and no
-    decode in the API)."""
+    decode in the API), except with `index` or `search`, which only the JSON body takes: then as base64 `img`."""
     headers = {"Idempotency-Key": key}
+    options = detect_options(options)
     if source is None:
-        return Send("POST", "/v1/detect", json=dict(options), headers=headers)
+        return Send("POST", "/v1/detect", json=options, headers=headers)
     if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
         return Send("POST", "/v1/detect", json={**options, "url": source}, headers=headers)
     data = bytes(source) if isinstance(source, bytes | bytearray | memoryview) else Path(source).read_bytes()
+    if any(name in options for name in JSON_ONLY_OPTIONS):
+        return Send("POST", "/v1/detect", json={**options, "img": base64.b64encode(data).decode()}, headers=headers)
     headers["Content-Type"] = "application/octet-stream"
     return Send("POST", "/v1/detect", params=options, content=data, headers=headers)
 
@@ -107,6 +130,10 @@ def _batch_path(batch_id: str, *rest: str) -> str:
     return "/".join(("/v1/batches", quote(batch_id, safe=""), *rest))
 
 
+def _collection_path(collection_id: str, *rest: str) -> str:
+    return "/".join(("/v1/collections", quote(collection_id, safe=""), *(quote(part, safe="") for part in rest)))
+
+
 class Api:
     """The native API, without I/O: each method returns the flow of one client method."""
 
@@ -118,7 +145,15 @@ class Api:
         return call(send, parse, self.retry)
 
     # --- tasks ---------------------------------------------------------------
-    def detect(self, source: Source, idempotency_key: str | None, options: Mapping[str, Any]) -> Flow[Task]:
+    def detect(
+        self,
+        source: Source,
+        idempotency_key: str | None,
+        options: Mapping[str, Any],
+        index: Index | None = None,
+        search: Search | None = None,
+    ) -> Flow[Task]:
+        options = {**options, "index": index, "search": search}
         # One key per detect() call, made here once: every retry of this submit carries it, so a retry
         # whose first try did reach the server is answered with the same task instead of a second one.
         key = idempotency_key or uuid.uuid4().hex
@@ -218,3 +253,31 @@ class Api:
     ) -> Flow[None]:
         params = {"status": status, "event_type": event_type, "detect_task_id": detect_task_id, "limit": page_size}
         return paged("/v1/deliveries", params, Delivery.model_validate, self.retry)
+
+    # --- face collections ----------------------------------------------------
+    def create_collection(self, collection_id: str, description: str | None) -> Flow[CollectionView]:
+        body = {"collection_id": collection_id, "description": description}
+        return self._call(Send("POST", "/v1/collections", json=body), _model(CollectionView))
+
+    def list_collections(self, page_size: int) -> Flow[None]:
+        return paged("/v1/collections", {"limit": page_size}, CollectionView.model_validate, self.retry)
+
+    def get_collection(self, collection_id: str) -> Flow[CollectionView]:
+        return self._call(Send("GET", _collection_path(collection_id)), _model(CollectionView))
+
+    def delete_collection(self, collection_id: str) -> Flow[None]:
+        return self._call(Send("DELETE", _collection_path(collection_id)), _no_content)
+
+    def list_faces(self, collection_id: str, external_id: str | None, page_size: int) -> Flow[None]:
+        params = {"external_id": external_id, "limit": page_size}
+        return paged(_collection_path(collection_id, "faces"), params, Face.model_validate, self.retry)
+
+    def delete_face(self, collection_id: str, face_id: str) -> Flow[None]:
+        return self._call(Send("DELETE", _collection_path(collection_id, "faces", face_id)), _no_content)
+
+    def search_faces(
+        self, collection_id: str, face_id: str, threshold: float, max_matches: int
+    ) -> Flow[FaceSearchResult]:
+        body = {"face_id": face_id, "threshold": threshold, "max_matches": max_matches}
+        send = Send("POST", _collection_path(collection_id, "search"), json=body)
+        return self._call(send, _model(FaceSearchResult))

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from facequeue_client import models
-from facequeue_client._api import Source, TaskRef, async_jsonl_lines, parse_result_line
+from facequeue_client._api import Index, Search, Source, TaskRef, async_jsonl_lines, parse_result_line
 from facequeue_client._config import ClientBase
 from facequeue_client._flows import CloseStream, Emit, Flow, ReadLine, Send, Sleep, single, step
 from facequeue_client.errors import connection_failed
@@ -70,9 +70,17 @@ class AsyncClient(ClientBase):
             return await anext(items)
 
     # --- tasks -------------------------------------------------------------------
-    async def detect(self, source: Source = None, *, idempotency_key: str | None = None, **options: Any) -> models.Task:
+    async def detect(
+        self,
+        source: Source = None,
+        *,
+        idempotency_key: str | None = None,
+        index: Index | None = None,
+        search: Search | None = None,
+        **options: Any,
+    ) -> models.Task:
         """See Client.detect."""
-        return await self._run(self._api.detect(source, idempotency_key, options))
+        return await self._run(self._api.detect(source, idempotency_key, options, index, search))
 
     async def get(self, task: TaskRef) -> models.Task:
         return await self._run(self._api.get(task))
@@ -181,6 +189,36 @@ class AsyncClient(ClientBase):
     ) -> AsyncIterator[models.Delivery]:
         """See Client.recent_deliveries; iterate with `async for`."""
         return self._iterate(self._api.recent_deliveries(status, event_type, detect_task_id, page_size))
+
+    # --- face collections --------------------------------------------------------
+    async def create_collection(self, collection_id: str, description: str | None = None) -> models.CollectionView:
+        """See Client.create_collection."""
+        return await self._run(self._api.create_collection(collection_id, description))
+
+    def list_collections(self, *, page_size: int = 50) -> AsyncIterator[models.CollectionView]:
+        """See Client.list_collections; iterate with `async for`."""
+        return self._iterate(self._api.list_collections(page_size))
+
+    async def get_collection(self, collection_id: str) -> models.CollectionView:
+        return await self._run(self._api.get_collection(collection_id))
+
+    async def delete_collection(self, collection_id: str) -> None:
+        await self._run(self._api.delete_collection(collection_id))
+
+    def list_faces(
+        self, collection_id: str, external_id: str | None = None, *, page_size: int = 50
+    ) -> AsyncIterator[models.Face]:
+        """See Client.list_faces; iterate with `async for`."""
+        return self._iterate(self._api.list_faces(collection_id, external_id, page_size))
+
+    async def delete_face(self, collection_id: str, face_id: str) -> None:
+        await self._run(self._api.delete_face(collection_id, face_id))
+
+    async def search_faces(
+        self, collection_id: str, face_id: str, threshold: float = 0.5, max_matches: int = 5
+    ) -> models.FaceSearchResult:
+        """See Client.search_faces."""
+        return await self._run(self._api.search_faces(collection_id, face_id, threshold, max_matches))
 
 
 async def _next_line(lines: AsyncIterator[str]) -> str | None:

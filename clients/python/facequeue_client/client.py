@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from facequeue_client import models
-from facequeue_client._api import Source, TaskRef, jsonl_lines, parse_result_line
+from facequeue_client._api import Index, Search, Source, TaskRef, jsonl_lines, parse_result_line
 from facequeue_client._config import ClientBase
 from facequeue_client._flows import CloseStream, Emit, Flow, ReadLine, Send, Sleep, single, step
 from facequeue_client.errors import connection_failed
@@ -70,10 +70,20 @@ class Client(ClientBase):
             return next(items)
 
     # --- tasks -------------------------------------------------------------------
-    def detect(self, source: Source = None, *, idempotency_key: str | None = None, **options: Any) -> models.Task:
+    def detect(
+        self,
+        source: Source = None,
+        *,
+        idempotency_key: str | None = None,
+        index: Index | None = None,
+        search: Search | None = None,
+        **options: Any,
+    ) -> models.Task:
         """Submit an image or video: an http(s) URL, a file path, or bytes; `options` are POST /v1/detect's
-        fields (num_frames=10, landmarks="90", ...). Retries reuse one Idempotency-Key, so they make one task."""
-        return self._run(self._api.detect(source, idempotency_key, options))
+        fields (num_frames=10, landmarks="90", ...). `index` adds the faces found to a collection, `search` finds
+        each among a collection's faces (IndexOptions / SearchOptions, or dicts of their fields); with either, a
+        file or bytes go as base64 JSON. Retries reuse one Idempotency-Key, so they make one task."""
+        return self._run(self._api.detect(source, idempotency_key, options, index, search))
 
     def get(self, task: TaskRef) -> models.Task:
         return self._run(self._api.get(task))
@@ -189,6 +199,37 @@ class Client(ClientBase):
     ) -> Iterator[models.Delivery]:
         """Deliveries across all tasks, newest first, following the cursors."""
         return self._iterate(self._api.recent_deliveries(status, event_type, detect_task_id, page_size))
+
+    # --- face collections --------------------------------------------------------
+    def create_collection(self, collection_id: str, description: str | None = None) -> models.CollectionView:
+        """A new, empty collection; Conflict (collection_exists) if the tenant has one of that id."""
+        return self._run(self._api.create_collection(collection_id, description))
+
+    def list_collections(self, *, page_size: int = 50) -> Iterator[models.CollectionView]:
+        """Every collection of the tenant, by id, following the cursors page by page."""
+        return self._iterate(self._api.list_collections(page_size))
+
+    def get_collection(self, collection_id: str) -> models.CollectionView:
+        return self._run(self._api.get_collection(collection_id))
+
+    def delete_collection(self, collection_id: str) -> None:
+        """Delete a collection with its faces, their vectors and crops."""
+        self._run(self._api.delete_collection(collection_id))
+
+    def list_faces(
+        self, collection_id: str, external_id: str | None = None, *, page_size: int = 50
+    ) -> Iterator[models.Face]:
+        """A collection's faces (only those of `external_id`, if given), following the cursors."""
+        return self._iterate(self._api.list_faces(collection_id, external_id, page_size))
+
+    def delete_face(self, collection_id: str, face_id: str) -> None:
+        self._run(self._api.delete_face(collection_id, face_id))
+
+    def search_faces(
+        self, collection_id: str, face_id: str, threshold: float = 0.5, max_matches: int = 5
+    ) -> models.FaceSearchResult:
+        """The collection's other faces most like its face `face_id`, best first (no model run)."""
+        return self._run(self._api.search_faces(collection_id, face_id, threshold, max_matches))
 
 
 def _next_line(lines: Iterator[str]) -> str | None:

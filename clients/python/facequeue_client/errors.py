@@ -48,11 +48,11 @@ class InsufficientCredits(FacequeueError):
 
 
 class NotFound(FacequeueError):
-    """404: no such task or batch for this key (other tenants' tasks are 404 too)."""
+    """404: no such task, batch, collection or face for this key (other tenants' are 404 too)."""
 
 
 class Conflict(FacequeueError):
-    """409: the request clashes with the resource's state."""
+    """409: the request clashes with the resource's state (a collection that already exists: collection_exists)."""
 
 
 class IdempotencyConflict(Conflict):
@@ -100,6 +100,7 @@ _BY_CODE: dict[str, type[FacequeueError]] = {
     "insufficient_credits": InsufficientCredits,
     "not_found": NotFound,
     "idempotency_conflict": IdempotencyConflict,
+    "collection_exists": Conflict,
     "rate_limited": RateLimited,
     "maintenance": Maintenance,
     "feature_disabled": FeatureDisabled,

@@ -53,6 +53,35 @@ class DetectorInfo(_Model):
     max_side: int
 
 
+class FaceMatch(_Model):
+    """A collection's face like a searched one; `similarity` 0..1 (the embeddings' cosine)."""
+
+    face_id: str
+    external_id: str | None
+    similarity: float
+
+
+class IndexedFace(_Model):
+    frame: str  # the faces_obj key
+    index: int  # the face's position in that frame's lists
+    face_id: str
+
+
+class UnindexedFace(_Model):
+    frame: str
+    index: int
+    reason: str  # too_small | low_score | extreme_pose | blurry | exceeds_max_faces
+
+
+class IndexReport(_Model):
+    """A task's `result.index`, with the index option: which faces were indexed, and why the others were not."""
+
+    collection_id: str
+    external_id: str | None
+    indexed: list[IndexedFace]
+    unindexed: list[UnindexedFace]
+
+
 class DetectResult(_Model):
     faces_obj: dict[str, Frame]
     scores: dict[str, list[float]]
@@ -61,6 +90,10 @@ class DetectResult(_Model):
     frame_count: int
     face_shape_set: dict[str, list[dict[str, Any]]] | None = None
     persons: list[dict[str, Any]] | None = None
+    index: IndexReport | None = None  # with the index option
+    # with the search option: each face's matches, best first, keyed and ordered like faces_obj
+    matches: dict[str, list[list[FaceMatch]]] | None = None
+    person_matches: dict[str, dict[str, Any]] | None = None  # with search and persons: by person_id
 
 
 class Task(_Model):
@@ -215,3 +248,48 @@ class WebhookEvent(_Model):
     type: str
     timestamp: datetime
     data: dict[str, Any]
+
+
+class IndexOptions(_Model):
+    """`detect(..., index=)`: add the faces found to a collection (a dict with these keys does the same)."""
+
+    collection_id: str
+    external_id: str | None = None
+    max_faces: int | None = None  # server default: 1, the largest face
+    quality_filter: str | None = None  # none | low | auto | high; server default: auto
+
+
+class SearchOptions(_Model):
+    """`detect(..., search=)`: find each face found among a collection's faces (or a dict with these keys)."""
+
+    collection_id: str
+    threshold: float | None = None  # server default: 0.5
+    max_matches: int | None = None  # server default: 5
+
+
+class CollectionView(_Model):
+    """A face collection (GET /v1/collections/{id})."""
+
+    collection_id: str
+    description: str | None
+    face_count: int
+    created_at: datetime
+
+
+class Face(_Model):
+    """A collection's indexed face; `face_url` is an expiring link to its crop."""
+
+    face_id: str
+    external_id: str | None
+    detect_task_id: str | None  # the task that indexed it (since purged, maybe)
+    frame: str
+    region: list[int]  # [x, y, w, h]
+    face_url: str | None
+    created_at: datetime
+
+
+class FaceSearchResult(_Model):
+    """`search_faces`: the collection's other faces most like one of its own, best first."""
+
+    face_id: str
+    matches: list[FaceMatch]
