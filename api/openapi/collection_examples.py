@@ -19,7 +19,15 @@ from api.collection_schemas import (
     ItemMatch,
 )
 from api.openapi.responses import EXAMPLE_TASK_ID
-from facequeue.core.schemas import FaceMatch, IndexedFace, IndexOptions, IndexReport, SearchOptions, UnindexedFace
+from facequeue.core.schemas import (
+    FaceMatch,
+    IndexedFace,
+    IndexOptions,
+    IndexReport,
+    PersonMatches,
+    SearchOptions,
+    UnindexedFace,
+)
 
 EXAMPLE_FACE_ID = "5aQx1MqgT0ye3bD2nLwZ"
 INDEXED_AT = datetime(2026, 5, 27, 12, 14, 4, 2000, tzinfo=UTC)
@@ -55,6 +63,7 @@ COLLECTION_INSTANCES: list[BaseModel] = [
     INDEX_REPORT.indexed[0],
     INDEX_REPORT.unindexed[0],
     MATCH,
+    PersonMatches(matches=[MATCH], time_ranges=[[0.0, 2.4], [6.0, 7.2]]),
     CollectionCreate(collection_id="staff", description="Office staff"),
     COLLECTION,
     CollectionPage(items=[COLLECTION], next_cursor=None),

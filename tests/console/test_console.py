@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
 from facequeue.cli.demo import Placement, astronaut_bgr, compose
 from tests.conftest import IN_CI
+from tests.identity.support import Head, scene
 from tests.support import create_api_key, wait_for_final
 from tests.test_batches import wait_batch
 from tests.test_embedded import embedded_server  # noqa: F401  (started once for this module)
@@ -236,6 +237,71 @@ def test_webhooks_page_shows_the_endpoint_or_says_it_is_missing(server_and_key: 
         assert endpoint.status_code == 200, endpoint.text
         expect(page.locator("[data-slot=url]")).to_have_text(endpoint.json()["url"] or "not set")
     expect(page.locator("#notice")).to_be_hidden()
+
+
+@needs_chromium
+def test_a_collection_indexes_a_face_and_finds_it_again(
+    server_and_key: tuple[str, str], page: Page, requests_made: list[Request], tmp_path: Path
+) -> None:
+    server, key = server_and_key
+    indexed_photo, searched_photo = tmp_path / "astronaut.png", tmp_path / "mirrored.png"
+    cv2.imwrite(str(indexed_photo), astronaut_bgr())
+    cv2.imwrite(str(searched_photo), scene([Head("astronaut", 300, 60, 180, mirrored=True)]))
+    page.on("dialog", lambda dialog: dialog.accept())  # "Delete collection crew, ...?"
+
+    sign_in(page, server, key)
+    page.get_by_role("link", name="Collections").click()
+    expect(page.get_by_text("No collections yet.")).to_be_visible()
+    page.get_by_label("Collection id").fill("crew")
+    page.get_by_label("Description").fill("<b>the ISS crew</b>")  # shown as typed, never as markup
+    page.get_by_role("button", name="Create").click()
+    row = page.get_by_role("row", name=re.compile("^crew"))
+    expect(row.get_by_role("cell")).to_have_text(["crew", "<b>the ISS crew</b>", "0", re.compile(r"^\d{4}-"), "Delete"])
+    page.get_by_label("Collection id").fill("crew")
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_text("collection crew already exists")).to_be_visible()
+
+    row.get_by_role("link", name="crew").click()
+    expect(page.get_by_role("heading", name="Collection crew")).to_be_visible()
+    expect(page.get_by_text("No faces in this collection yet.")).to_be_visible()
+    adding = page.get_by_role("region", name="Add a face")
+    drop_file(page, "[data-slot=index-drop]", "astronaut.png", "image/png", indexed_photo.read_bytes())
+    adding.get_by_label("External id").fill("astronaut")
+    adding.get_by_role("button", name="Add face").click()
+    expect(adding.get_by_text("Indexed 1 face", exact=True)).to_be_visible(timeout=DETECT_TIMEOUT_MS)
+    expect(adding.get_by_text("Indexed face 1")).to_be_visible()
+
+    faces = page.get_by_role("region", name="Faces").get_by_role("listitem")
+    expect(faces).to_have_count(1)
+    expect(faces).to_contain_text("astronaut")
+    expect(page.locator("dd[data-slot=face-count]")).to_have_text("1")
+    assert_loaded(faces.get_by_role("img", name="Face crop of astronaut"))
+
+    page.get_by_role("region", name="Search").locator("input[type=file]").set_input_files(searched_photo)
+    matches = page.get_by_role("region", name="Matches")
+    expect(matches.get_by_text("1 face found")).to_be_visible(timeout=DETECT_TIMEOUT_MS)
+    expect(matches.get_by_role("heading", name="Face 1: 1 match")).to_be_visible()
+    match = matches.get_by_role("row", name=re.compile("astronaut"))
+    expect(match.get_by_role("cell").nth(1)).to_have_text("astronaut")
+    assert float(match.get_by_role("cell").nth(2).inner_text()) >= 0.5
+    assert_loaded(match.get_by_role("img", name="Face crop of astronaut"))
+    assert_loaded(matches.get_by_role("img", name="The searched photo, its faces numbered"))
+    page.screenshot(path=tmp_path / "console-collection.png", full_page=True, animations="disabled")
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=tmp_path / "console-collection-phone.png", full_page=True, animations="disabled")
+
+    page.get_by_role("button", name="Delete collection").click()
+    expect(page.get_by_text("No collections yet.")).to_be_visible()
+    expect(page.get_by_role("link", name="crew")).to_have_count(0)
+    assert left_the_machine(requests_made) == []
+
+
+def assert_loaded(image) -> None:
+    """The picture is visible and its bytes decoded (a broken or blocked image has no natural width)."""
+    expect(image).to_be_visible()
+    expect(image).to_have_js_property("complete", True)
+    assert image.evaluate("img => img.naturalWidth") > 0
 
 
 @needs_chromium

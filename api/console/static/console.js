@@ -92,6 +92,9 @@ function showNotice(message) {
   notice.hidden = !message;
 }
 
+// An error in the API's own words (for a form's own error line; showError adds the code, for the notice).
+const errorText = (error) => (error instanceof ApiError ? error.message : `Request failed: ${error.message}`);
+
 function showError(error) {
   showNotice(error instanceof ApiError ? `${error.message} (${error.code})` : `Request failed: ${error.message}`);
 }
@@ -148,6 +151,51 @@ function fillFacts(slot, facts) {
   for (const [name, value] of Object.entries(facts)) slot(name).textContent = value;
 }
 
+// A drop zone (a <label> around a hidden file input): calls onChosen with the file dropped on it or picked.
+function onFile(zone, input, onChosen) {
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    if (event.dataTransfer.files.length) onChosen(event.dataTransfer.files[0]);
+  });
+  input.addEventListener("change", () => {
+    if (input.files.length) onChosen(input.files[0]);
+    input.value = ""; // the same file picked again is a new choice
+  });
+}
+
+// A file as a data URI: the API takes base64 with or without its prefix.
+function dataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+// Polls GET v1/detect/{id} every POLL_MS until the task is final and resolves with it; null once the page that
+// asked is left (signal aborted). Transient failures (no answer, 429, 5xx) are shown and polled through.
+async function finalTask(id, signal) {
+  for (;;) {
+    try {
+      const task = await api(`v1/detect/${enc(id)}`);
+      if (!LIVE.has(task.status) || signal.aborted) return signal.aborted ? null : task;
+    } catch (error) {
+      if (signal.aborted) return null;
+      if (error instanceof ApiError && error.status !== 429 && error.status < 500) throw error;
+      showError(error);
+    }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    if (signal.aborted) return null;
+  }
+}
+
 function signInPage() {
   const slot = mount("tpl-sign-in");
   slot("form").addEventListener("submit", async (event) => {
@@ -186,24 +234,12 @@ function tasksPage() {
       slot("drop-label").textContent = "Drop an image or video here, or click to choose one";
     }
   };
-  const submitFile = (file) => {
-    const reader = new FileReader(); // a data URI: the API takes base64 with or without its prefix
-    reader.onload = () => submit({ img: reader.result }, `Uploading ${file.name}…`);
-    reader.onerror = () => showNotice(`Could not read ${file.name}`);
-    reader.readAsDataURL(file);
-  };
-  const drop = slot("drop");
-  drop.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    drop.classList.add("over");
+  onFile(slot("drop"), slot("file"), (file) => {
+    dataUrl(file).then(
+      (img) => submit({ img }, `Uploading ${file.name}…`),
+      () => showNotice(`Could not read ${file.name}`),
+    );
   });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    if (event.dataTransfer.files.length) submitFile(event.dataTransfer.files[0]);
-  });
-  slot("file").addEventListener("change", (event) => event.target.files.length && submitFile(event.target.files[0]));
   slot("url-form").addEventListener("submit", (event) => {
     event.preventDefault();
     submit({ url: new FormData(event.target).get("url") }, "Submitting the URL…");
@@ -393,6 +429,295 @@ function faceThumbnail(url) {
   return el("img", { className: "face", src: url, alt: "Face crop" });
 }
 
+// A list page with "First page" / "Next page" over next_cursor: load(cursor) fills the page and returns its
+// next_cursor. Returns reload(), which shows the first page again.
+function paged(slot, load) {
+  const cursors = [null];
+  const show = async () => {
+    try {
+      const next = await load(cursors.at(-1));
+      slot("next").hidden = !next;
+      slot("next").onclick = () => {
+        cursors.push(next);
+        show();
+      };
+      slot("first").hidden = cursors.length === 1;
+    } catch (error) {
+      showError(error);
+    }
+  };
+  slot("first").addEventListener("click", () => {
+    cursors.splice(1);
+    show();
+  });
+  return (fromStart = true) => {
+    if (fromStart) cursors.splice(1);
+    return show();
+  };
+}
+
+function collectionsPage() {
+  const slot = mount("tpl-collections");
+  const collectionLink = (id) => el("a", { href: `#/collections/${enc(id)}`, textContent: id });
+  const reload = paged(slot, async (cursor) => {
+    const query = new URLSearchParams({ limit: PAGE_SIZE });
+    if (cursor) query.set("cursor", cursor);
+    const page = await api(`v1/collections?${query}`);
+    fillRows(slot("rows"), page.items.map((collection) => [
+      collectionLink(collection.collection_id), collection.description ?? "—", String(collection.face_count),
+      when(collection.created_at), deleteCollectionButton(collection.collection_id, () => reload()),
+    ]));
+    slot("empty").hidden = page.items.length > 0;
+    return page.next_cursor;
+  });
+  slot("form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    const description = form.get("description").trim();
+    slot("create-error").hidden = true;
+    try {
+      const body = { collection_id: form.get("collection_id").trim(), description: description || null };
+      await api("v1/collections", { method: "POST", body });
+      event.target.reset();
+      await reload();
+    } catch (error) {
+      // 409 (the id is taken) and 422 (not a valid id) say what is wrong in the API's own words
+      slot("create-error").textContent = errorText(error);
+      slot("create-error").hidden = false;
+    }
+  });
+  reload();
+}
+
+function deleteCollectionButton(id, then) {
+  const button = el("button", { type: "button", className: "quiet danger", textContent: "Delete" });
+  button.setAttribute("aria-label", `Delete collection ${id}`);
+  button.addEventListener("click", async () => {
+    if (!confirm(`Delete collection ${id}, with all its faces and their crops?`)) return;
+    try {
+      await api(`v1/collections/${enc(id)}`, { method: "DELETE" });
+      then();
+    } catch (error) {
+      showError(error);
+    }
+  });
+  return button;
+}
+
+const MATCH_COLUMNS = ["Face", "External id", "Similarity"];
+const UNINDEXED = {
+  too_small: "the face is too small",
+  low_score: "the detector is not sure it is a face",
+  extreme_pose: "the face is turned too far",
+  blurry: "the face is blurred or too dark",
+  exceeds_max_faces: "only the largest face is indexed",
+};
+
+function collectionPage(id) {
+  const slot = mount("tpl-collection");
+  const base = `v1/collections/${enc(id)}`;
+  const leaving = new AbortController();
+  const knownFaces = new Map(); // face_id -> face, from the pages shown and from lookups by external_id
+  const lookups = new Map(); // external_id -> its lookup, made once
+  let photoUrl = null; // the searched photo, shown from this browser's copy (blob:)
+  slot("id").textContent = id;
+
+  const showCollection = async () => {
+    const collection = await api(base);
+    fillFacts(slot, {
+      description: collection.description ?? "—",
+      "face-count": String(collection.face_count),
+      created: when(collection.created_at),
+    });
+  };
+  const faceTile = (face) => {
+    const remove = el("button", { type: "button", className: "quiet danger", textContent: "Delete" });
+    remove.setAttribute("aria-label", `Delete face ${face.face_id}`);
+    remove.addEventListener("click", async () => {
+      if (!confirm(`Delete this face of ${face.external_id ?? "no one named"} from the collection?`)) return;
+      try {
+        await api(`${base}/faces/${enc(face.face_id)}`, { method: "DELETE" });
+        await Promise.all([showCollection(), reloadFaces(false)]);
+      } catch (error) {
+        showError(error);
+      }
+    });
+    return el("li", { className: "face-tile" },
+      cropImage(face.face_url, face.external_id, "large"),
+      el("strong", { textContent: face.external_id ?? "no external id" }),
+      el("span", { className: "muted small", textContent: when(face.created_at), title: `face ${face.face_id}` }),
+      remove);
+  };
+  const reloadFaces = paged(slot, async (cursor) => {
+    const query = new URLSearchParams({ limit: PAGE_SIZE });
+    if (cursor) query.set("cursor", cursor);
+    const page = await api(`${base}/faces?${query}`);
+    for (const face of page.items) knownFaces.set(face.face_id, face);
+    slot("faces").replaceChildren(...page.items.map(faceTile));
+    slot("no-faces").hidden = page.items.length > 0;
+    return page.next_cursor;
+  });
+
+  // Runs a detect task on a photo with one of the collection options, and resolves with the final task.
+  const detect = async (file, options) => {
+    const accepted = await api("v1/detect", {
+      method: "POST", body: { img: await dataUrl(file), ...options }, timeout: UPLOAD_TIMEOUT_MS,
+    });
+    return finalTask(accepted.detect_task_id, leaving.signal);
+  };
+  const taskNote = (task) => el("p", { className: "muted small" }, "Task ", taskLink(task.detect_task_id));
+
+  // Add a face: the photo waits for the form's submit, so its external id can be typed before or after.
+  let chosen = null;
+  onFile(slot("index-drop"), slot("index-file"), (file) => {
+    chosen = file;
+    slot("index-label").textContent = `${file.name}: press "Add face" to index it`;
+  });
+  const outcome = slot("index-outcome");
+  const showOutcome = (...lines) => {
+    outcome.replaceChildren(...lines);
+    outcome.hidden = false;
+  };
+  slot("index-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!chosen) {
+      showOutcome(el("p", { className: "error", textContent: "Choose a photo first." }));
+      return;
+    }
+    const externalId = new FormData(event.target).get("external_id").trim();
+    const file = chosen;
+    showOutcome(el("p", { textContent: `Indexing ${file.name}…` }));
+    try {
+      const task = await detect(file, { index: { collection_id: id, external_id: externalId || null } });
+      if (!task) return;
+      showOutcome(...indexOutcome(task), taskNote(task));
+      chosen = null;
+      slot("index-label").textContent = "Drop a photo here, or click to choose one";
+      await Promise.all([showCollection(), reloadFaces()]);
+    } catch (error) {
+      showOutcome(el("p", { className: "error", textContent: errorText(error) }));
+    }
+  });
+
+  // Search: each face of the photo, with the collection's faces like it.
+  const matchCrop = async (match) => {
+    if (!knownFaces.has(match.face_id) && match.external_id) {
+      if (!lookups.has(match.external_id)) {
+        const query = new URLSearchParams({ external_id: match.external_id, limit: 500 });
+        lookups.set(match.external_id, api(`${base}/faces?${query}`).then((page) => {
+          for (const face of page.items) knownFaces.set(face.face_id, face);
+        }, () => null));
+      }
+      await lookups.get(match.external_id);
+    }
+    return cropImage(knownFaces.get(match.face_id)?.face_url, match.external_id);
+  };
+  const searchStatus = (text) => {
+    slot("search-status").textContent = text;
+    slot("search-status").hidden = !text;
+  };
+  onFile(slot("search-drop"), slot("search-file"), async (file) => {
+    const threshold = Number(slot("threshold").value || 0.5);
+    slot("search-card").hidden = true;
+    searchStatus(`Searching the faces of ${file.name}…`);
+    try {
+      const task = await detect(file, { search: { collection_id: id, threshold } });
+      if (!task) return;
+      if (task.status !== "succeeded") {
+        searchStatus(`The search failed: ${task.error?.code ?? task.status}: ${task.error?.message ?? ""}`);
+        return;
+      }
+      if (photoUrl) URL.revokeObjectURL(photoUrl);
+      photoUrl = URL.createObjectURL(file);
+      await showMatches(task, photoUrl, threshold);
+      searchStatus("");
+    } catch (error) {
+      searchStatus(errorText(error));
+    }
+  });
+  const showMatches = async (task, url, threshold) => {
+    const { faces_obj: frames, matches = {}, media } = task.result;
+    const faces = Object.keys(frames).sort((a, b) => Number(a) - Number(b)).flatMap((key) =>
+      frames[key].region.map((region, index) => ({ key, region, matches: matches[key]?.[index] ?? [] })));
+    const image = media.kind === "image";
+    slot("photo-img").hidden = !image;
+    const boxes = image ? faces.map((face, n) => faceBox(face.region, n + 1, media)) : [];
+    slot("photo").replaceChildren(slot("photo-img"), ...boxes);
+    if (image) slot("photo-img").src = url;
+    slot("photo-note").textContent = `${plural(faces.length, "face")} found; matches are ${threshold} similar or more`;
+    const lists = await Promise.all(faces.map(async (face, n) => {
+      const heading = `Face ${n + 1}${image ? "" : ` (frame ${face.key})`}: ${plural(face.matches.length, "match")}`;
+      if (!face.matches.length) return el("div", { className: "face-matches" }, el("h3", { textContent: heading }));
+      const rows = await Promise.all(face.matches.map(async (match) => [
+        await matchCrop(match), match.external_id ?? "no external id", match.similarity.toFixed(3),
+      ]));
+      const body = el("tbody");
+      fillRows(body, rows);
+      const head = el("tr", {}, ...MATCH_COLUMNS.map((name) => el("th", { textContent: name })));
+      const table = el("table", { className: "grid" }, el("thead", {}, head), body);
+      return el("div", { className: "face-matches" }, el("h3", { textContent: heading }), table);
+    }));
+    slot("match-list").replaceChildren(...lists, taskNote(task));
+    slot("search-card").hidden = false;
+  };
+
+  slot("remove").addEventListener("click", async () => {
+    if (!confirm(`Delete collection ${id}, with all its faces and their crops?`)) return;
+    try {
+      await api(base, { method: "DELETE" });
+      location.hash = "#/collections";
+    } catch (error) {
+      showError(error);
+    }
+  });
+  showCollection().catch(showError);
+  reloadFaces();
+  return () => {
+    leaving.abort();
+    if (photoUrl) URL.revokeObjectURL(photoUrl);
+  };
+}
+
+// What an index option did: the faces indexed, and why the others were not.
+function indexOutcome(task) {
+  if (task.status !== "succeeded") {
+    const why = `${task.error?.code ?? task.status}: ${task.error?.message ?? ""}`;
+    return [el("p", { className: "error", textContent: `Not indexed: ${why}` })];
+  }
+  const { indexed, unindexed } = task.result.index;
+  const face = (item) => `face ${item.index + 1}${item.frame === "0" ? "" : ` of frame ${item.frame}`}`;
+  if (!indexed.length && !unindexed.length) return [el("p", { textContent: "No face found in the photo." })];
+  const summary = `Indexed ${plural(indexed.length, "face")}`;
+  const lines = [el("p", { className: indexed.length ? "ok" : "error", textContent: summary })];
+  const items = [
+    ...indexed.map((item) => `Indexed ${face(item)}, face id ${item.face_id}`),
+    ...unindexed.map((item) => `Not indexed ${face(item)}: ${item.reason} (${UNINDEXED[item.reason] ?? "refused"})`),
+  ];
+  lines.push(el("ul", { className: "plain" }, ...items.map((text) => el("li", { textContent: text }))));
+  return lines;
+}
+
+// A face's box on the searched photo, placed in percent of the image so it scales with it.
+function faceBox([x, y, width, height], number, media) {
+  const box = el("span", { className: "box", textContent: String(number) });
+  Object.assign(box.style, {
+    left: `${(100 * x) / media.width}%`,
+    top: `${(100 * y) / media.height}%`,
+    width: `${(100 * width) / media.width}%`,
+    height: `${(100 * height) / media.height}%`,
+  });
+  return box;
+}
+
+// A collection face's crop; "no crop" where it has none.
+function cropImage(url, externalId, size = "") {
+  const image = faceThumbnail(url);
+  if (typeof image === "string") return el("span", { className: `face missing ${size}`, textContent: "no crop" });
+  image.alt = `Face crop of ${externalId ?? "an unnamed face"}`;
+  image.className = `face ${size}`;
+  return image;
+}
+
 function batchesPage(id) {
   const slot = mount("tpl-batches");
   slot("form").addEventListener("submit", (event) => {
@@ -485,6 +810,8 @@ function webhooksPage() {
 const ROUTES = [
   [/^#\/tasks\/([^/]+)$/, "tasks", taskPage],
   [/^#\/batches(?:\/([^/]+))?$/, "batches", batchesPage],
+  [/^#\/collections\/([^/]+)$/, "collections", collectionPage],
+  [/^#\/collections$/, "collections", collectionsPage],
   [/^#\/webhooks$/, "webhooks", webhooksPage],
   [/^/, "tasks", tasksPage],
 ];
