@@ -106,6 +106,15 @@ def test_local_pictures_are_indexed_searched_and_their_faces_deleted(client: Cli
     anyone = client.search_faces("people", astronaut.face_id, threshold=0, max_matches=1)
     assert [(m.face_id, m.external_id) for m in anyone.matches] == [(cameraman_face.face_id, "cameraman")]
 
+    # the searched task's face, indexed afterwards from the embedding kept with it: no model run
+    again = client.index_faces_from_task("people", found, [(0, 0)], external_id="astronaut-mirrored")
+    assert isinstance(again, IndexReport) and again.unindexed == []
+    [kept] = again.indexed
+    assert (kept.frame, kept.index) == ("0", 0)
+    [mirrored_face] = client.list_faces("people", external_id="astronaut-mirrored")
+    assert (mirrored_face.face_id, mirrored_face.detect_task_id) == (kept.face_id, found.detect_task_id)
+    assert client.delete_face("people", kept.face_id) is None
+
     assert client.delete_face("people", cameraman_face.face_id) is None
     with pytest.raises(NotFound) as gone:
         client.delete_face("people", cameraman_face.face_id)
@@ -130,6 +139,9 @@ async def test_async_client_manages_indexes_and_searches(live_api: str, api_key:
         [[match]] = searched.result.matches["0"]
         assert (match.face_id, match.external_id) == (face.face_id, "astronaut") and match.similarity > 0.9
         assert (await client.search_faces("crew", face.face_id)).matches == []
+        with pytest.raises(InvalidInput) as not_kept:  # its own search kept only face [0, 0]
+            await client.index_faces_from_task("crew", searched, [("0", 3)])
+        assert not_kept.value.field == "faces"
         await client.delete_face("crew", face.face_id)
         assert (await client.get_collection("crew")).face_count == 0
         await client.delete_collection("crew")

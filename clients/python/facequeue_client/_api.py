@@ -27,6 +27,7 @@ from facequeue_client.models import (
     Face,
     FaceSearchResult,
     IndexOptions,
+    IndexReport,
     RotatedSecret,
     SearchOptions,
     Task,
@@ -281,3 +282,14 @@ class Api:
         body = {"face_id": face_id, "threshold": threshold, "max_matches": max_matches}
         send = Send("POST", _collection_path(collection_id, "search"), json=body)
         return self._call(send, _model(FaceSearchResult))
+
+    def index_faces_from_task(
+        self, collection_id: str, task: TaskRef, faces: list[tuple[str | int, int]], external_id: str | None
+    ) -> Flow[IndexReport]:
+        body = {
+            "detect_task_id": _task_id(task),
+            "faces": [[str(frame), index] for frame, index in faces],
+            "external_id": external_id,
+        }
+        send = Send("POST", _collection_path(collection_id, "faces"), json=body)
+        return self._call(send, _model(IndexReport))

@@ -220,6 +220,16 @@ class AsyncClient(ClientBase):
         """See Client.search_faces."""
         return await self._run(self._api.search_faces(collection_id, face_id, threshold, max_matches))
 
+    async def index_faces_from_task(
+        self,
+        collection_id: str,
+        task: TaskRef,
+        faces: list[tuple[str | int, int]],
+        external_id: str | None = None,
+    ) -> models.IndexReport:
+        """See Client.index_faces_from_task."""
+        return await self._run(self._api.index_faces_from_task(collection_id, task, faces, external_id))
+
 
 async def _next_line(lines: AsyncIterator[str]) -> str | None:
     try:

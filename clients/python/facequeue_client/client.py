@@ -231,6 +231,17 @@ class Client(ClientBase):
         """The collection's other faces most like its face `face_id`, best first (no model run)."""
         return self._run(self._api.search_faces(collection_id, face_id, threshold, max_matches))
 
+    def index_faces_from_task(
+        self,
+        collection_id: str,
+        task: TaskRef,
+        faces: list[tuple[str | int, int]],
+        external_id: str | None = None,
+    ) -> models.IndexReport:
+        """Index faces ([frame, index] pairs) of a finished task run with `index` or `search`, from the embeddings
+        kept with it: no model run (say, the face a search did not know)."""
+        return self._run(self._api.index_faces_from_task(collection_id, task, faces, external_id))
+
 
 def _next_line(lines: Iterator[str]) -> str | None:
     try:
