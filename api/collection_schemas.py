@@ -92,3 +92,20 @@ class BatchMatchLine(BaseModel):
     name: str | None = Field(description="The item's name, as given when it was submitted")
     detect_task_id: str
     matches: list[ItemMatch] = Field(description="by frame, then face, then similarity (best first)")
+
+
+class BatchPersonAppearance(BaseModel):
+    """One item's person that a batch-wide person is."""
+
+    position: int
+    name: str | None = Field(description="The item's name, as given when it was submitted")
+    detect_task_id: str
+    person_id: str = Field(description="the person's id in the item's result (`persons`)")
+    time_ranges: list[list[float]] = Field(description="[first, last] seconds of each run of sampled frames it is in")
+
+
+class BatchPersonLine(BaseModel):
+    """One line of GET /v1/batches/{batch_id}/persons (JSONL): a batch-wide person, by its first item."""
+
+    batch_person_id: str
+    items: list[BatchPersonAppearance] = Field(description="in submit order")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import Request
 
 from api.schemas import DetectResultView, DetectTaskView, PersonView
+from db.batch_persons import Appearance
 from db.models import DetectTask
 from facequeue.core.enums import TaskStatus
 from facequeue.core.errors import BASE_MESSAGES, ErrorCode
@@ -102,6 +104,12 @@ def batch_match_line(task: DetectTask, external_id: str | None) -> bytes | None:
     if not found:
         return None
     line = {"position": task.batch_position, "name": task.item_name, "detect_task_id": task.id, "matches": found}
+    return (json.dumps(line, separators=(",", ":")) + "\n").encode()
+
+
+def batch_person_line(batch_person_id: str, appearances: list[Appearance]) -> bytes:
+    """One JSONL line of a batch's persons: a batch-wide person and the items' persons it is."""
+    line = {"batch_person_id": batch_person_id, "items": [asdict(appearance) for appearance in appearances]}
     return (json.dumps(line, separators=(",", ":")) + "\n").encode()
 
 

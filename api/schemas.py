@@ -216,6 +216,7 @@ class BatchFailure(BaseModel):
 class BatchView(BaseModel):
     batch_id: str
     status: str  # running | completed | canceled
+    persons: bool = Field(description="submitted with persons: true (GET /v1/batches/{batch_id}/persons)")
     total: int
     counts: dict[str, int]
     progress: float

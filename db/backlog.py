@@ -14,7 +14,8 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from db.batches import HELD
-from db.models import DetectTask, FaceCollection, WebhookEvent
+from db.face_models import FaceCollection
+from db.models import DetectTask, WebhookEvent
 from facequeue.core.enums import EventState, TaskStatus
 
 BACKLOG_STATES = ("queued", "held", "processing")  # held: a batch item the dispatcher has not published yet

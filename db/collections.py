@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from db.models import CollectionFace, FaceCollection, TaskFaceEmbedding, utcnow
+from db import batch_persons
+from db.batch_persons import ItemPerson
+from db.face_models import CollectionFace, FaceCollection, TaskFaceEmbedding
+from db.models import utcnow
 from facequeue.core.schemas import FaceMatch
 
 # pgvector's HNSW scan returns at most hnsw.ef_search rows: a search for more raises it. The floor is above
@@ -46,19 +49,25 @@ class KeptEmbedding:
 
 @dataclass(frozen=True)
 class RecognitionWrites:
-    """What a run with the index or search option writes with its final status (workers/run_control.py)."""
+    """What a run with the index or search option, or in a batch with persons, writes with its final status
+    (workers/run_control.py)."""
 
     task_id: str
     collection_pk: int | None  # where `faces` go: the index option's collection
     faces: list[NewFace]
     kept: list[KeptEmbedding]
+    batch_id: str | None  # the batch whose persons `persons` join
+    persons: list[ItemPerson]
 
 
 def write_recognition(session: Session, writes: RecognitionWrites) -> None:
     if writes.collection_pk is not None:
         add_faces(session, writes.collection_pk, writes.faces)
     if writes.kept:
-        session.execute(insert(TaskFaceEmbedding), [asdict(kept) | {"task_id": writes.task_id} for kept in writes.kept])
+        # vars(), not asdict(): asdict deep-copies every embedding on the way
+        session.execute(insert(TaskFaceEmbedding), [vars(kept) | {"task_id": writes.task_id} for kept in writes.kept])
+    if writes.batch_id is not None:
+        batch_persons.join(session, writes.batch_id, writes.task_id, writes.persons)
 
 
 def kept_embeddings(
@@ -135,7 +144,7 @@ def add_faces(session: Session, collection_pk: int, faces: Sequence[NewFace]) ->
         return 0
     now = utcnow()
     session.execute(
-        insert(CollectionFace), [asdict(face) | {"collection_pk": collection_pk, "created_at": now} for face in faces]
+        insert(CollectionFace), [vars(face) | {"collection_pk": collection_pk, "created_at": now} for face in faces]
     )
     return len(faces)
 

@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import DetectTask, TaskFaceEmbedding, utcnow
+from db.face_models import BatchItemPerson, TaskFaceEmbedding
+from db.models import Batch, DetectTask, utcnow
 from facequeue.core.enums import FINAL_STATUSES, Queue, TaskStatus
 
 
@@ -87,7 +88,7 @@ def cancel_task(session: Session, task_id: str) -> bool:
 
 
 def purge_result(session: Session, task_id: str) -> None:
-    """The result goes, and the face embeddings kept with it."""
+    """The result goes, and the face embeddings kept with it (its faces' and its persons' in a batch)."""
     purged = session.execute(
         update(DetectTask)
         .where(DetectTask.id == task_id, DetectTask.status.in_(list(FINAL_STATUSES)))
@@ -95,6 +96,7 @@ def purge_result(session: Session, task_id: str) -> None:
     )
     if purged.rowcount:
         session.execute(delete(TaskFaceEmbedding).where(TaskFaceEmbedding.task_id == task_id))
+        session.execute(delete(BatchItemPerson).where(BatchItemPerson.task_id == task_id))
 
 
 class ClaimedRun(NamedTuple):
@@ -105,6 +107,7 @@ class ClaimedRun(NamedTuple):
     tenant_id: str | None
     timings: dict[str, float]  # what an earlier stage of this attempt took (the fetch stage's download)
     kind: str | None  # image | video: a hint from the URL until a stage looked at the bytes
+    persons_batch_id: str | None  # its batch, when that was submitted with persons: true
 
 
 def claim_task(session: Session, task_id: str, worker_name: str, worker_pid: int) -> ClaimedRun | None:
@@ -132,6 +135,10 @@ def claim_task(session: Session, task_id: str, worker_name: str, worker_pid: int
             DetectTask.tenant_id,
             DetectTask.timings,
             DetectTask.kind,
+            select(Batch.id)
+            .where(Batch.id == DetectTask.batch_id, Batch.persons)
+            .scalar_subquery()
+            .label("persons_batch_id"),
         )
     ).first()
     if claimed is None:
@@ -145,6 +152,7 @@ def claim_task(session: Session, task_id: str, worker_name: str, worker_pid: int
         claimed.tenant_id,
         dict(claimed.timings or {}),
         claimed.kind,
+        claimed.persons_batch_id,
     )
 
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
-from db.models import CollectionFace, FaceCollection, TaskFaceEmbedding
+from db.face_models import CollectionFace, FaceCollection, TaskFaceEmbedding
 from facequeue.cli.demo import astronaut_bgr, write_demo_video
 from facequeue.core.settings import get_settings
 from facequeue.plumbing.sessions import session_scope
@@ -269,7 +269,7 @@ def test_a_batchs_matches_say_in_which_files_and_at_which_times(collections_clie
         {"img": _png(him), "name": "him.png"},
         {"img": _png(scene([])), "name": "nobody.png"},
     ]
-    body = {"items": items, "defaults": {"search": {"collection_id": "staff"}}}
+    body = {"items": items, "search": {"collection_id": "staff"}}  # the batch's search: every item's
     batch_id = client.post("/v1/batches", json=body).json()["batch_id"]
     wait_until(
         lambda: client.get(f"/v1/batches/{batch_id}").json(),

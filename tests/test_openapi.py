@@ -43,6 +43,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str, set[str]]] = {
     ("delete", "/v1/batches/{batch_id}"): ("cancelBatch", BATCHES, {"200", "404"} | GATES),
     ("get", "/v1/batches/{batch_id}/results"): ("getBatchResults", BATCHES, {"200", "404"} | GATES),
     ("get", "/v1/batches/{batch_id}/matches"): ("getBatchMatches", BATCHES, {"200", "404", "422"} | GATES),
+    ("get", "/v1/batches/{batch_id}/persons"): ("getBatchPersons", BATCHES, {"200", "404", "409"} | GATES),
     ("post", "/v1/collections"): ("createCollection", COLLECTIONS, {"201", "409", "413", "422"} | GATES),
     ("get", "/v1/collections"): ("listCollections", COLLECTIONS, {"200", "422"} | GATES),
     ("get", COLLECTION): ("getCollection", COLLECTIONS, {"200", "404"} | GATES),

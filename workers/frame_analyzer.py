@@ -189,6 +189,8 @@ class FrameAnalyzer:
 
     def result(self, media: MediaInfo) -> DetectResult:
         persons = self._persons()
+        if persons is not None and self.recognition is not None:
+            self.recognition.keep_persons(persons, self.faces_obj)
         matches = self.recognition.matches() if self.recognition is not None else None
         by_person = None
         if persons is not None and matches is not None:

@@ -85,7 +85,9 @@ def run_detect_task(task_id: str, settings: Settings, worker_name: str) -> None:
     with RunControl(task_id, attempt, settings) as control:
         try:
             options = DetectOptions.from_params(params)
-            recognition = FaceRecognition.for_task(task_id, claimed.tenant_id, options, get_storage(settings))
+            recognition = FaceRecognition.for_task(
+                task_id, claimed.tenant_id, options, get_storage(settings), claimed.persons_batch_id
+            )
             with tempfile.TemporaryDirectory(prefix="facequeue-") as workdir:
                 paths = obtain_media(claimed.upload_key or "", options, Path(workdir), settings, timer)
                 urls = options.frame_urls or ((source_url,) if source_url else ())

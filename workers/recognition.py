@@ -1,6 +1,7 @@
-"""A task's face collections work (the `index` and `search` options): each face's SFace embedding, the quality
-gate of indexing, and the search of a collection's vectors. The faces to index are written with the task's final
-status, in its transaction (workers/run_control.py), so a retried or lost run indexes nothing twice."""
+"""A task's identity work (the `index` and `search` options, and the persons of a batch submitted with `persons`):
+each face's SFace embedding, the quality gate of indexing, the search of a collection's vectors, and each person's
+mean embedding. All of it is written with the task's final status, in its transaction (workers/run_control.py), so
+a retried or lost run indexes nothing twice."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from db import collections
+from db.batch_persons import ItemPerson
 from db.collections import KeptEmbedding, NewFace, RecognitionWrites
 from db.models import url_safe_id
 from facequeue.core.errors import ErrorCode, TaskError
@@ -72,44 +74,52 @@ def unfit_reason(face: Face, embedding: FaceEmbedding, level: str) -> str | None
 
 @dataclass
 class Candidate:
-    frame: str
-    index: int
     area: float
     face: NewFace
 
 
+@dataclass(frozen=True)
+class EmbeddedFace:
+    embedding: FaceEmbedding
+    region: list[int]
+
+
 @dataclass
 class FaceRecognition:
-    """One task's embeddings: indexed and searched once its frames are all seen."""
+    """One task's embeddings: indexed, searched and grouped into its batch's persons once its frames are all seen."""
 
     task_id: str
     options: DetectOptions
     storage: MediaStorage
     index_pk: int | None
     search_pk: int | None
+    persons_batch_id: str | None  # the batch (submitted with persons) whose persons this item's join
     candidates: list[Candidate] = field(default_factory=list)
     unindexed: list[UnindexedFace] = field(default_factory=list)
-    embeddings: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    kept: list[KeptEmbedding] = field(default_factory=list)
+    faces: dict[str, list[EmbeddedFace]] = field(default_factory=dict)  # each frame's, in the frame's face order
+    item_persons: list[ItemPerson] = field(default_factory=list)
 
     @classmethod
     def for_task(
-        cls, task_id: str, tenant_id: str | None, options: DetectOptions, storage: MediaStorage
+        cls,
+        task_id: str,
+        tenant_id: str | None,
+        options: DetectOptions,
+        storage: MediaStorage,
+        persons_batch_id: str | None,
     ) -> FaceRecognition | None:
-        if options.index is None and options.search is None:
+        if options.index is None and options.search is None and persons_batch_id is None:
             return None
-        with session_scope() as session:
-            keys = [_collection_pk(session, tenant_id, wanted) for wanted in (options.index, options.search)]
-        return cls(task_id, options, storage, *keys)
+        keys: list[int | None] = [None, None]
+        if options.index is not None or options.search is not None:
+            with session_scope() as session:
+                keys = [_collection_pk(session, tenant_id, wanted) for wanted in (options.index, options.search)]
+        return cls(task_id, options, storage, *keys, persons_batch_id)
 
     def add(self, key: str, image_bgr: np.ndarray, faces: list[Face]) -> None:
         embedder = get_embedder()
         found = [embedder.embed(image_bgr, face) for face in faces]
-        self.embeddings[key] = [embedding.vector for embedding in found]
-        self.kept += [
-            KeptEmbedding(key, position, embedding.vector, region(face))
-            for position, (face, embedding) in enumerate(zip(faces, found, strict=True))
-        ]
+        self.faces[key] = [EmbeddedFace(embedding, region(face)) for face, embedding in zip(faces, found, strict=True)]
         if self.index_pk is None:
             return
         wanted = self.options.index
@@ -129,30 +139,57 @@ class FaceRecognition:
             new = NewFace(
                 face_id, wanted.external_id, embedding.vector, self.task_id, key, position, region(face), crop_key
             )
-            self.candidates.append(Candidate(key, position, face.box[2] * face.box[3], new))
+            self.candidates.append(Candidate(face.box[2] * face.box[3], new))
         self._keep_largest(wanted.max_faces)
 
     def _keep_largest(self, max_faces: int) -> None:
         self.candidates.sort(key=lambda candidate: -candidate.area)
         for extra in self.candidates[max_faces:]:
-            self.unindexed.append(UnindexedFace(frame=extra.frame, index=extra.index, reason="exceeds_max_faces"))
+            self.unindexed.append(
+                UnindexedFace(frame=extra.face.frame, index=extra.face.face_index, reason="exceeds_max_faces")
+            )
             self.storage.delete_keys([extra.face.crop_key])
         del self.candidates[max_faces:]
 
     def report(self) -> IndexReport | None:
         if self.options.index is None:
             return None
-        kept = sorted(self.candidates, key=lambda candidate: (int(candidate.frame), candidate.index))
+        kept = sorted(self.candidates, key=lambda candidate: (int(candidate.face.frame), candidate.face.face_index))
         return IndexReport(
             collection_id=self.options.index.collection_id,
             external_id=self.options.index.external_id,
-            indexed=[IndexedFace(frame=c.frame, index=c.index, face_id=c.face.id) for c in kept],
+            indexed=[IndexedFace(frame=c.face.frame, index=c.face.face_index, face_id=c.face.id) for c in kept],
             unindexed=sorted(self.unindexed, key=lambda face: (int(face.frame), face.index)),
         )
 
+    def keep_persons(self, persons: list[Person], faces_obj: dict[str, FaceFrame]) -> None:
+        """The item's persons as its batch's persons get them: each with the mean embedding of its identifiable
+        faces (a person with none is left out: nothing says who it is) and the time ranges it appears in."""
+        if self.persons_batch_id is None:
+            return
+        order = {key: position for position, key in enumerate(faces_obj)}
+        for person in persons:
+            vectors = []
+            for appearance in person.appearances:
+                key = str(appearance.frame_idx)
+                face = _face_at(faces_obj[key].region, appearance.bbox)
+                if face is not None and self.faces[key][face].embedding.identifiable:
+                    vectors.append(self.faces[key][face].embedding.vector)
+            if vectors:
+                mean = np.mean(vectors, axis=0)
+                self.item_persons.append(
+                    ItemPerson(person.person_id, mean / np.linalg.norm(mean), time_ranges(person, order))
+                )
+
     def writes(self) -> RecognitionWrites:
-        """The faces to index, and every face's embedding to keep with the task."""
-        return RecognitionWrites(self.task_id, self.index_pk, [c.face for c in self.candidates], self.kept)
+        """The faces to index, every face's embedding to keep with the task, and its persons for its batch's."""
+        kept = [
+            KeptEmbedding(key, position, face.embedding.vector, face.region)
+            for key, faces in self.faces.items()
+            for position, face in enumerate(faces)
+        ]
+        indexed = [candidate.face for candidate in self.candidates]
+        return RecognitionWrites(self.task_id, self.index_pk, indexed, kept, self.persons_batch_id, self.item_persons)
 
     def discard_crops(self) -> None:
         self.storage.delete_keys([candidate.face.crop_key for candidate in self.candidates])
@@ -165,12 +202,14 @@ class FaceRecognition:
         searched = COLLECTION_SEARCH.labels("task")
         with session_scope() as session:
             found: dict[str, list[list[FaceMatch]]] = {}
-            for key, vectors in self.embeddings.items():
+            for key, faces in self.faces.items():
                 found[key] = []
-                for vector in vectors:
+                for face in faces:
                     with searched.time():
                         found[key].append(
-                            collections.search(session, self.search_pk, vector, wanted.threshold, wanted.max_matches)
+                            collections.search(
+                                session, self.search_pk, face.embedding.vector, wanted.threshold, wanted.max_matches
+                            )
                         )
             return found
 
@@ -193,22 +232,29 @@ def person_matches(
     found: dict[str, PersonMatches] = {}
     for person in persons:
         best: dict[str, FaceMatch] = {}
-        runs: list[list[float]] = []
-        previous = None
         for appearance in person.appearances:
             key = str(appearance.frame_idx)
             face = _face_at(faces_obj[key].region, appearance.bbox)
             for match in matches[key][face] if face is not None else []:
                 if match.face_id not in best or match.similarity > best[match.face_id].similarity:
                     best[match.face_id] = match
-            if previous is not None and order[key] == order[previous] + 1:
-                runs[-1][1] = appearance.timestamp
-            else:
-                runs.append([appearance.timestamp, appearance.timestamp])
-            previous = key
         ranked = sorted(best.values(), key=lambda match: -match.similarity)[:limit]
-        found[person.person_id] = PersonMatches(matches=ranked, time_ranges=runs)
+        found[person.person_id] = PersonMatches(matches=ranked, time_ranges=time_ranges(person, order))
     return found
+
+
+def time_ranges(person: Person, order: dict[str, int]) -> list[list[float]]:
+    """[first, last] timestamp of each run of consecutive sampled frames (by `order`) the person appears in."""
+    runs: list[list[float]] = []
+    previous = None
+    for appearance in person.appearances:
+        key = str(appearance.frame_idx)
+        if previous is not None and order[key] == order[previous] + 1:
+            runs[-1][1] = appearance.timestamp
+        else:
+            runs.append([appearance.timestamp, appearance.timestamp])
+        previous = key
+    return runs
 
 
 def _face_at(regions: list[list[int]], corners: list[int]) -> int | None:

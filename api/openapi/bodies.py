@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from api.collection_schemas import BatchMatchLine
-from api.openapi.collection_examples import BATCH_MATCH_LINES
+from api.collection_schemas import BatchMatchLine, BatchPersonLine
+from api.openapi.collection_examples import BATCH_MATCH_LINES, BATCH_PERSON_LINES
 from api.openapi.examples import BATCH_RESULT_LINES, MANIFEST_ITEMS
 from api.openapi.responses import schema_ref
 from api.openapi.shapes import BatchCreate, BatchResultLine
@@ -68,7 +68,8 @@ BATCH_REQUEST_BODY: dict[str, Any] = {
                 "schema": {
                     **BINARY,
                     "description": "A manifest: one item per line, each a JSON object with the fields of an item "
-                    "of BatchCreate; ?defaults= and ?callback_url= stand for the JSON body's other fields. "
+                    "of BatchCreate; ?defaults=, ?callback_url=, ?search= and ?persons= stand for the JSON body's "
+                    "other fields. "
                     "Up to FACEQUEUE_MAX_MANIFEST_BYTES, streamed to disk as it arrives.",
                 },
                 "example": _lines(MANIFEST_ITEMS),
@@ -92,6 +93,12 @@ BATCH_MATCHES_RESPONSE = _jsonl_response(
     "One JSON object per line (BatchMatchLine): each item with a match, in submit order",
     BatchMatchLine,
     BATCH_MATCH_LINES,
+)
+
+BATCH_PERSONS_RESPONSE = _jsonl_response(
+    "One JSON object per line (BatchPersonLine): each batch-wide person, by its first item",
+    BatchPersonLine,
+    BATCH_PERSON_LINES,
 )
 
 JPEG_RESPONSE: dict[str, Any] = {"description": "an annotated JPEG", "content": {"image/jpeg": {"schema": BINARY}}}

@@ -8,6 +8,8 @@ from pydantic import BaseModel
 
 from api.collection_schemas import (
     BatchMatchLine,
+    BatchPersonAppearance,
+    BatchPersonLine,
     CollectionCreate,
     CollectionFacePage,
     CollectionFaceView,
@@ -56,6 +58,27 @@ BATCH_MATCH_LINES = [
         matches=[ItemMatch(frame="4", frame_time=2.0, index=0, **MATCH.model_dump())],
     )
 ]
+BATCH_PERSON_LINES = [
+    BatchPersonLine(
+        batch_person_id="bp_Qm3xT0aZk9Lw",
+        items=[
+            BatchPersonAppearance(
+                position=0,
+                name="clips/0001.mp4",
+                detect_task_id=EXAMPLE_TASK_ID,
+                person_id="person_0",
+                time_ranges=[[0.0, 4.0], [9.5, 12.0]],
+            ),
+            BatchPersonAppearance(
+                position=7,
+                name="clips/0008.mp4",
+                detect_task_id="Y2kR8vN1pQw5sT7uX0zA3bC6",
+                person_id="person_1",
+                time_ranges=[[2.0, 6.5]],
+            ),
+        ],
+    )
+]
 COLLECTION_INSTANCES: list[BaseModel] = [
     IndexOptions(collection_id="staff", external_id="alice"),
     SearchOptions(collection_id="staff", threshold=0.5, max_matches=5),
@@ -74,4 +97,6 @@ COLLECTION_INSTANCES: list[BaseModel] = [
     FaceSearchResult(face_id=EXAMPLE_FACE_ID, matches=[MATCH]),
     BATCH_MATCH_LINES[0],
     BATCH_MATCH_LINES[0].matches[0],
+    BATCH_PERSON_LINES[0],
+    BATCH_PERSON_LINES[0].items[0],
 ]

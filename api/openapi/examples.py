@@ -223,6 +223,7 @@ INSTANCES: list[BaseModel] = [
     BatchView(
         batch_id=EXAMPLE_BATCH_ID,
         status="running",
+        persons=False,
         total=3,
         counts={"queued": 1, "processing": 0, "succeeded": 1, "failed": 1, "canceled": 0},
         progress=0.667,

@@ -31,6 +31,7 @@ from api.errors import (
 )
 from api.limits import json_body_limit
 from api.openapi.shapes import NativeError
+from api.services.batches import PersonsNotRequested
 from api.services.collections import CollectionExists
 from api.services.deliveries import EndpointDisabled, NothingToRedeliver
 from api.services.detect import TaskFinal
@@ -74,6 +75,9 @@ FACE_NOT_FOUND = NotFound("face 5aQx1MqgT0ye3bD2nLwZ not found in collection sta
 # a detect task's index or search option naming a collection the caller does not have
 OPTION_COLLECTION_NOT_FOUND = NotFound("collection staff not found", field="index.collection_id")
 BATCH_NOT_FOUND = NotFound(f"batch {EXAMPLE_BATCH_ID} not found", field="batch_id")
+PERSONS_NOT_REQUESTED = PersonsNotRequested(
+    f"batch {EXAMPLE_BATCH_ID} was not submitted with persons: true, so it has no batch-wide persons", field="batch_id"
+)
 TASK_FINAL = TaskFinal(
     f"detect task {EXAMPLE_TASK_ID} is already succeeded: there is nothing to cancel, and its result is kept "
     f"(DELETE /v1/detect/{EXAMPLE_TASK_ID} deletes it)",

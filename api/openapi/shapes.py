@@ -8,10 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from api.collection_schemas import BatchMatchLine
+from api.collection_schemas import BatchMatchLine, BatchPersonLine
 from api.schemas import BatchItemCreate, DetectCreate, DetectResultView, PersonView, TaskErrorView
 from facequeue.core.enums import TaskStatus
-from facequeue.core.schemas import FaceFrame, FaceShape, enum_names
+from facequeue.core.schemas import FaceFrame, FaceShape, SearchOptions, enum_names
 
 # --- native ---------------------------------------------------------------------------------------
 
@@ -34,6 +34,14 @@ class BatchCreate(BaseModel):
     items: list[BatchItemCreate] = Field(description="One detection per item, up to FACEQUEUE_MAX_BATCH_ITEMS")
     defaults: DetectCreate | None = Field(None, description="Fields every item gets unless it sets them itself")
     callback_url: str | None = Field(None, description="Where the batch's one batch.completed event goes")
+    search: SearchOptions | None = Field(
+        None, description="Search a collection in every item (an item's own `search`, or defaults', is refused)"
+    )
+    persons: bool = Field(
+        False,
+        description="Batch-wide person ids: every item runs with `persons`, and the persons of all items are "
+        "grouped by identity (GET /v1/batches/{batch_id}/persons)",
+    )
 
 
 class BatchResultLine(BaseModel):
@@ -158,6 +166,7 @@ DOCUMENT_ONLY_RESPONSES = (
     NativeError,
     BatchResultLine,
     BatchMatchLine,
+    BatchPersonLine,
     DetectFacesResponse,
     AnalyzeFramesErrorResponse,
     CrunError,

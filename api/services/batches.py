@@ -8,12 +8,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.errors import InsufficientCredits, InvalidInput, NotFound
+from api.errors import InsufficientCredits, InvalidInput, NotFound, ServiceError
 from api.schemas import BatchFailure, BatchView
 from api.services.collections import check_collections
 from api.services.gates import check_features, check_not_in_maintenance
 from api.services.submission import DetectSubmission, checked_input, validate_webhook_url
-from db import batches
+from db import batch_persons, batches
+from db.batch_persons import Appearance
 from db.models import Batch, DetectTask, new_task_id, utcnow
 from facequeue.core.enums import CreditState, Queue, SubmitApi, TaskStatus
 from facequeue.core.settings import Settings
@@ -28,6 +29,11 @@ BATCH_INSERT_CHUNK = 1000
 FAILURES_SHOWN = 10
 
 
+class PersonsNotRequested(ServiceError):
+    status_code = 409
+    code = "persons_not_requested"
+
+
 class BatchService:
     def __init__(self, session: Session, settings: Settings, storage: MediaStorage) -> None:
         self.session = session
@@ -35,13 +41,15 @@ class BatchService:
         self.storage = storage
         self._collections_found: set[str] = set()
 
-    def submit(self, tenant_id: str | None, items: Iterable[DetectSubmission], callback_url: str | None) -> Batch:
+    def submit(
+        self, tenant_id: str | None, items: Iterable[DetectSubmission], callback_url: str | None, persons: bool
+    ) -> Batch:
         """Store every item as a held task (bulk inserts, one transaction, one credit reservation), then
         hand the tenant's first items to the fair dispatcher. A bad item refuses the whole batch."""
         check_not_in_maintenance(self.session, self.settings)  # once per batch, not once per item
         if callback_url is not None:
             validate_webhook_url(callback_url, self.settings, field="callback_url")
-        batch = Batch(tenant_id=tenant_id, total=0, callback_url=callback_url)
+        batch = Batch(tenant_id=tenant_id, total=0, callback_url=callback_url, persons=persons)
         self.session.add(batch)
         self.session.flush()
         rows, uploads, total_cost, kinds = [], [], 0, collections.Counter()
@@ -126,6 +134,15 @@ class BatchService:
         self._owned(batch_id, tenant_id)
         return _items_in_order(batch_id)
 
+    def persons(self, batch_id: str, tenant_id: str | None) -> Iterator[tuple[str, list[Appearance]]]:
+        """The batch's persons, read lazily like its items."""
+        if not self._owned(batch_id, tenant_id).persons:
+            raise PersonsNotRequested(
+                f"batch {batch_id} was not submitted with persons: true, so it has no batch-wide persons",
+                field="batch_id",
+            )
+        return _persons_in_order(batch_id)
+
     def _owned(self, batch_id: str, tenant_id: str | None) -> Batch:
         batch = batches.get_batch(self.session, batch_id, tenant_id)
         if batch is None:
@@ -148,6 +165,7 @@ class BatchService:
         return BatchView(
             batch_id=batch.id,
             status=state,
+            persons=batch.persons,
             total=batch.total,
             counts=counts,
             progress=round(final / batch.total, 4) if batch.total else 1.0,
@@ -170,5 +188,13 @@ def _items_in_order(batch_id: str) -> Iterator[DetectTask]:
     session = get_sessionmaker()()  # the request's session is closed before a streamed body is sent
     try:
         yield from batches.items_in_order(session, batch_id)
+    finally:
+        session.close()
+
+
+def _persons_in_order(batch_id: str) -> Iterator[tuple[str, list[Appearance]]]:
+    session = get_sessionmaker()()
+    try:
+        yield from batch_persons.appearances(session, batch_id)
     finally:
         session.close()

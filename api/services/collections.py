@@ -14,7 +14,8 @@ from api.rendering import LinkFn
 from api.services import cursors
 from db import collections, tasks
 from db.collections import NewFace
-from db.models import CollectionFace, FaceCollection, url_safe_id
+from db.face_models import CollectionFace, FaceCollection
+from db.models import url_safe_id
 from facequeue.core.schemas import DetectOptions, IndexedFace, IndexReport
 from facequeue.core.settings import Settings
 from facequeue.core.storage import MediaStorage, collection_face_key, collection_prefix
@@ -77,7 +78,8 @@ class CollectionService:
     def list(self, tenant_id: str | None, cursor: str | None, limit: int) -> tuple[list[CollectionView], str | None]:
         after = cursors.unseal(cursor, "collections", tenant_id, self.settings) if cursor else None
         rows = collections.list_collections(self.session, tenant_id, after, limit)
-        return [collection_view(row) for row in rows], self._next(rows, limit, "collections", tenant_id)
+        next_cursor = self._next([row.collection_id for row in rows], limit, "collections", tenant_id)
+        return [collection_view(row) for row in rows], next_cursor
 
     def delete(self, tenant_id: str | None, collection_id: str) -> None:
         """The collection, its faces and vectors in one commit; then its crops."""
@@ -94,7 +96,7 @@ class CollectionService:
         listing = f"faces of {collection.id}"
         after = cursors.unseal(cursor, listing, tenant_id, self.settings) if cursor else None
         rows = collections.list_faces(self.session, collection.id, external_id, after, limit)
-        return rows, self._next(rows, limit, listing, tenant_id)
+        return rows, self._next([row.id for row in rows], limit, listing, tenant_id)
 
     def index_from_task(
         self,
@@ -158,12 +160,11 @@ class CollectionService:
         self.session.rollback()  # read only: ends the transaction its search settings were set in
         return FaceSearchResult(face_id=face_id, matches=found)
 
-    def _next(self, rows: Sequence, limit: int, listing: str, tenant_id: str | None) -> str | None:
-        if len(rows) < limit:
+    def _next(self, positions: list[str], limit: int, listing: str, tenant_id: str | None) -> str | None:
+        """The cursor after a full page: its last row's position (what the listing is ordered by)."""
+        if len(positions) < limit:
             return None
-        last = rows[-1]
-        position = last.collection_id if isinstance(last, FaceCollection) else last.id
-        return cursors.seal(position, listing, tenant_id, self.settings)
+        return cursors.seal(positions[-1], listing, tenant_id, self.settings)
 
 
 def face_view(face: CollectionFace, link: LinkFn) -> CollectionFaceView:

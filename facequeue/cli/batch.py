@@ -25,9 +25,11 @@ from facequeue.core.media_kinds import kind_from_extension
 from facequeue.core.schemas import ITEM_NAME_MAX_LENGTH
 
 if TYPE_CHECKING:
-    from facequeue_client import BatchAccepted, BatchStatus, Client
+    from facequeue_client import BatchAccepted, BatchItemMatches, BatchPersonItem, BatchStatus, Client
 
 FAILURES_LISTED = 5  # the server's status carries the first failures; the results file has them all
+LISTED = 10  # items with matches, and persons seen in several items, shown after the batch
+NAMES_SHOWN = 5  # of a person's items
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
 
 
@@ -50,6 +52,13 @@ def batch(
         str | None, typer.Option(help='detection options for every item, as JSON: {"num_frames": 10}')
     ] = None,
     callback_url: Annotated[str | None, typer.Option(help="where the batch.completed webhook goes")] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(help="search this face collection in every item; the items that met its faces are listed"),
+    ] = None,
+    persons: Annotated[
+        bool, typer.Option("--persons", help="batch-wide person ids; the persons seen in several items are listed")
+    ] = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
@@ -57,7 +66,10 @@ def batch(
     with connect(server, api_key) as client:
         accepted, skipped = None, []
         if batch_id is None:
-            accepted, skipped = _submit(client, source, _defaults(defaults), callback_url)
+            batch_wide = {"callback_url": callback_url, "persons": persons}
+            if search is not None:
+                batch_wide["search"] = {"collection_id": search}
+            accepted, skipped = _submit(client, source, _defaults(defaults), batch_wide)
         batch_id = accepted.batch_id if accepted else batch_id
         resume = f"facequeue batch --batch-id {batch_id}" + (f" --out {out}" if out else "")
         try:
@@ -67,6 +79,10 @@ def batch(
         except KeyboardInterrupt:
             _interrupted(client, batch_id, resume)
         _report(status, skipped)
+        if search is not None:
+            _report_matches(client, batch_id)
+        if status.persons:
+            _report_persons(client, batch_id)
         if out is not None:
             _download(client, batch_id, out)
         else:
@@ -96,10 +112,7 @@ class Skipped:
 
 
 def _submit(
-    client: Client,
-    source: Path | None,
-    defaults: dict[str, Any] | None,
-    callback_url: str | None,
+    client: Client, source: Path | None, defaults: dict[str, Any] | None, batch_wide: dict[str, Any]
 ) -> tuple[BatchAccepted, list[Skipped]]:
     """The batch, and the folder's files that were not sent."""
     skipped: list[Skipped] = []
@@ -114,7 +127,7 @@ def _submit(
     else:
         fail(f"no such file or folder: {source.absolute()}", "give a folder of images and videos, or a JSONL manifest")
     try:
-        return client.stream_batch(items, defaults=defaults, callback_url=callback_url), skipped
+        return client.stream_batch(items, defaults=defaults, **batch_wide), skipped
     except KeyboardInterrupt:
         fail("interrupted while sending the batch; no batch was created", "run the command again")
 
@@ -224,6 +237,41 @@ def _report(status: BatchStatus, skipped: list[Skipped]) -> None:
         show(f"  {where}task {failure.detect_task_id}): {error.get('code')}: {error.get('message')}")
     for file in skipped:
         show(f"  skipped {file.path}: {file.reason}")
+
+
+def _report_matches(client: Client, batch_id: str) -> None:
+    """Which items met the collection's faces, and whom (by external id, else face id)."""
+    shown, count = [], 0
+    for line in client.batch_matches(batch_id):
+        count += 1
+        if len(shown) < LISTED:
+            whom = sorted({match.external_id or match.face_id for match in line.matches})
+            shown.append(f"  {_item_name(line)}: {', '.join(whom)}")
+    show(f"{count} items met faces of the collection" + (f", the first {LISTED}:" if count > LISTED else ""))
+    for text in shown:
+        show(text)
+
+
+def _report_persons(client: Client, batch_id: str) -> None:
+    """How many batch-wide persons, and those seen in several items with the items' names."""
+    shown, count, shared = [], 0, 0
+    for person in client.batch_persons(batch_id):
+        count += 1
+        if len(person.items) > 1:
+            shared += 1
+            names = [_item_name(item) for item in person.items[:NAMES_SHOWN]]
+            more = len(person.items) - NAMES_SHOWN
+            if len(shown) < LISTED:
+                shown.append(
+                    f"  {person.batch_person_id}: {', '.join(names)}" + (f" and {more} more" if more > 0 else "")
+                )
+    show(f"{count} persons across the batch, {shared} of them in several items")
+    for text in shown:
+        show(text)
+
+
+def _item_name(line: BatchItemMatches | BatchPersonItem) -> str:
+    return line.name or f"item {line.position}"
 
 
 def _download(client: Client, batch_id: str, out: Path) -> None:

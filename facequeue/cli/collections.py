@@ -1,5 +1,6 @@
-"""Face collections with the Python client: `collections create|list|delete|faces` manage them, `index` adds the
-faces of a picture to one, `search` finds a picture's faces among one's faces."""
+"""Face collections with the Python client: `collections create|list|delete|faces|delete-face` manage them,
+`collections search` finds a collection's faces like one of its own, `index` adds the faces of a picture to one,
+`search` finds a picture's faces among one's faces."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 _INDEX, _SEARCH = IndexOptions.model_fields, SearchOptions.model_fields
 QualityFilter = _INDEX["quality_filter"].annotation  # the API's own choices
 COLLECTIONS_HINT = "`facequeue collections list` shows yours, `facequeue collections create ID` makes one"
+FACES_HINT = "`facequeue collections faces ID` lists a collection's faces"
 
 collections_app = typer.Typer(
     help="Face collections: named sets of indexed faces (`facequeue index` adds faces, `facequeue search` finds them)",
@@ -35,19 +37,25 @@ CollectionId = Annotated[str, typer.Argument(help="the collection's id (letters,
 CollectionOption = Annotated[
     str, typer.Option("--collection", help="the collection's id", show_default=False, rich_help_panel="Collection")
 ]
+FaceId = Annotated[
+    str, typer.Argument(help="the face's id (`facequeue collections faces` lists them)", show_default=False)
+]
+Threshold = Annotated[float, typer.Option(min=0, max=1, help=_SEARCH["threshold"].description)]
+MaxMatches = Annotated[int, typer.Option(min=1, help=_SEARCH["max_matches"].description)]
 Media = Annotated[str, typer.Argument(help="an image or video file, or an http(s) URL", show_default=False)]
 
 
 @contextmanager
 def _connect(server: str | None, api_key: str | None) -> Iterator[Client]:
-    """connect(), with what to do about a missing or existing collection (connect's own hint is about tasks)."""
+    """connect(), with what to do about a missing collection or face, or an existing collection (connect's own hint
+    is about tasks)."""
     from facequeue_client import Conflict, NotFound
 
     with connect(server, api_key) as client:
         try:
             yield client
         except NotFound as error:
-            fail(error.message, COLLECTIONS_HINT)
+            fail(error.message, FACES_HINT if error.field == "face_id" else COLLECTIONS_HINT)
         except Conflict as error:
             fail(error.message, "choose another id, or delete it first with `facequeue collections delete ID`")
 
@@ -110,6 +118,43 @@ def faces(
     for face in listed:
         created = face.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(face.face_id, face.external_id or "", face.detect_task_id or "", face.frame, created)
+    _print(table)
+
+
+@collections_app.command("delete-face")
+def delete_face(
+    collection_id: CollectionId, face_id: FaceId, server: ServerOption = None, api_key: ApiKeyOption = None
+) -> None:
+    """Delete one face of a collection, with its vector and crop."""
+    with _connect(server, api_key) as client:
+        client.delete_face(collection_id, face_id)
+    show(f"face {face_id} deleted from collection {collection_id}")
+
+
+@collections_app.command("search")
+def search_by_face(
+    collection_id: CollectionId,
+    face_id: FaceId,
+    threshold: Threshold = _SEARCH["threshold"].default,
+    max_matches: MaxMatches = _SEARCH["max_matches"].default,
+    as_json: Annotated[bool, typer.Option("--json", help="print the answer's JSON instead of a table")] = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Find the collection's faces most like its face FACE_ID, best first: an index query, no model run.
+
+    Prints each match's face id, external id and similarity (the face itself is left out)."""
+    with _connect(server, api_key) as client:
+        found = client.search_faces(collection_id, face_id, threshold, max_matches)
+    if as_json:
+        print(found.model_dump_json(indent=2))
+        return
+    if not found.matches:
+        note(f"no face of collection {collection_id} like face {face_id} (similarity {threshold:g} or more)")
+        return
+    table = _table("face", "external id", "similarity")
+    for match in found.matches:
+        table.add_row(match.face_id, match.external_id or "", f"{match.similarity:.3f}")
     _print(table)
 
 

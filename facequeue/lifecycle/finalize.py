@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import batches
+from db import batch_persons, batches
 from db.models import DetectTask
 from facequeue.core.enums import CreditState
 from facequeue.core.settings import get_settings
@@ -22,7 +22,8 @@ from facequeue.plumbing import metrics, task_events
 def on_task_final(session: Session, task_id: str) -> None:
     """Count the task in the metrics, settle or refund its credits, queue its webhook event, announce the
     status to its live event streams and delete its upload (after commit), and for a batch item, dispatch
-    the tenant's next held item and close the batch when this was its last open item."""
+    the tenant's next held item and close the batch when this was its last open item (its persons waiting for
+    the end then get their batch-wide ids)."""
     settings = get_settings()
     # One read decides which of the steps apply (most tasks need none of them) and feeds the metrics.
     task = session.execute(
@@ -49,4 +50,6 @@ def on_task_final(session: Session, task_id: str) -> None:
     dispatch(session, settings, [task.tenant_id])  # the tenant has room for its next held item
     finished = batches.finish_if_complete(session, task.batch_id)
     if finished is not None:
+        if finished.persons:
+            batch_persons.settle(session, finished.id)
         queue_batch_event(session, finished, batches.status_counts(session, task.batch_id), settings)

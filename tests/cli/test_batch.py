@@ -15,10 +15,12 @@ import subprocess
 import sys
 import time
 
+import cv2
 from facequeue_client import Client
 
 from tests.cli.conftest import run_cli
 from tests.conftest import REPO_ROOT
+from tests.identity.support import Head, scene
 
 BATCH_ID = r"bt_[\w-]+"
 
@@ -180,3 +182,37 @@ def _read_until(fd: int, text: str, timeout: float = 60) -> str:
         if select.select([fd], [], [], 0.5)[0]:
             seen += os.read(fd, 4096).decode(errors="replace")
     return seen
+
+
+def test_a_batch_searched_and_with_persons_lists_whom_it_met(cli_env, photos, tmp_path) -> None:
+    """--search: the items that met the collection's faces, and whom; --persons: the persons seen in several
+    items (her in a.jpg and c.jpg; him in b.jpg only)."""
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(photos["one"].read_bytes())
+    cv2.imwrite(str(folder / "b.jpg"), scene([Head("cameraman", 300, 60, 200)]))
+    cv2.imwrite(str(folder / "c.jpg"), cv2.resize(cv2.imread(str(photos["one"])), (384, 384)))
+    assert run_cli("collections", "create", "staff", env=cli_env).returncode == 0
+    indexed = run_cli("index", str(photos["one"]), "--collection", "staff", "--external-id", "astronaut", env=cli_env)
+    assert indexed.returncode == 0, indexed.stderr
+
+    done = run_cli("batch", str(folder), "--search", "staff", "--persons", env=cli_env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    batch_id = re.match(rf"batch ({BATCH_ID}):", done.stderr).group(1)
+    lines = done.stdout.splitlines()
+    assert lines[:5] == [
+        f"batch {batch_id} completed: 3 succeeded, 0 failed, 0 canceled of 3",
+        "2 items met faces of the collection",
+        f"  {folder}/a.jpg: astronaut",
+        f"  {folder}/c.jpg: astronaut",
+        "2 persons across the batch, 1 of them in several items",
+    ]
+    assert re.fullmatch(rf"  bp_[\w-]+: {folder}/a.jpg, {folder}/c.jpg", lines[5])
+    assert len(lines) == 6
+
+    # followed again, the batch still says it has persons; a missing collection is one line, nothing sent
+    again = run_cli("batch", "--batch-id", batch_id, env=cli_env)
+    assert again.stdout.splitlines()[1:] == lines[4:]
+    missing = run_cli("batch", str(folder), "--search", "nowhere", env=cli_env)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert "collection nowhere not found" in missing.stderr

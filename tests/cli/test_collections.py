@@ -1,5 +1,5 @@
-"""`facequeue collections create|list|delete|faces`, `facequeue index` and `facequeue search` against a real embedded
-service (its Postgres has pgvector), with the one-line errors a user can meet there."""
+"""`facequeue collections create|list|delete|faces|delete-face|search`, `facequeue index` and `facequeue search`
+against a real embedded service (its Postgres has pgvector), with the one-line errors a user can meet there."""
 
 from __future__ import annotations
 
@@ -117,3 +117,57 @@ def test_index_and_search_name_a_missing_collection_in_one_line(cli_env, photos)
         r"give an image or video file, or an http\(s\) URL",
         missing,
     )
+
+
+def test_search_by_face_id_and_delete_a_face(cli_env, photos, cameraman) -> None:
+    assert run_cli("collections", "create", "people", env=cli_env).returncode == 0
+    ids = {}
+    for name, picture in (("astronaut", str(photos["one"])), ("cameraman", cameraman)):
+        indexed = run_cli("index", picture, "--collection", "people", "--external-id", name, env=cli_env)
+        assert indexed.returncode == 0, indexed.stderr
+        ids[name] = re.search(rf"face_id ({FACE_ID})$", indexed.stdout).group(1)
+    her, him = ids["astronaut"], ids["cameraman"]
+
+    # the face itself is left out; the cameraman is below the default threshold (0.5)
+    alone = run_cli("collections", "search", "people", her, env=cli_env)
+    assert (alone.returncode, alone.stdout) == (0, "")
+    assert alone.stderr == f"no face of collection people like face {her} (similarity 0.5 or more)\n"
+    found = run_cli("collections", "search", "people", her, "--threshold", "0", "--max-matches", "1", env=cli_env)
+    assert found.returncode == 0, found.stderr
+    header, _rule, *rows = found.stdout.splitlines()
+    assert header.split() == ["face", "external", "id", "similarity"]
+    assert len(rows) == 1 and re.fullmatch(rf"\s*{him}\s+cameraman\s+0\.\d{{3}}\s*", rows[0]), rows
+    as_json = run_cli("collections", "search", "people", her, "--threshold", "0", "--json", env=cli_env)
+    assert as_json.returncode == 0, as_json.stderr
+    answer = json.loads(as_json.stdout)
+    assert answer["face_id"] == her
+    assert [(m["face_id"], m["external_id"]) for m in answer["matches"]] == [(him, "cameraman")]
+    assert f"{answer['matches'][0]['similarity']:.3f}" == rows[0].split()[2]
+    none_json = run_cli("collections", "search", "people", her, "--json", env=cli_env)
+    assert (none_json.returncode, json.loads(none_json.stdout)) == (0, {"face_id": her, "matches": []})
+
+    faces_hint = "`facequeue collections faces ID` lists a collection's faces"
+    assert error_line(run_cli("collections", "search", "people", "nope", env=cli_env)) == (
+        f"error: face nope not found in collection people — {faces_hint}"
+    )
+    assert error_line(run_cli("collections", "search", "nobody", her, env=cli_env)) == (
+        f"error: collection nobody not found — {COLLECTIONS_HINT}"
+    )
+
+    deleted = run_cli("collections", "delete-face", "people", him, env=cli_env)
+    assert (deleted.returncode, deleted.stdout, deleted.stderr) == (
+        0,
+        f"face {him} deleted from collection people\n",
+        "",
+    )
+    assert error_line(run_cli("collections", "delete-face", "people", him, env=cli_env)) == (
+        f"error: face {him} not found in collection people — {faces_hint}"
+    )
+    assert error_line(run_cli("collections", "delete-face", "nobody", her, env=cli_env)) == (
+        f"error: collection nobody not found — {COLLECTIONS_HINT}"
+    )
+    _header, _rule, *left = run_cli("collections", "faces", "people", env=cli_env).stdout.splitlines()
+    assert [row.split()[:2] for row in left] == [[her, "astronaut"]]
+    empty = run_cli("collections", "search", "people", her, "--threshold", "0", env=cli_env)
+    assert (empty.returncode, empty.stdout) == (0, "")
+    assert empty.stderr == f"no face of collection people like face {her} (similarity 0 or more)\n"

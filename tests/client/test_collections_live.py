@@ -1,8 +1,14 @@
 """Face collections through the client, against the real API over HTTP (uvicorn, Postgres with pgvector, Redis and
-a real Celery worker): the collections' CRUD, and faces indexed and searched from local pictures (the astronaut and
-the cameraman, tests/identity/support.py), which the client must send as base64 JSON."""
+a real Celery worker): the collections' CRUD, faces indexed and searched from local pictures (the astronaut and
+the cameraman, tests/identity/support.py), which the client must send as base64 JSON, and a batch's matches
+on real people's photos and a clip (../shared/testdata)."""
 
 from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,7 +28,9 @@ from facequeue_client import (
     NotFound,
     SearchOptions,
 )
+from facequeue_client.models import BatchItemMatches, BatchPerson, ItemMatch
 
+from tests.conftest import SHARED_TESTDATA
 from tests.identity.support import Head, scene
 
 pytestmark = pytest.mark.integration
@@ -147,3 +155,126 @@ async def test_async_client_manages_indexes_and_searches(live_api: str, api_key:
         await client.delete_collection("crew")
         with pytest.raises(NotFound):
             await client.get_collection("crew")
+
+
+def _photos_of(*people: str) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {name: [] for name in people}
+    with (SHARED_TESTDATA / "identity_labels.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            if row["identity"] in found:
+                found[row["identity"]].append(SHARED_TESTDATA / row["file"])
+    return found
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _where(line: BatchItemMatches) -> list[tuple[str, float | None, int, str, str | None]]:
+    return [(m.frame, m.frame_time, m.index, m.face_id, m.external_id) for m in line.matches]
+
+
+async def _matches_async(live_api: str, api_key: str, batch_id: str, external_id: str) -> list[BatchItemMatches]:
+    async with AsyncClient(live_api, api_key, timeout=10) as client:
+        with pytest.raises(NotFound) as missing:
+            [line async for line in client.batch_matches("bt_missing")]
+        assert (missing.value.field, missing.value.message) == ("batch_id", "batch bt_missing not found")
+        return [line async for line in client.batch_matches(batch_id, external_id=external_id)]
+
+
+@pytest.mark.testdata
+def test_a_batchs_matches_say_which_items_and_frames_met_whom(client: Client, live_api, api_key, worker, tmp_path):
+    """Two Johns indexed from one photo each, Katie Hill from a still of her clip; a batch searched in the collection
+    finds each John in his other photo and her in each of her clip's 3 sampled frames; the dogs match no one."""
+    client.create_collection("people")
+    johns = _photos_of("john_salley", "john_savage")
+    clip = SHARED_TESTDATA / "videos" / "sadtalker_WDA_KatieHill_000.mp4"
+    capture = cv2.VideoCapture(str(clip))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 100)  # a frame the batch does not sample (it samples 0, 66, 133)
+    still = tmp_path / "katie.jpg"
+    cv2.imwrite(str(still), capture.read()[1])
+    capture.release()
+    face_ids = {}
+    for person, photo in [("john_salley", johns["john_salley"][0]), ("john_savage", johns["john_savage"][0])]:
+        indexed = client.wait(client.detect(photo, index={"collection_id": "people", "external_id": person}), 120)
+        [face_ids[person]] = [face.face_id for face in indexed.result.index.indexed]
+    indexed = client.wait(client.detect(still, index={"collection_id": "people", "external_id": "katie_hill"}), 120)
+    [face_ids["katie_hill"]] = [face.face_id for face in indexed.result.index.indexed]
+
+    items = [
+        {"img": _b64(johns["john_savage"][3]), "name": "savage.jpg"},
+        {"img": _b64(SHARED_TESTDATA / "dlib" / "examples" / "faces" / "dogs.jpg"), "name": "dogs.jpg"},
+        {"img": _b64(clip), "name": "katie.mp4", "num_frames": 3},
+        {"img": _b64(johns["john_salley"][3]), "name": "salley.jpg"},
+    ]
+    batch = client.submit_batch(items, search=SearchOptions(collection_id="people", max_matches=2))
+    assert client.wait_batch(batch.batch_id, timeout=300).counts["succeeded"] == 4
+    results = list(client.batch_results(batch.batch_id))
+    task_ids = [line.detect_task_id for line in results]
+    assert results[1].result.matches == {"0": [[], []]}  # two faces found among the dogs, each matching no one
+    savage, katie, salley = face_ids["john_savage"], face_ids["katie_hill"], face_ids["john_salley"]
+
+    lines = list(client.batch_matches(batch.batch_id))
+    assert all(isinstance(line, BatchItemMatches) for line in lines)
+    assert all(
+        isinstance(match, ItemMatch) and 0.5 <= match.similarity <= 1 for line in lines for match in line.matches
+    )
+    # an item without a match has no line; each other item matched its own person only (of the 2 asked for)
+    assert [(line.position, line.name, line.detect_task_id) for line in lines] == [
+        (0, "savage.jpg", task_ids[0]),
+        (2, "katie.mp4", task_ids[2]),
+        (3, "salley.jpg", task_ids[3]),
+    ]
+    assert [_where(line) for line in lines] == [
+        [("0", None, 0, savage, "john_savage")],
+        [
+            ("0", 0.0, 0, katie, "katie_hill"),
+            ("66", 2.64, 0, katie, "katie_hill"),
+            ("133", 5.32, 0, katie, "katie_hill"),
+        ],
+        [("0", None, 0, salley, "john_salley")],
+    ]
+    [hers] = client.batch_matches(batch.batch_id, external_id="katie_hill")
+    assert hers == lines[1]
+    [his] = client.batch_matches(batch.batch_id, "john_salley")
+    assert his == lines[2]
+    assert list(client.batch_matches(batch.batch_id, external_id="nobody")) == []
+    with pytest.raises(NotFound) as missing:
+        list(client.batch_matches("bt_missing"))
+    assert (missing.value.status, missing.value.field) == (404, "batch_id")
+    assert missing.value.message == "batch bt_missing not found"
+
+    assert asyncio.run(_matches_async(live_api, api_key, batch.batch_id, "katie_hill")) == [hers]
+
+
+def test_a_batchs_persons_through_the_client(client: Client, live_api, api_key, worker) -> None:
+    """Her face in two photos and his in one, sent as JSON and as a JSONL manifest with persons=True: two batch
+    persons, hers with both photos; a batch sent without persons has none to give."""
+    her, her_smaller = _png(scene([Head("astronaut", 200, 60, 220)])), _png(scene([Head("astronaut", 60, 150, 150)]))
+    him = _png(scene([Head("cameraman", 300, 60, 200)]))
+    items = [
+        {"img": base64.b64encode(image).decode(), "name": name}
+        for image, name in [(her, "her.png"), (him, "him.png"), (her_smaller, "her-smaller.png")]
+    ]
+    for batch in (client.submit_batch(items, persons=True), client.stream_batch(iter(items), persons=True)):
+        status = client.wait_batch(batch.batch_id, timeout=300)
+        assert (status.persons, status.counts["succeeded"]) == (True, 3)
+        persons = list(client.batch_persons(batch.batch_id))
+        assert all(isinstance(person, BatchPerson) for person in persons)
+        assert [[(item.position, item.name, item.person_id) for item in person.items] for person in persons] == [
+            [(0, "her.png", "person_0"), (2, "her-smaller.png", "person_0")],
+            [(1, "him.png", "person_0")],
+        ]
+        assert persons[0].items[0].time_ranges == [[0.0, 0.0]]
+    assert asyncio.run(_persons_async(live_api, api_key, batch.batch_id)) == persons
+
+    plain = client.submit_batch(items[:1])
+    assert client.batch_status(plain.batch_id).persons is False
+    with pytest.raises(Conflict) as refused:
+        list(client.batch_persons(plain.batch_id))
+    assert (refused.value.status, refused.value.code) == (409, "persons_not_requested")
+
+
+async def _persons_async(live_api: str, api_key: str, batch_id: str) -> list[BatchPerson]:
+    async with AsyncClient(live_api, api_key) as client:
+        return [person async for person in client.batch_persons(batch_id)]

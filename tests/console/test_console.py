@@ -5,6 +5,7 @@ create` as the console's sign-in page tells a user to."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -334,3 +335,30 @@ def test_console_shell_allows_scripts_from_this_server_only(server_and_key: tupl
     for asset, kind in (("console.js", "javascript"), ("console.css", "text/css")):
         response = httpx.get(f"{server}/console/static/{asset}", timeout=10)
         assert response.status_code == 200 and kind in response.headers["content-type"]
+
+
+@needs_chromium
+def test_batch_page_lists_the_persons_across_the_batch(server_and_key: tuple[str, str], page: Page) -> None:
+    server, key = server_and_key
+    her = base64.b64encode(cv2.imencode(".jpg", cv2.resize(astronaut_bgr(), (256, 256)))[1]).decode()
+    her_again = base64.b64encode(cv2.imencode(".jpg", astronaut_bgr())[1]).decode()
+    headers = {"Authorization": f"Bearer {key}"}
+    items = [{"img": her, "name": "her.jpg"}, {"img": her_again, "name": "her-again.jpg"}]
+    with httpx.Client(base_url=server, headers=headers, timeout=10) as client:
+        accepted = client.post("/v1/batches", json={"items": items, "persons": True})
+        assert accepted.status_code == 202, accepted.text
+        batch = wait_batch(client, accepted.json()["batch_id"])
+        [person] = [json.loads(line) for line in client.get(f"/v1/batches/{batch['batch_id']}/persons").text.split()]
+
+    sign_in(page, server, key)
+    page.get_by_role("link", name="Batches").click()
+    page.get_by_placeholder("Batch id").fill(batch["batch_id"])
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("[data-slot=persons-summary]")).to_have_text("1 person, 1 in several items.")
+    row = page.locator("[data-slot=person-rows] tr")
+    expect(row).to_have_count(1)
+    expect(row.locator("td").nth(0)).to_have_text(person["batch_person_id"])
+    expect(row.locator("td").nth(1)).to_have_text("her.jpg (0), her-again.jpg (0)")
+    expect(row.get_by_role("link", name="her-again.jpg")).to_have_attribute(
+        "href", f"#/tasks/{person['items'][1]['detect_task_id']}"
+    )

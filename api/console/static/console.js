@@ -29,6 +29,17 @@ function request(path, { method = "GET", body, timeout = TIMEOUT_MS } = {}) {
 }
 
 async function api(path, options) {
+  const response = await answered(path, options);
+  return response.status === 204 ? null : response.json();
+}
+
+// A JSONL answer (a batch's persons), each line parsed.
+async function apiLines(path) {
+  const text = await (await answered(path)).text();
+  return text.split("\n").filter((line) => line).map((line) => JSON.parse(line));
+}
+
+async function answered(path, options) {
   const response = await request(path, options);
   if (response.status === 401) {
     signOut("The API refused this key: sign in again.");
@@ -38,7 +49,7 @@ async function api(path, options) {
     throw new ApiError(response.status, problem?.code ?? `http_${response.status}`,
       problem?.message ?? `The API answered ${response.status} ${response.statusText}`);
   }
-  return response.status === 204 ? null : response.json();
+  return response;
 }
 
 // An image the API serves behind the key: <img> can't send the header, so fetch it into a blob URL.
@@ -745,8 +756,28 @@ function batchesPage(id) {
       `${failure.error.code ?? "error"}: ${failure.error.message ?? ""}`,
     ]));
     slot("no-failures").hidden = batch.failures.length > 0;
+    slot("persons").hidden = !batch.persons;
+    if (batch.persons) showBatchPersons(slot, await apiLines(`v1/batches/${enc(id)}/persons`), batch.status);
     return LIVE.has(batch.status);
   });
+}
+
+const PERSONS_SHOWN = 100;
+
+// Each batch-wide person with the items it is in (linked to their tasks) and when it is seen there.
+function showBatchPersons(slot, persons, status) {
+  const shared = persons.filter((person) => person.items.length > 1).length;
+  const shown = persons.length > PERSONS_SHOWN ? `; the first ${PERSONS_SHOWN} are listed` : "";
+  const waiting = LIVE.has(status) ? "; until the batch ends, a person seen in fewer than three items may be missing" : "";
+  slot("persons-summary").textContent = `${plural(persons.length, "person")}, ${shared} in several items${shown}${waiting}.`;
+  fillRows(slot("person-rows"), persons.slice(0, PERSONS_SHOWN).map((person) => [
+    el("code", { textContent: person.batch_person_id }),
+    el("span", {}, ...person.items.flatMap((item, number) => [
+      number ? ", " : "",
+      el("a", { href: `#/tasks/${enc(item.detect_task_id)}`, textContent: item.name ?? `item ${item.position}` }),
+      ` (${item.time_ranges.map(([first, last]) => (first === last ? `${first}` : `${first}–${last}`)).join(", ")})`,
+    ])),
+  ]));
 }
 
 function duration(seconds) {

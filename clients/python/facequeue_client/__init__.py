@@ -24,7 +24,10 @@ from facequeue_client.errors import (
 )
 from facequeue_client.models import (
     BatchAccepted,
+    BatchItemMatches,
     BatchItemResult,
+    BatchPerson,
+    BatchPersonItem,
     BatchStatus,
     CollectionView,
     Delivery,
@@ -37,6 +40,7 @@ from facequeue_client.models import (
     IndexedFace,
     IndexOptions,
     IndexReport,
+    ItemMatch,
     RotatedSecret,
     SearchOptions,
     Task,
@@ -52,7 +56,10 @@ from facequeue_client.webhooks import WebhookVerificationError, verify_webhook
 __all__ = [
     "AsyncClient",
     "BatchAccepted",
+    "BatchItemMatches",
     "BatchItemResult",
+    "BatchPerson",
+    "BatchPersonItem",
     "BatchStatus",
     "Client",
     "CollectionView",
@@ -73,6 +80,7 @@ __all__ = [
     "IndexedFace",
     "InsufficientCredits",
     "InvalidInput",
+    "ItemMatch",
     "Maintenance",
     "NotFound",
     "PayloadTooLarge",

@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -19,7 +20,9 @@ from facequeue_client._flows import Flow, Poller, PollPolicy, RetryPolicy, Send,
 from facequeue_client.errors import Conflict
 from facequeue_client.models import (
     BatchAccepted,
+    BatchItemMatches,
     BatchItemResult,
+    BatchPerson,
     BatchStatus,
     CollectionView,
     Delivery,
@@ -79,6 +82,28 @@ def detect_request(source: Source, options: Mapping[str, Any], key: str) -> Send
     return Send("POST", "/v1/detect", params=options, content=data, headers=headers)
 
 
+@dataclass(frozen=True)
+class BatchWide:
+    """A batch's own fields beside its items: its webhook, the search every item runs with, and persons."""
+
+    callback_url: str | None = None
+    search: Search | None = None
+    persons: bool = False
+
+    def body(self) -> dict[str, Any]:
+        persons = {"persons": True} if self.persons else {}
+        return {"callback_url": self.callback_url, **detect_options({"search": self.search}), **persons}
+
+    def query(self) -> dict[str, Any]:
+        """The same as a JSONL upload's query parameters."""
+        search = detect_options({"search": self.search}).get("search")
+        return {
+            "callback_url": self.callback_url,
+            "search": _compact_json(search) if search is not None else None,
+            "persons": "true" if self.persons else None,
+        }
+
+
 def _compact_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -105,6 +130,14 @@ async def async_jsonl_lines(
 
 def parse_result_line(line: str) -> BatchItemResult:
     return BatchItemResult.model_validate_json(line)
+
+
+def parse_match_line(line: str) -> BatchItemMatches:
+    return BatchItemMatches.model_validate_json(line)
+
+
+def parse_person_line(line: str) -> BatchPerson:
+    return BatchPerson.model_validate_json(line)
 
 
 def _model(model: type[M]) -> Callable[[httpx.Response], M]:
@@ -197,18 +230,18 @@ class Api:
 
     # --- batches -------------------------------------------------------------
     def submit_batch(
-        self, items: Iterable[Mapping[str, Any]], defaults: Mapping[str, Any] | None, callback_url: str | None
+        self, items: Iterable[Mapping[str, Any]], defaults: Mapping[str, Any] | None, batch_wide: BatchWide
     ) -> Flow[BatchAccepted]:
-        body = {"items": list(items), "defaults": dict(defaults or {}), "callback_url": callback_url}
+        body = {"items": list(items), "defaults": dict(defaults or {}), **batch_wide.body()}
         return self._call(Send("POST", "/v1/batches", json=body), _model(BatchAccepted))
 
     def stream_batch(
         self,
         lines: Iterable[bytes] | AsyncIterable[bytes],
         defaults: Mapping[str, Any] | None,
-        callback_url: str | None,
+        batch_wide: BatchWide,
     ) -> Flow[BatchAccepted]:
-        params = {"defaults": _compact_json(dict(defaults)) if defaults else None, "callback_url": callback_url}
+        params = {"defaults": _compact_json(dict(defaults)) if defaults else None, **batch_wide.query()}
         send = Send("POST", "/v1/batches", params=params, headers={"Content-Type": JSONL_CONTENT_TYPE}, content=lines)
         return self._call(send, _model(BatchAccepted))
 
@@ -218,6 +251,15 @@ class Api:
     def batch_results(self, batch_id: str) -> Flow[httpx.Response]:
         """The open response; the client reads its JSONL lines as they arrive (parse_result_line)."""
         return self._call(Send("GET", _batch_path(batch_id, "results"), stream=True), _unread)
+
+    def batch_matches(self, batch_id: str, external_id: str | None) -> Flow[httpx.Response]:
+        """The open response; the client reads its JSONL lines as they arrive (parse_match_line)."""
+        params = {"external_id": external_id}
+        return self._call(Send("GET", _batch_path(batch_id, "matches"), params=params, stream=True), _unread)
+
+    def batch_persons(self, batch_id: str) -> Flow[httpx.Response]:
+        """The open response; the client reads its JSONL lines as they arrive (parse_person_line)."""
+        return self._call(Send("GET", _batch_path(batch_id, "persons"), stream=True), _unread)
 
     def wait_batch(
         self, batch_id: str, timeout: float | None, on_progress: Callable[[BatchStatus], Any] | None

@@ -6,20 +6,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from facequeue_client import models
-from facequeue_client._api import Index, Search, Source, TaskRef, async_jsonl_lines, parse_result_line
+from facequeue_client._api import (
+    BatchWide,
+    Index,
+    Search,
+    Source,
+    TaskRef,
+    async_jsonl_lines,
+    parse_match_line,
+    parse_person_line,
+    parse_result_line,
+)
 from facequeue_client._config import ClientBase
 from facequeue_client._flows import CloseStream, Emit, Flow, ReadLine, Send, Sleep, single, step
 from facequeue_client.errors import connection_failed
 
+T = TypeVar("T")
+
 
 class AsyncClient(ClientBase):
-    """Client's asyncio twin: the same methods, awaited (`list`, `batch_results` and `recent_deliveries` are
-    async iterators). Use it as an async context manager, or await `aclose()`."""
+    """Client's asyncio twin: the same methods, awaited (`list`, `batch_results`, `batch_matches`,
+    `batch_persons` and `recent_deliveries` are async iterators). Use it as an async context manager, or await
+    `aclose()`."""
 
     http_class = httpx.AsyncClient
     _http: httpx.AsyncClient
@@ -118,9 +131,11 @@ class AsyncClient(ClientBase):
         *,
         defaults: Mapping[str, Any] | None = None,
         callback_url: str | None = None,
+        search: Search | None = None,
+        persons: bool = False,
     ) -> models.BatchAccepted:
         """See Client.submit_batch."""
-        return await self._run(self._api.submit_batch(items, defaults, callback_url))
+        return await self._run(self._api.submit_batch(items, defaults, BatchWide(callback_url, search, persons)))
 
     async def stream_batch(
         self,
@@ -128,20 +143,34 @@ class AsyncClient(ClientBase):
         *,
         defaults: Mapping[str, Any] | None = None,
         callback_url: str | None = None,
+        search: Search | None = None,
+        persons: bool = False,
     ) -> models.BatchAccepted:
         """See Client.stream_batch; `items` may also be an async iterable."""
-        return await self._run(self._api.stream_batch(async_jsonl_lines(items), defaults, callback_url))
+        batch_wide = BatchWide(callback_url, search, persons)
+        return await self._run(self._api.stream_batch(async_jsonl_lines(items), defaults, batch_wide))
 
     async def batch_status(self, batch_id: str) -> models.BatchStatus:
         return await self._run(self._api.batch_status(batch_id))
 
-    async def batch_results(self, batch_id: str) -> AsyncIterator[models.BatchItemResult]:
+    def batch_results(self, batch_id: str) -> AsyncIterator[models.BatchItemResult]:
         """See Client.batch_results; iterate with `async for`."""
-        response = await self._run(self._api.batch_results(batch_id))
+        return self._lines(self._api.batch_results(batch_id), parse_result_line)
+
+    def batch_matches(self, batch_id: str, external_id: str | None = None) -> AsyncIterator[models.BatchItemMatches]:
+        """See Client.batch_matches; iterate with `async for`."""
+        return self._lines(self._api.batch_matches(batch_id, external_id), parse_match_line)
+
+    def batch_persons(self, batch_id: str) -> AsyncIterator[models.BatchPerson]:
+        """See Client.batch_persons; iterate with `async for`."""
+        return self._lines(self._api.batch_persons(batch_id), parse_person_line)
+
+    async def _lines(self, flow: Flow[httpx.Response], parse: Callable[[str], T]) -> AsyncIterator[T]:
+        response = await self._run(flow)
         try:
             async for line in response.aiter_lines():
                 if line:
-                    yield parse_result_line(line)
+                    yield parse(line)
         finally:
             await response.aclose()
 

@@ -6,15 +6,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from facequeue_client import models
-from facequeue_client._api import Index, Search, Source, TaskRef, jsonl_lines, parse_result_line
+from facequeue_client._api import (
+    BatchWide,
+    Index,
+    Search,
+    Source,
+    TaskRef,
+    jsonl_lines,
+    parse_match_line,
+    parse_person_line,
+    parse_result_line,
+)
 from facequeue_client._config import ClientBase
 from facequeue_client._flows import CloseStream, Emit, Flow, ReadLine, Send, Sleep, single, step
 from facequeue_client.errors import connection_failed
+
+T = TypeVar("T")
 
 
 class Client(ClientBase):
@@ -125,10 +137,13 @@ class Client(ClientBase):
         *,
         defaults: Mapping[str, Any] | None = None,
         callback_url: str | None = None,
+        search: Search | None = None,
+        persons: bool = False,
     ) -> models.BatchAccepted:
         """A batch as one JSON request; items are POST /v1/detect bodies (plus an optional `name`, echoed in
-        the results and failures), `defaults` fill what they leave out."""
-        return self._run(self._api.submit_batch(items, defaults, callback_url))
+        the results and failures), `defaults` fill what they leave out. `search` runs in every item (see
+        batch_matches); `persons` gives the persons of all items batch-wide ids (see batch_persons)."""
+        return self._run(self._api.submit_batch(items, defaults, BatchWide(callback_url, search, persons)))
 
     def stream_batch(
         self,
@@ -136,21 +151,39 @@ class Client(ClientBase):
         *,
         defaults: Mapping[str, Any] | None = None,
         callback_url: str | None = None,
+        search: Search | None = None,
+        persons: bool = False,
     ) -> models.BatchAccepted:
         """A batch of any size, sent as JSONL while `items` is iterated (never held whole). Not retried:
         the items are consumed by the first try."""
-        return self._run(self._api.stream_batch(jsonl_lines(items), defaults, callback_url))
+        batch_wide = BatchWide(callback_url, search, persons)
+        return self._run(self._api.stream_batch(jsonl_lines(items), defaults, batch_wide))
 
     def batch_status(self, batch_id: str) -> models.BatchStatus:
         return self._run(self._api.batch_status(batch_id))
 
     def batch_results(self, batch_id: str) -> Iterator[models.BatchItemResult]:
         """One result per item, in submit order, read from the JSONL stream as it arrives."""
-        response = self._run(self._api.batch_results(batch_id))
+        return self._lines(self._api.batch_results(batch_id), parse_result_line)
+
+    def batch_matches(self, batch_id: str, external_id: str | None = None) -> Iterator[models.BatchItemMatches]:
+        """Where the batch's items (run with the `search` option) met the collection's faces: one line per item
+        with a match (only matches of `external_id`, if given), in submit order, each match with its frame and
+        time; read from the JSONL stream as it arrives."""
+        return self._lines(self._api.batch_matches(batch_id, external_id), parse_match_line)
+
+    def batch_persons(self, batch_id: str) -> Iterator[models.BatchPerson]:
+        """The batch-wide persons of a batch submitted with persons=True, each with the items' persons it is and
+        their time ranges; complete once the batch is."""
+        return self._lines(self._api.batch_persons(batch_id), parse_person_line)
+
+    def _lines(self, flow: Flow[httpx.Response], parse: Callable[[str], T]) -> Iterator[T]:
+        """A JSONL response's lines, parsed as they arrive; the request is sent when iteration starts."""
+        response = self._run(flow)
         try:
             for line in response.iter_lines():
                 if line:
-                    yield parse_result_line(line)
+                    yield parse(line)
         finally:
             response.close()
 

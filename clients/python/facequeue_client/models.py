@@ -156,6 +156,7 @@ class BatchFailure(_Model):
 class BatchStatus(_Model):
     batch_id: str
     status: str  # running | completed | canceled
+    persons: bool = False  # submitted with persons=True (batch_persons); servers before it leave it out
     total: int
     counts: dict[str, int]
     progress: float
@@ -186,6 +187,40 @@ class BatchItemResult(_Model):
     status: str
     result: DetectResult | None
     error: TaskError | None
+
+
+class ItemMatch(FaceMatch):
+    """A face of a batch item that matched a collection face, and where it is in the item's result."""
+
+    frame: str  # the faces_obj key
+    frame_time: float | None  # seconds from the start (video); None for an image
+    index: int  # the face's position in that frame's lists
+
+
+class BatchItemMatches(_Model):
+    """One line of a batch's matches: an item run with the search option whose faces matched, in submit order."""
+
+    position: int
+    name: str | None = None  # the item's name as submitted
+    detect_task_id: str
+    matches: list[ItemMatch]  # by frame, then face, then similarity (best first)
+
+
+class BatchPersonItem(_Model):
+    """One item's person that a batch-wide person is."""
+
+    position: int
+    name: str | None = None  # the item's name as submitted
+    detect_task_id: str
+    person_id: str  # its id in the item's result (`persons`)
+    time_ranges: list[list[float]]  # [first, last] seconds of each run of sampled frames it is in
+
+
+class BatchPerson(_Model):
+    """One line of a batch's persons (a batch submitted with persons=True): a batch-wide person, by first item."""
+
+    batch_person_id: str
+    items: list[BatchPersonItem]  # in submit order
 
 
 class WebhookEventRecord(_Model):
