@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from db.face_models import BatchItemPerson
+from db.face_models import BatchItemPerson, TaskFaceEmbedding
 from facequeue.cli.demo import astronaut_bgr, write_demo_video, write_video
 from facequeue.plumbing.sessions import session_scope
 from tests.conftest import SHARED_TESTDATA
@@ -94,6 +94,11 @@ def test_the_same_face_across_items_is_one_batch_person(api_client, worker, tmp_
     results = [json.loads(line) for line in client.get(f"/v1/batches/{batch_id}/results").text.splitlines()]
     assert [len(line["result"]["persons"]) for line in results] == [1, 1, 1, 0, 1, 1]
     assert _rows(batch_id=batch_id, batch_person_id=None) == 0
+    # a person's mean is kept, not each face's embedding (only index and search keep those, to index later)
+    with session_scope() as session:
+        task_ids = [line["detect_task_id"] for line in results]
+        kept = select(func.count()).where(TaskFaceEmbedding.task_id.in_(task_ids))
+        assert session.scalar(kept) == 0
 
     # an item's deletion takes its persons' embeddings with it
     her_photo = her["items"][1]["detect_task_id"]

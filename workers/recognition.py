@@ -182,11 +182,14 @@ class FaceRecognition:
                 )
 
     def writes(self) -> RecognitionWrites:
-        """The faces to index, every face's embedding to keep with the task, and its persons for its batch's."""
+        """The faces to index, every face's embedding to keep with the task (one run with index or search: its
+        faces may be indexed later), and its persons for its batch's."""
+        searched_or_indexed = self.options.index is not None or self.options.search is not None
         kept = [
             KeptEmbedding(key, position, face.embedding.vector, face.region)
             for key, faces in self.faces.items()
             for position, face in enumerate(faces)
+            if searched_or_indexed
         ]
         indexed = [candidate.face for candidate in self.candidates]
         return RecognitionWrites(self.task_id, self.index_pk, indexed, kept, self.persons_batch_id, self.item_persons)
