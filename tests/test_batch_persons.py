@@ -138,6 +138,15 @@ def test_batch_level_options_are_checked_before_anything_is_stored(api_client) -
     missing = client.post("/v1/batches", json={"items": [photo], "search": {"collection_id": "nowhere"}})
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "items[0].search.collection_id"
 
+    # a JSONL manifest takes the same as query parameters
+    manifest = {"content": json.dumps(photo) + "\n", "headers": {"content-type": "application/x-ndjson"}}
+    searched = client.post("/v1/batches", params={"search": '{"collection_id": "nowhere"}'}, **manifest)
+    assert searched.status_code == 404 and searched.json()["error"]["field"] == "items[0].search.collection_id"
+    not_json = client.post("/v1/batches", params={"search": "nowhere"}, **manifest)
+    assert (not_json.status_code, not_json.json()["error"]["field"]) == (422, "search")
+    with_persons = client.post("/v1/batches", params={"persons": "true"}, **manifest).json()["batch_id"]
+    assert client.get(f"/v1/batches/{with_persons}").json()["persons"] is True
+
     plain = client.post("/v1/batches", json={"items": [photo]}).json()["batch_id"]
     assert client.get(f"/v1/batches/{plain}").json()["persons"] is False
     response = client.get(f"/v1/batches/{plain}/persons")
