@@ -43,7 +43,6 @@ from api.routers import (
 )
 from facequeue.core.logs import configure_logging
 from facequeue.core.settings import Settings, get_settings
-from facequeue.lifecycle.outbox import register_session_listeners
 from facequeue.lifecycle.reaper import reap
 from facequeue.plumbing.sessions import session_scope
 
@@ -68,7 +67,6 @@ API_ROUTERS = (
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
-    register_session_listeners()  # webhook messages go out once the rows they name are committed
     # /docs and /redoc are api_docs' pages, with Swagger UI and ReDoc served from here: no CDN, so air-gapped too
     app = FastAPI(
         title="facequeue HTTP API",  # generated clients take its name: facequeue_http_api_client, not facequeue_client

@@ -190,13 +190,11 @@ def test_a_waiting_webhook_attempt_is_sent_again_only_when_the_broker_lost_every
 
     from db.models import WebhookEvent, utcnow
     from facequeue.core.settings import get_settings
-    from facequeue.lifecycle.outbox import register_session_listeners
     from facequeue.lifecycle.reaper import reap
     from facequeue.plumbing.broker import BROKER_SENTINEL_KEY, mark_broker_intact
     from facequeue.plumbing.sessions import session_scope
 
     settings = get_settings()
-    register_session_listeners()
     long_ago = utcnow() - timedelta(minutes=10)
     with session_scope() as session:  # due 10 minutes ago, its message waiting in the queue since
         session.add(

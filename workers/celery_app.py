@@ -12,7 +12,6 @@ from celery.signals import worker_init, worker_process_init, worker_ready
 
 from facequeue.core.logs import configure_logging
 from facequeue.core.settings import get_settings
-from facequeue.lifecycle.outbox import register_session_listeners
 from facequeue.plumbing.sessions import get_engine
 from workers import heartbeat, tasks, worker_logs  # noqa: F401  (heartbeat, worker_logs: their signal receivers)
 from workers.detectors.registry import get_detector
@@ -30,9 +29,6 @@ def worker_app() -> Celery:
 @worker_init.connect
 def _prepare_main_process(**_kwargs: object) -> None:
     start_exporter(get_settings())  # in the main process, which outlives the pool processes it adds up
-    # The fetch pool runs tasks on threads of this process (no pool process starts): the events of the
-    # tasks it fails must be published after their commit too.
-    register_session_listeners()
 
 
 @worker_process_init.connect
@@ -42,7 +38,6 @@ def _prepare_pool_process(**_kwargs: object) -> None:
     # The main process uses the database too (workers/lost_runs.py): its pooled connections must not be
     # shared through the fork. SQLAlchemy's recipe: forget them here, leaving them open for the parent.
     get_engine().dispose(close=False)
-    register_session_listeners()  # a finished task's webhook event is published after its commit (idempotent)
     # OpenCV gets the models' thread count (cores // pool processes unless set): a second thread sped YuNet
     # up by 8-24% here, while two single-threaded pool processes together did 1.4x; more threads than cores
     # in all would fight over them. Niceness lets a co-located API answer first.

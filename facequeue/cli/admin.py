@@ -138,10 +138,8 @@ def webhook_secret() -> None:
 
 def reap() -> None:
     """Run the reaper once: re-publish lost messages, re-queue or fail tasks whose worker died."""
-    from facequeue.lifecycle.outbox import register_session_listeners
     from facequeue.lifecycle.reaper import reap as reap_once
 
-    register_session_listeners()  # the webhook messages it re-sends go out when its session commits
     with operator_session(broker=True) as session:
         report = reap_once(session, get_settings())
     if report is None:

@@ -1,8 +1,8 @@
 """The webhook outbox: event rows written with a final status, and their messages published after commit.
 
 - `queue_task_event` (from `on_task_final`) adds the event row in the transaction that made the
-  task final; its message is published only once that transaction commits, by a Session
-  `after_commit` listener that `register_session_listeners` installs at process start-up;
+  task final; its message is published only once that transaction commits
+  (`facequeue.plumbing.after_commit`);
 - `republish_due_deliveries` (the reaper) re-sends messages never published, or lost with the whole broker;
 - `redeliver` (the API) sends an event again with a fresh round of retries.
 
@@ -12,7 +12,7 @@ Sending an attempt is the worker's delivery task (`workers/webhooks.py`).
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import deliveries, tenants
@@ -21,11 +21,10 @@ from facequeue.core.enums import EventState
 from facequeue.core.settings import Settings, get_settings
 from facequeue.core.webhooks import batch_event, encode_event, new_webhook_id, task_event
 from facequeue.lifecycle.publish import UNPUBLISHED_GRACE_SECONDS
+from facequeue.plumbing.after_commit import after_commit
 from facequeue.plumbing.broker import log_failed_publish, publish_webhook
 
 log = structlog.get_logger(__name__)
-
-_PENDING_PUBLISHES = "facequeue.webhook_publishes"  # key in Session.info
 
 
 def queue_task_event(session: Session, task_id: str, settings: Settings) -> WebhookEvent | None:
@@ -113,29 +112,13 @@ def republish_due_deliveries(session: Session) -> int:
 
 def publish_after_commit(session: Session, event_id: str, attempts: int, countdown: float = 0.0) -> None:
     """Publish the attempt message only once the rows it refers to are committed (dropped on rollback)."""
-    session.info.setdefault(_PENDING_PUBLISHES, []).append((event_id, attempts, countdown))
+    after_commit(session, _publish_all, (event_id, attempts, countdown))
 
 
-def register_session_listeners() -> None:
-    """Install the after_commit/after_rollback listeners that send (or drop) the messages queued by
-    `publish_after_commit`. Every process that commits outbox rows calls this once at start-up: the
-    API app, each worker process, and the CLI's reaper. Calling it again changes nothing."""
-    if not event.contains(Session, "after_commit", _publish_pending):
-        event.listen(Session, "after_commit", _publish_pending)
-        event.listen(Session, "after_rollback", _drop_pending)
-
-
-def _publish_pending(session: Session) -> None:
-    pending = session.info.pop(_PENDING_PUBLISHES, None)
-    if not pending:
-        return
+def _publish_all(committed: Session, attempts: list[tuple[str, int, float]]) -> None:
     settings = get_settings()
-    for event_id, attempts, countdown in pending:
-        _publish(session, event_id, attempts, countdown, settings)
-
-
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING_PUBLISHES, None)
+    for event_id, attempt, countdown in attempts:
+        _publish(committed, event_id, attempt, countdown, settings)
 
 
 def _publish(committed: Session, event_id: str, attempts: int, countdown: float, settings: Settings) -> None:

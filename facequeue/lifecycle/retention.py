@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from db import retention
 from db.models import utcnow
 from facequeue.core.settings import Settings, get_settings
 from facequeue.core.storage import MediaStorage, get_storage, task_prefix
+from facequeue.plumbing.after_commit import after_commit
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +36,6 @@ PURGE_BATCH_ROWS = 500  # rows per transaction: a short lock, and an IN list eve
 # of expired tasks never holds up the pass's recovery work for long.
 PURGE_MAX_BATCHES = 10
 DELETE_CONCURRENCY = 8  # task prefixes deleted at once: on S3 each is a LIST and a DELETE of tens of ms
-_PENDING = "facequeue.retention.uploads"  # key in Session.info: uploads to delete once the session commits
 
 
 @dataclass
@@ -51,16 +50,11 @@ class PurgeReport:
 def delete_upload_after_commit(session: Session, task_id: str, upload_key: str) -> None:
     """Delete the upload of a task made final in `session`'s transaction, once it commits (nothing on
     rollback: the task may run again)."""
-    session.info.setdefault(_PENDING, {})[task_id] = upload_key
-    if not event.contains(session, "after_commit", _delete_pending):
-        event.listen(session, "after_commit", _delete_pending)
-        event.listen(session, "after_rollback", _drop_pending)
+    after_commit(session, _delete_uploads, (task_id, upload_key))
 
 
-def _delete_pending(committed: Session) -> None:
-    uploads = committed.info.pop(_PENDING, None)
-    if not uploads:
-        return
+def _delete_uploads(committed: Session, finals: list[tuple[str, str]]) -> None:
+    uploads = dict(finals)
     # Never raise: the caller's commit succeeded, and the reaper deletes what is left.
     try:
         get_storage(get_settings()).delete_keys(list(uploads.values()))
@@ -70,10 +64,6 @@ def _delete_pending(committed: Session) -> None:
                 retention.forget_uploads(session, chunk)
     except Exception as error:
         log.warning("upload_deletion_left_to_reaper", tasks=len(uploads), error=type(error).__name__)
-
-
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
 
 
 def delete_kept_uploads(session: Session, settings: Settings, storage: MediaStorage | None = None) -> int:

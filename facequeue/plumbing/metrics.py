@@ -14,12 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from db.models import DetectTask
 from facequeue.core.enums import TaskStatus
 from facequeue.core.settings import Settings
+from facequeue.plumbing.after_commit import after_commit
 
 ALL_TENANTS = "all"  # the tenant label while tenant labels are off
 NO_TENANT = "none"  # tasks without a tenant (FACEQUEUE_AUTH=off)
@@ -79,7 +79,6 @@ FINISHED_COLUMNS = (
     DetectTask.started_at,
     DetectTask.finished_at,
 )
-_PENDING = "facequeue.finished_metrics"  # key in Session.info
 
 
 def tenant_label(tenant_id: str | None, settings: Settings) -> str:
@@ -100,10 +99,7 @@ def count_finished_after_commit(session: Session, task: Any, settings: Settings)
         (task.status, kind, task.error_code or NO_ERROR, task.api or UNKNOWN, tenant_label(task.tenant_id, settings)),
         _timings(task),
     )
-    session.info.setdefault(_PENDING, []).append(finished)
-    if not event.contains(session, "after_commit", _record_pending):
-        event.listen(session, "after_commit", _record_pending)
-        event.listen(session, "after_rollback", _drop_pending)
+    after_commit(session, _record_finished, finished)
 
 
 def _timings(task: Any) -> tuple[float, float, float] | None:
@@ -122,8 +118,8 @@ def _seconds(start: datetime, end: datetime) -> float:
     return max(0.0, (end - start).total_seconds())
 
 
-def _record_pending(session: Session) -> None:
-    for labels, timings in session.info.pop(_PENDING, ()):
+def _record_finished(_committed: Session, finished: list) -> None:
+    for labels, timings in finished:
         TASKS_FINISHED.labels(*labels).inc()
         if timings is not None:
             kind = labels[1]
@@ -131,7 +127,3 @@ def _record_pending(session: Session) -> None:
             TASK_QUEUE_WAIT.labels(kind).observe(wait)
             TASK_PROCESSING.labels(kind).observe(processing)
             TASK_END_TO_END.labels(kind).observe(end_to_end)
-
-
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)

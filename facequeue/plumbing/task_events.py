@@ -19,17 +19,16 @@ from typing import Any
 
 import redis
 import structlog
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from facequeue.core.enums import TaskStatus
 from facequeue.core.settings import Settings, get_settings
+from facequeue.plumbing.after_commit import after_commit
 from facequeue.plumbing.broker import redis_client
 
 log = structlog.get_logger(__name__)
 
 PAUSE_AFTER_FAILURE = 30.0  # seconds without publishing once Redis failed to take an event
-_PENDING = "facequeue.task_events"  # key in Session.info: events to announce once the session commits
 _paused_until = 0.0
 
 
@@ -96,20 +95,13 @@ def announce_after_commit(
     session: Session, task_id: str, status: str, error_code: str | None, error_msg: str | None
 ) -> None:
     """Announce a status written in `session`'s transaction once it commits (nothing on rollback)."""
-    session.info.setdefault(_PENDING, []).append((task_id, TaskStatus(status), error_code, error_msg))
-    if not event.contains(session, "after_commit", _announce_pending):
-        event.listen(session, "after_commit", _announce_pending)
-        event.listen(session, "after_rollback", _drop_pending)
+    after_commit(session, _announce_statuses, (task_id, TaskStatus(status), error_code, error_msg))
 
 
-def _announce_pending(session: Session) -> None:
+def _announce_statuses(_committed: Session, statuses: list[tuple[str, TaskStatus, str | None, str | None]]) -> None:
     settings = get_settings()
-    for task_id, status, error_code, error_msg in session.info.pop(_PENDING, ()):
+    for task_id, status, error_code, error_msg in statuses:
         announce_status(task_id, status, settings, error_code, error_msg)
-
-
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
 
 
 def _publish(task_id: str, payload: dict[str, Any], settings: Settings) -> None:
