@@ -19,6 +19,7 @@ from bench import (
     search,
     service_throughput,
     sizing,
+    task_cost,
     upload_cost,
     video,
 )
@@ -59,6 +60,11 @@ BENCHMARKS: dict[str, tuple[str, Callable[[RunOptions], Section]]] = {
     "search": (
         "face collections: insert, HNSW build, size and top-10 latency/recall at N synthetic faces; rank-1, TAR@FAR",
         search.run,
+    ),
+    "task_cost": (
+        "CPU ms per image and 10-frame video task by component (API, DB, broker, download, decode, model, webhook...), "
+        "summed over every process of the distributed stack",
+        task_cost.run,
     ),
 }
 

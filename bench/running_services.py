@@ -161,21 +161,32 @@ def pinned(cpus: set[int]) -> Iterator[None]:
 
 
 @contextmanager
-def running(form: str, workdir: Path, cpus: set[int] | None = None) -> Iterator[Service]:
+def running(
+    form: str,
+    workdir: Path,
+    cpus: set[int] | None = None,
+    settings: dict[str, str] | None = None,
+    redis_url: str = REDIS_URL,
+) -> Iterator[Service]:
     """The service in ``form``, with a fresh data folder (and log) under ``workdir`` for each start; every process
-    of it (the servers `serve` starts included) on ``cpus`` when given."""
-    starter = {"embedded": _embedded, "distributed": _distributed}[form]
-    with starter(Path(tempfile.mkdtemp(prefix=f"{form}-", dir=workdir)), cpus) as service:
+    of it (the servers `serve` starts included) on ``cpus`` when given; FACEQUEUE_ ``settings`` added to its
+    environment; the distributed form's broker at ``redis_url``."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{form}-", dir=workdir))
+    if form == "embedded":
+        starter = _embedded(folder, cpus, settings or {})
+    else:
+        starter = _distributed(folder, cpus, settings or {}, redis_url)
+    with starter as service:
         yield service
 
 
 @contextmanager
-def _embedded(workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
+def _embedded(workdir: Path, cpus: set[int] | None, settings: dict[str, str]) -> Iterator[Service]:
     """`facequeue serve` with no URLs: the Postgres and Redis it starts in its data dir."""
     port = free_port()
     database_url = Settings(data_dir=workdir, database_url=None).resolved_database_url  # not a URL from the environment
     service = Service("embedded", f"http://127.0.0.1:{port}", database_url, workdir / "log")
-    env = _service_env(FACEQUEUE_DATA_DIR=str(workdir))
+    env = _service_env(FACEQUEUE_DATA_DIR=str(workdir), **settings)
     with _log(service) as log:
         service.processes.append(_spawn(["serve", "--port", str(port)], env, log, workdir, cpus))
         try:
@@ -187,8 +198,11 @@ def _embedded(workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
 
 
 @contextmanager
-def _distributed(workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
-    with private_postgres(workdir / "pg", cpus) as admin_dsn, _api_and_worker(admin_dsn, workdir, cpus) as service:
+def _distributed(workdir: Path, cpus: set[int] | None, settings: dict[str, str], redis_url: str) -> Iterator[Service]:
+    with (
+        private_postgres(workdir / "pg", cpus) as admin_dsn,
+        _api_and_worker(admin_dsn, workdir, cpus, settings, redis_url) as service,
+    ):
         yield service
 
 
@@ -209,7 +223,9 @@ def private_postgres(home: Path, cpus: set[int] | None) -> Iterator[str]:
 
 
 @contextmanager
-def _api_and_worker(admin_dsn: str, workdir: Path, cpus: set[int] | None) -> Iterator[Service]:
+def _api_and_worker(
+    admin_dsn: str, workdir: Path, cpus: set[int] | None, settings: dict[str, str], redis_url: str
+) -> Iterator[Service]:
     import psycopg
     import redis
 
@@ -221,8 +237,9 @@ def _api_and_worker(admin_dsn: str, workdir: Path, cpus: set[int] | None) -> Ite
     env = _service_env(
         FACEQUEUE_DATA_DIR=str(workdir),
         FACEQUEUE_DATABASE_URL=database_url,
-        FACEQUEUE_BROKER_URL=REDIS_URL,
+        FACEQUEUE_BROKER_URL=redis_url,
         FACEQUEUE_BROKER_KEY_PREFIX=prefix,
+        **settings,
     )
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -257,7 +274,7 @@ def _api_and_worker(admin_dsn: str, workdir: Path, cpus: set[int] | None) -> Ite
         _engine(database_url).dispose()  # release pooled connections before the drop
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        client = redis.Redis.from_url(REDIS_URL)
+        client = redis.Redis.from_url(redis_url)
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
 

@@ -7,6 +7,7 @@ running the benchmarks themselves (see BENCHMARKS.md).
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ TITLES = {
     "engine": "vision engine: ONNX Runtime against OpenCV, per model",
     "upload_cost": "API CPU per MB of upload",
     "search": "face collections: HNSW search at scale",
+    "task_cost": "task cost: CPU ms per task by component",
 }
 needs_face_recognition = pytest.mark.skipif(
     importlib.util.find_spec("face_recognition") is None,
@@ -101,6 +103,28 @@ def test_engine_benchmark_smoke(tmp_path: Path) -> None:
     # a video task's frames in batches of 1, 4, 8 and 16, per detector
     assert "| batch 1 ms/frame | batch 4 ms/frame | batch 8 ms/frame | batch 16 ms/frame |" in markdown
     assert "| yunet | 1 |" in markdown and "| centerface | 1 |" in markdown
+
+
+@pytest.mark.testdata
+def test_task_cost_benchmark_smoke(tmp_path: Path) -> None:
+    from bench.task_cost import MODEL, ROWS
+
+    # always the distributed form (its own Postgres and Redis), with py-spy on the API's and the worker's processes;
+    # a table and no plot
+    assert main(["task_cost", "--quick", "--output", str(tmp_path)]) == 0
+    markdown = (tmp_path / "BENCHMARKS.md").read_text()
+    assert TITLES["task_cost"] in markdown and "python -m bench task_cost --quick" in markdown
+    table = [line.strip("|").split(" | ") for line in markdown.splitlines() if line.startswith("| ")]
+    rows = {cells[0].strip(): [cell.strip() for cell in cells[1:]] for cells in table}
+    numbers = [*ROWS, "model, bare (this process)", "non-model (total - bare model)"]
+    assert all(name in rows for name in [*numbers, "target"])
+    assert all(len(rows[name]) == 2 and not any(math.isnan(float(cell)) for cell in rows[name]) for name in numbers)
+    # what a task surely spends; smaller rows may read 0 over a few tasks (psutil counts CPU in 10 ms ticks)
+    for name in ("total", "model, bare (this process)", "DB writes and reads"):
+        assert all(float(cell) > 0 for cell in rows[name]), (name, rows[name])
+    assert float(rows["decode"][1]) > 0 and float(rows[MODEL][1]) > 0  # the video's 10 frames
+    assert all(cell.endswith(("met", "MISSED")) for cell in rows["target"])
+    assert (tmp_path / "bench" / "out" / "task_cost" / "video-worker.txt").stat().st_size > 0  # for speedscope
 
 
 def test_search_benchmark_smoke(tmp_path: Path) -> None:
