@@ -72,6 +72,7 @@ def run(options: RunOptions) -> Section:
     if running_services.PG_ADMIN_DSN:
         raise BenchmarkSkipped("task_cost counts every Postgres process: unset FACEQUEUE_BENCH_PG_ADMIN")
     section = Section("task_cost", "task cost: CPU ms per task by component", options.command("task_cost"))
+    load = os.getloadavg()[0]  # said in the notes: other load skews the split by component
     photo, clip = labelled_images()[0].path, VIDEOS / CLIPS_720P[0]
     counts, repeats = (QUICK_TASKS, 2) if options.quick else (TASKS, 10)
     model, costs, profiles = bare_model_ms(photo, clip, repeats), {}, options.cache_dir / "task_cost"
@@ -110,8 +111,9 @@ def run(options: RunOptions) -> Section:
     section.notes[:0] = [
         "distributed form (`api --workers 2`, `worker --concurrency 2` at nice 0, the wheel's Postgres, its own Redis);"
         f" this process (media, webhook receiver) is not counted. {NATIVE}: mostly the video decoder's frame threads",
-        "taken beside another load (2 cores shared with a test loop): totals hold far better than wall time, the split"
-        " less: a thread woken by a reply (DB, broker) waits runnable for a core, which py-spy counts as on CPU",
+        f"1-minute load average at the start: {load:.1f} on {os.cpu_count()} cores. Under other load totals hold far"
+        " better than wall time, the split less: a thread woken by a reply (DB, broker) waits runnable for a core,"
+        " which py-spy counts as on CPU",
     ]
     where = os.path.relpath(profiles, options.output)  # no absolute path in BENCHMARKS.md
     section.notes.append(f"py-spy's raw samples, for speedscope: {where}/{{image,video}}-{{api,worker}}.txt")
