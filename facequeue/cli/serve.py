@@ -144,6 +144,9 @@ def serve(
     # uvicorn re-raises the SIGTERM it shut down on once it returns; as SystemExit the `finally`s still run and
     # stop the worker and the embedded servers, instead of the default action ending this process first.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    # A shell starts a background job with SIGINT ignored. uvicorn stops on SIGINT all the same, then raises it again:
+    # with the default handler serve ends as after Ctrl-C (130, its `finally`s run), not as a clean exit (0).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with serve_claim(settings), embedded_stack(settings):
             watch = _run(settings, host, port, demo, verbose)
