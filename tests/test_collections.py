@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -31,9 +32,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def collections_client(api_client):
-    """The tenant-less API, with no collection left from an earlier test."""
+    """The tenant-less API, with no collection, and no face crop, left from an earlier test (in any order)."""
     with session_scope() as session:
         session.execute(FaceCollection.__table__.delete())
+    shutil.rmtree(get_settings().media_dir / "collections", ignore_errors=True)
     return api_client
 
 
