@@ -14,6 +14,7 @@ from collections.abc import Callable
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
+from PIL import ImageFile
 
 from bench.data import DLIB_SETTING, BenchmarkSkipped, LabelledImage, labelled_images
 from bench.matching import match_one_to_one
@@ -60,10 +61,15 @@ def run(options: RunOptions) -> Section:
 
 
 def peer_detector() -> Detect:
+    truncated_images_loaded = ImageFile.LOAD_TRUNCATED_IMAGES
     try:
         import face_recognition
     except ImportError as error:
         raise BenchmarkSkipped(f"face_recognition is not importable ({error}); install the bench extra") from error
+    finally:
+        # Importing face_recognition makes Pillow accept truncated images for the whole process, which would
+        # change what facequeue's decoder does beside it (in this benchmark and in the tests that run it).
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated_images_loaded
 
     def detect(image_bgr: np.ndarray) -> np.ndarray:
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
+from PIL import ImageFile
 
 # The bench extra (matplotlib, psutil; face_recognition for the peer): `make install` has it, other installs may not.
 pytest.importorskip("matplotlib", reason="the bench extra is not installed (matplotlib)")
@@ -87,6 +88,8 @@ def test_overlap_benchmark_smoke(tmp_path: Path) -> None:
 @needs_face_recognition
 def test_peer_benchmark_smoke(tmp_path: Path) -> None:
     assert "face_recognition (dlib HOG" in _smoke("peer", tmp_path)
+    # importing face_recognition turns this on process-wide; left on, truncated JPEGs would decode without error
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
 @pytest.mark.testdata
