@@ -14,7 +14,9 @@ from tests.support import wait_for_final
 from workers.detectors.fusion import detect_faces_tiled
 from workers.detectors.registry import get_detector
 from workers.frame_analyzer import FrameAnalyzer
+from workers.identity.embedder import SFaceEmbedder
 from workers.media.video import SampledFrame
+from workers.recognition import FaceRecognition
 from workers.vision import BatchedDetector, detect_faces, detect_faces_in_frames
 
 FACES = 2  # heads per frame: the model's batch must keep each frame's faces apart
@@ -102,3 +104,19 @@ def test_tiles_through_the_batch_axis_get_the_faces_of_tile_by_tile_detection() 
     assert (len(detect_faces(detector, wide, 640)), len(one_by_one)) == (0, 8)
     for batch in (2, 8):  # a short last chunk, and every tile at once
         assert _faces([detect_faces_tiled(detector, wide, 640, batch=batch)]) == _faces([one_by_one])
+
+
+def test_a_persons_batch_video_embeds_each_face_once_for_the_tracker_and_recognition(monkeypatch) -> None:
+    """The tracker embeds some faces to follow identities; recognition (here: a batch's persons) needs every face's
+    embedding. A face the tracker embedded is not embedded again."""
+    calls = []
+    embed = SFaceEmbedder.embed
+    monkeypatch.setattr(SFaceEmbedder, "embed", lambda self, *args: calls.append(1) or embed(self, *args))
+    settings = get_settings()
+    options = DetectOptions(persons=True)
+    recognition = FaceRecognition("t", options, get_storage(settings), None, None, persons_batch_id="b")
+    analyzer = FrameAnalyzer("t", options, settings, get_storage(settings), True, (), recognition)
+    analyzer.add_frames([SampledFrame(index, index / 25, frame, 1, (960, 540)) for index, frame in enumerate(FRAMES)])
+    assert [len(recognition.faces[str(index)]) for index in range(len(FRAMES))] == [FACES] * len(FRAMES)
+    assert analyzer.tracker.embeddings >= FACES  # the tracker embedded at least each face of the first frame
+    assert len(calls) == FACES * len(FRAMES)

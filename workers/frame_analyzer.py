@@ -20,7 +20,7 @@ from workers.crops import crop_jpeg, expanded_region, relative_points
 from workers.detectors.fusion import detect_faces_tiled
 from workers.detectors.registry import FUSED_DETECTOR, LOCAL_DETECTORS, get_detector, with_min_score
 from workers.detectors.routing import detector_for
-from workers.identity.embedder import get_embedder
+from workers.identity.embedder import FrameEmbeddings
 from workers.identity.persons import StillFrames
 from workers.identity.tracking import FaceTracker, FrameDetections
 from workers.media.video import SampledFrame
@@ -76,7 +76,8 @@ class FrameAnalyzer:
         self.scores: dict[str, list[float]] = {}
         self.crop_keys: dict[str, list[str]] | None = {} if options.return_face_url else None
         self.shapes: dict | None = {} if options.landmarks == "90" else None
-        embed = get_embedder().embed if (video or (options.persons and len(options.frame_urls) > 1)) else None
+        self.embeddings = FrameEmbeddings()
+        embed = self.embeddings.embed if (video or (options.persons and len(options.frame_urls) > 1)) else None
         self.tracker = FaceTracker(embed, same_person=settings.person_match_threshold) if video else None
         self.stills = StillFrames(embed, settings.person_match_threshold) if not video else None
         self.person_crops: dict[int, bytes] = {}  # id(face) -> JPEG of its expanded region
@@ -100,6 +101,7 @@ class FrameAnalyzer:
 
     def _record(self, frame: SampledFrame, faces: list[Face], shapes: list | None) -> None:
         image = frame.image_bgr
+        self.embeddings.next_frame()
         if frame.scale != 1:  # a reduced JPEG (only when nothing below needs the file's pixels)
             faces = in_file_pixels(faces, frame.scale, *frame.size)
         key = str(frame.index)
@@ -116,7 +118,7 @@ class FrameAnalyzer:
         elif self.options.persons:
             self.stills.add(frame.index, timestamp, image, faces)
         if self.recognition is not None:
-            self.recognition.add(key, image, faces)
+            self.recognition.add(key, image, faces, self.embeddings.embed)
         if self.options.persons:
             height, width = image.shape[:2]
             for face in faces:

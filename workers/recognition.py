@@ -28,7 +28,8 @@ from facequeue.core.storage import MediaStorage, collection_face_key
 from facequeue.plumbing.metrics import COLLECTION_SEARCH
 from facequeue.plumbing.sessions import session_scope
 from workers.crops import crop_jpeg, expanded_region
-from workers.identity.embedder import FaceEmbedding, get_embedder
+from workers.identity.embedder import FaceEmbedding
+from workers.identity.persons import EmbedFn
 from workers.results import region
 from workers.vision import Face, box_iou
 
@@ -116,9 +117,8 @@ class FaceRecognition:
                 keys = [_collection_pk(session, tenant_id, wanted) for wanted in (options.index, options.search)]
         return cls(task_id, options, storage, *keys, persons_batch_id)
 
-    def add(self, key: str, image_bgr: np.ndarray, faces: list[Face]) -> None:
-        embedder = get_embedder()
-        found = [embedder.embed(image_bgr, face) for face in faces]
+    def add(self, key: str, image_bgr: np.ndarray, faces: list[Face], embed: EmbedFn) -> None:
+        found = [embed(image_bgr, face) for face in faces]
         self.faces[key] = [EmbeddedFace(embedding, region(face)) for face, embedding in zip(faces, found, strict=True)]
         if self.index_pk is None:
             return

@@ -72,6 +72,23 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
 
 
+class FrameEmbeddings:
+    """Each face of one frame embedded at most once, for whoever asks first (the tracker, or the stills' persons)
+    and then for recognition; `next_frame` forgets them. The faces are held with their embeddings, so no id is
+    reused while it remembers."""
+
+    def __init__(self) -> None:
+        self._embedded: dict[int, tuple[Face, FaceEmbedding]] = {}
+
+    def embed(self, image_bgr: np.ndarray, face: Face) -> FaceEmbedding:
+        if id(face) not in self._embedded:
+            self._embedded[id(face)] = (face, get_embedder().embed(image_bgr, face))
+        return self._embedded[id(face)][1]
+
+    def next_frame(self) -> None:
+        self._embedded.clear()
+
+
 @cache
 def get_embedder() -> SFaceEmbedder:
     """One loaded embedder per worker process."""
